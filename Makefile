@@ -1,0 +1,29 @@
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup test lint demo e2e bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml .ci/setup
+	VENV=$(VENV) ./.ci/setup
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check pep_agent tests
+	$(VENV)/bin/mypy
+
+test: lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH ./example-scripts/demo.sh
+
+e2e: $(STAMP)
+	$(PY) -m pytest -q tests/e2e --timeout=2400
+
+bench: $(STAMP)
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

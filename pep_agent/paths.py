@@ -1,0 +1,93 @@
+"""Every on-disk location the agent uses, derived from one root. No side effects.
+
+`Paths(root)` is the only place besides profiles.py where absolute machine paths appear; the
+whole agent runs inside any directory given as root, which is how tests and the demo work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Locations under `root`; `root == Path("/")` on a real gateway."""
+
+    root: Path = Path("/")
+
+    def under(self, absolute: str | Path) -> Path:
+        """Map an absolute machine path (e.g. from a profile) below the root."""
+        return self.root / str(absolute).lstrip("/")
+
+    @property
+    def sandboxed(self) -> bool:
+        return self.root.resolve() != Path("/")
+
+    @property
+    def env_file(self) -> Path:
+        return self.under("/etc/default/pep-agent")
+
+    @property
+    def state_dir(self) -> Path:
+        return self.under("/var/lib/pep-agent")
+
+    @property
+    def journal(self) -> Path:
+        return self.state_dir / "state.json"
+
+    @property
+    def saved_response(self) -> Path:
+        return self.state_dir / "response.json"
+
+    @property
+    def staging(self) -> Path:
+        return self.state_dir / "staging"
+
+    @property
+    def provisioned_marker(self) -> Path:
+        return self.state_dir / "provisioned"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.under("/run/pep-agent")
+
+    @property
+    def lock(self) -> Path:
+        return self.run_dir / "lock"
+
+    @property
+    def sandbox_services(self) -> Path:
+        """Where the sandbox service manager records what it would have done."""
+        return self.state_dir / "sandbox-services.log"
+
+    @property
+    def leds(self) -> Path:
+        return self.under("/sys/class/leds")
+
+    @property
+    def device_tree_serial(self) -> tuple[Path, ...]:
+        return (
+            self.under("/proc/device-tree/serial-number"),
+            self.under("/sys/firmware/devicetree/base/serial-number"),
+        )
+
+    @property
+    def device_tree_model(self) -> Path:
+        return self.under("/proc/device-tree/model")
+
+    @property
+    def cpuinfo(self) -> Path:
+        return self.under("/proc/cpuinfo")
+
+    @property
+    def dmi_serial(self) -> Path:
+        return self.under("/sys/class/dmi/id/product_serial")
+
+    @property
+    def parsec_socket(self) -> Path:
+        return self.under("/run/parsec/parsec.sock")
+
+    @property
+    def parsec_state(self) -> Path:
+        return self.under("/userdata/parsec")

@@ -1,0 +1,113 @@
+"""The process funnel: every child process the agent runs or spawns goes through here.
+
+Side effects: starts processes, sends them signals. Every call has a timeout or a deadline,
+stdin is /dev/null, and failures raise ProcessError carrying argv, exit code and output.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class ProcessError(Exception):
+    """A command failed, timed out or could not start."""
+
+    def __init__(self, argv: Sequence[str], reason: str, returncode: int | None = None,
+                 stdout: str = "", stderr: str = "") -> None:
+        super().__init__(f"{argv[0] if argv else '?'}: {reason}")
+        self.argv = list(argv)
+        self.reason = reason
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run(argv: Sequence[str], *, timeout: float, check: bool = True,
+        env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Result:
+    """Run argv to completion within `timeout` seconds, capturing text output."""
+    try:
+        cp = subprocess.run(
+            list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+            timeout=timeout, env=None if env is None else dict(env), cwd=cwd, check=False,
+        )
+    except FileNotFoundError:
+        raise ProcessError(argv, "command not found") from None
+    except PermissionError:
+        raise ProcessError(argv, "not executable") from None
+    except subprocess.TimeoutExpired as e:
+        raise ProcessError(argv, f"timed out after {timeout:g} s",
+                           stdout=_text(e.stdout), stderr=_text(e.stderr)) from None
+    result = Result(list(argv), cp.returncode, cp.stdout, cp.stderr)
+    if check and cp.returncode != 0:
+        raise ProcessError(argv, f"exited with status {cp.returncode}", cp.returncode,
+                           cp.stdout, cp.stderr)
+    return result
+
+
+def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a long-running child whose stdout (merged with stderr) the caller reads.
+
+    The child gets its own session so that a stop can reach its whole process group.
+    """
+    try:
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=None if env is None else dict(env), cwd=cwd,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise ProcessError(argv, "command not found") from None
+    except PermissionError:
+        raise ProcessError(argv, "not executable") from None
+    except OSError as e:
+        raise ProcessError(argv, f"cannot start: {e.strerror}") from None
+
+
+def stop(child: subprocess.Popen[bytes], *, grace: float = 5.0) -> int:
+    """Terminate a spawned child: SIGTERM to its group, then SIGKILL after `grace` seconds."""
+    if child.poll() is None:
+        _signal_group(child.pid, signal.SIGTERM)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            _signal_group(child.pid, signal.SIGKILL)
+            child.wait(timeout=grace)
+    # A grandchild that outlived its parent in the same group must not linger either.
+    _signal_group(child.pid, signal.SIGKILL)
+    return child.returncode
+
+
+def wait(child: subprocess.Popen[bytes], *, deadline: float) -> int | None:
+    """Wait until the child exits or the monotonic `deadline` passes; None on timeout."""
+    try:
+        return child.wait(timeout=max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _text(data: bytes | str | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data
