@@ -20,6 +20,7 @@ demo: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH ./example-scripts/demo.sh
 
 e2e: $(STAMP)
+	./tests/e2e/prepare.sh
 	$(PY) -m pytest -q tests/e2e --timeout=2400
 
 bench: $(STAMP)

@@ -49,6 +49,10 @@ class Paths:
         return self.state_dir / "provisioned"
 
     @property
+    def verified_marker(self) -> Path:
+        return self.state_dir / "verified"
+
+    @property
     def run_dir(self) -> Path:
         return self.under("/run/pep-agent")
 

@@ -1,4 +1,6 @@
-"""Platform profiles: where each gateway family keeps FCC, credentials and identity. No side effects.
+"""Platform profiles: where each gateway family keeps FCC, credentials and identity.
+
+No side effects.
 
 Facts from the public meta-edge, meta-pelion-edge, snap and Debian packaging; any field can be
 overridden by configuration when a real gateway disagrees.

@@ -88,8 +88,9 @@ class PepClient:
             resp = self.session.get(url, params=query, timeout=self.timeout, stream=True)
             body = _read_capped(resp)
         except requests.exceptions.SSLError as e:
-            raise ServerUnreachableError(f"TLS failure talking to {self.base_url}: {_short(e)}",
-                                         hint="check --ca-cert, or the server certificate") from None
+            raise ServerUnreachableError(
+                f"TLS failure talking to {self.base_url}: {_short(e)}",
+                hint="check --ca-cert, or the server certificate") from None
         except requests.exceptions.Timeout:
             raise _transient(ServerUnreachableError(
                 f"{what}: no answer from {self.base_url} within {self.timeout[1]:g} s")) from None
@@ -98,7 +99,7 @@ class PepClient:
                 f"{what}: cannot reach {self.base_url} ({_short(e)})")) from None
         except requests.exceptions.RequestException as e:
             raise _transient(ServerUnreachableError(f"{what}: {_short(e)}")) from None
-        resp._content = body  # noqa: SLF001 - the capped body replaces requests' own read
+        resp._content = body
         _raise_for_status(resp, what)
         return resp
 

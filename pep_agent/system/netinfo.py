@@ -38,5 +38,15 @@ def route_source_address(host: str, port: int) -> str | None:
 
 def default_interface() -> str | None:
     """The interface of the IPv4 default route, if there is one."""
-    gw = netifaces.gateways().get("default", {}).get(netifaces.AF_INET)
+    default = netifaces.gateways().get("default")
+    gw = default.get(netifaces.AF_INET) if isinstance(default, dict) else None
     return str(gw[1]) if gw else None
+
+
+def tcp_probe(ip: str, port: int, timeout: float) -> str | None:
+    """None when something accepts TCP connections at ip:port, else the reason it does not."""
+    try:
+        with socket.create_connection((ip, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return e.strerror or type(e).__name__

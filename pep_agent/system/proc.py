@@ -6,6 +6,7 @@ stdin is /dev/null, and failures raise ProcessError carrying argv, exit code and
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -13,6 +14,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+# The handle of a spawned child, so that callers need not import subprocess themselves.
+Child = subprocess.Popen
 
 
 class ProcessError(Exception):
@@ -101,13 +105,63 @@ def wait(child: subprocess.Popen[bytes], *, deadline: float) -> int | None:
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _text(data: bytes | str | None) -> str:
     if data is None:
         return ""
     return data.decode(errors="replace") if isinstance(data, bytes) else data
+
+
+def process_start_time(pid: int) -> float | None:
+    """The kernel's start time of `pid` (to recognise it later despite pid reuse)."""
+    import psutil  # imported here: only the FCC path needs it
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
+
+
+def reap_leftover(pid: int, started: float | None, *, grace: float = 5.0,
+                  wait_first: float = 0.0) -> bool:
+    """End a process left over from a crashed run, if it is still the same process.
+
+    Waits up to `wait_first` seconds for it to exit on its own, then SIGTERM, then SIGKILL.
+    Returns True when such a process was found.
+    """
+    import psutil
+
+    try:
+        p = psutil.Process(pid)
+        if started is not None and abs(p.create_time() - started) > 0.05:
+            return False  # the pid now belongs to somebody else
+    except psutil.Error:
+        return False
+    if wait_first > 0:
+        try:
+            p.wait(timeout=wait_first)
+            return True
+        except psutil.TimeoutExpired:
+            pass
+        except psutil.Error:
+            return True
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            p.send_signal(sig)
+            p.wait(timeout=grace)
+            return True
+        except psutil.TimeoutExpired:
+            continue
+        except psutil.Error:
+            return True
+    return True
+
+
+def which(name: str) -> str | None:
+    """The full path of a command on PATH."""
+    import shutil
+
+    return shutil.which(name)

@@ -1,0 +1,67 @@
+"""The Typer application, shared options and the error-to-exit-code wrapper. No side effects."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+
+from pep_agent.errors import Exit, PepError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# rich_markup_mode=None keeps rich out of --help; no pretty tracebacks, which would print
+# local variables (and with them secrets).
+app = typer.Typer(
+    name="pep-agent", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    help="Provision an Izuma/Pelion Edge gateway with its production identity.",
+)
+
+RootOpt = Annotated[Optional[Path], typer.Option(
+    "--root", help="Run inside DIR instead of / (sandbox: the host is never touched).",
+    show_default=False)]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and tracebacks.")]
+
+
+def fail(err: PepError) -> None:
+    """Print the one-line error and its hint to stderr."""
+    print(f"pep-agent: error: {err.message}", file=sys.stderr)
+    if err.hint:
+        print(f"pep-agent: hint: {err.hint}", file=sys.stderr)
+
+
+def handles_errors(func: F) -> F:
+    """Map PepError to its exit code; tracebacks only at debug level."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PepError as e:
+            logging.getLogger("pep_agent").debug("error detail", exc_info=True)
+            fail(e)
+            raise typer.Exit(int(e.code)) from None
+        except KeyboardInterrupt:
+            print("pep-agent: interrupted", file=sys.stderr)
+            raise typer.Exit(int(Exit.ABORTED)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def setup_logs(debug: bool) -> None:
+    from pep_agent.system.logs import setup_logging
+
+    setup_logging(debug=debug)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from pep_agent.cli import provisioning, server, sim  # noqa: F401 - registers the commands
+
+    app()

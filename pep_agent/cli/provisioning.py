@@ -1,0 +1,151 @@
+"""Commands for the gateway itself: provision, reprovision, status, verify, led.
+
+Side effects: those of the flow (services, files, FCC, HTTP, LED); status only reads.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from pep_agent.cli.app import DebugOpt, RootOpt, app, handles_errors, setup_logs
+from pep_agent.errors import AbortedError, UsageError
+
+
+def _opt(*names: str, help: str, **kw: Any) -> Any:
+    return typer.Option(*names, help=help, show_default=False, **kw)
+
+
+ServerOpt = Annotated[Optional[str], _opt("--server", help="pep server URL [PEP_SERVER_URL]")]
+ProfileOpt = Annotated[Optional[str], _opt(
+    "--profile", help="Platform profile: lmp, meta-pelion-edge, snap, debian [PEP_PROFILE]")]
+SerialOpt = Annotated[Optional[str], _opt("--serial", help="Serial number [PEP_SERIAL]")]
+IfaceOpt = Annotated[Optional[str], _opt(
+    "--interface", help="Interface FCC listens on [PEP_INTERFACE]")]
+FccOpt = Annotated[Optional[str], _opt(
+    "--fcc-command", help="Command line replacing the profile's FCC binary [PEP_FCC_COMMAND]")]
+ParsecOpt = Annotated[Optional[bool], _opt(
+    "--parsec/--no-parsec", help="Parsec/TPM storage (default: detect the Parsec socket)")]
+NoRebootOpt = Annotated[bool, typer.Option("--no-reboot", help="Do not reboot at the end.")]
+
+
+def settings_from(**cli: Any) -> Any:
+    from pep_agent.config import load_settings
+
+    parsec = cli.pop("parsec", None)
+    if parsec is not None:
+        cli["parsec"] = "true" if parsec else "false"
+    if cli.pop("no_reboot", False):
+        cli["reboot"] = False
+    return load_settings(cli)
+
+
+@app.command()
+@handles_errors
+def provision(root: RootOpt = None, profile: ProfileOpt = None, server: ServerOpt = None,
+              serial: SerialOpt = None, interface: IfaceOpt = None, fcc_command: FccOpt = None,
+              parsec: ParsecOpt = None, no_reboot: NoRebootOpt = False,
+              debug: DebugOpt = False) -> None:
+    """Provision this gateway: FCC + pep server → identity.json and mcc_config, then reboot."""
+    setup_logs(debug)
+    from pep_agent import flow
+
+    settings = settings_from(root=root, profile=profile, server_url=server, serial=serial,
+                             interface=interface, fcc_command=fcc_command, parsec=parsec,
+                             no_reboot=no_reboot)
+    ctx = flow.build_context(settings)
+    outcome = flow.provision(ctx)
+    data = ctx.journal.data
+    if outcome == "already-provisioned":
+        print(f"already provisioned (serial {data.get('serial')}); "
+              "use `pep-agent reprovision` to start over")
+    else:
+        print(f"provisioned serial {data.get('serial')}: enrollment id {data.get('enrollment_id')}")
+
+
+@app.command()
+@handles_errors
+def reprovision(root: RootOpt = None, profile: ProfileOpt = None, server: ServerOpt = None,
+                serial: SerialOpt = None, interface: IfaceOpt = None,
+                fcc_command: FccOpt = None, parsec: ParsecOpt = None,
+                no_reboot: NoRebootOpt = False,
+                yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
+                debug: DebugOpt = False) -> None:
+    """Erase this gateway's identity (and Parsec state) and provision it again."""
+    setup_logs(debug)
+    from pep_agent import flow, lifecycle
+
+    settings = settings_from(root=root, profile=profile, server_url=server, serial=serial,
+                             interface=interface, fcc_command=fcc_command, parsec=parsec,
+                             no_reboot=no_reboot)
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UsageError("reprovision erases this gateway's identity: pass --yes to confirm")
+        if not typer.confirm("Erase this gateway's identity and provision it again?"):
+            raise AbortedError("nothing changed")
+    ctx = flow.build_context(settings)
+    lifecycle.reprovision(ctx)
+    print(f"reprovisioned serial {ctx.journal.data.get('serial')}: "
+          f"enrollment id {ctx.journal.data.get('enrollment_id')}")
+
+
+@app.command()
+@handles_errors
+def status(root: RootOpt = None,
+           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
+           wait: Annotated[bool, typer.Option("--wait", help="Block until the run ends.")] = False,
+           timeout: Annotated[float, typer.Option(help="Longest --wait, seconds.")] = 3600.0,
+           ) -> None:
+    """Where provisioning is: exit 0 done, 1 failed, 2 running or not started."""
+    from pep_agent import report
+
+    paths = _paths(root)
+    deadline = time.monotonic() + timeout
+    doc = report.status_document(paths)
+    while wait and doc["state"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+        doc = report.status_document(paths)
+    if as_json:
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        print(report.human(doc))
+    raise typer.Exit(report.exit_code(doc["state"]))
+
+
+@app.command()
+@handles_errors
+def verify(root: RootOpt = None, debug: DebugOpt = False,
+           timeout: Annotated[Optional[float], _opt(
+               "--timeout", help="Deadline in seconds [PEP_VERIFY_TIMEOUT]")] = None) -> None:
+    """After the reboot: wait for edge-core to connect with the provisioned serial."""
+    setup_logs(debug)
+    from pep_agent import lifecycle
+
+    settings = settings_from(root=root, verify_timeout=timeout)
+    result = lifecycle.verify_connection(settings)
+    print(f"verified: edge-core connected as {result.get('endpoint-name')}")
+
+
+@app.command()
+@handles_errors
+def led(state: Annotated[str, typer.Argument(help="off, provisioning, waiting, success, "
+                                              "verified, failed, failed-<class>")],
+        root: RootOpt = None) -> None:
+    """Show an LED state by hand, to test a board's LED on the line."""
+    from pep_agent.flow import make_led_for
+    from pep_agent.system.leds import STATES
+
+    if state not in STATES:
+        raise UsageError(f"unknown LED state {state!r}", hint="one of: " + ", ".join(STATES))
+    make_led_for(settings_from(root=root)).show(state)
+
+
+def _paths(root: Optional[Path]) -> Any:
+    from pep_agent.config import load_settings
+
+    return load_settings({"root": root}).paths

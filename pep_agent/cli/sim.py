@@ -1,0 +1,48 @@
+"""`pep-agent sim server|fcc`: the simulators, for demos, tests and QA. Side effects: theirs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pep_agent.cli.app import app, handles_errors
+
+sim_app = typer.Typer(help="Simulators of the pep server and of FCC.", no_args_is_help=True,
+                      rich_markup_mode=None)
+app.add_typer(sim_app, name="sim")
+
+
+@sim_app.command("server")
+@handles_errors
+def sim_server(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 5151,
+    db: Annotated[Optional[Path], typer.Option(help="SQLite file (default: temporary).")] = None,
+    fail_next: Annotated[int, typer.Option(help="Fail the next N identity requests.")] = 0,
+    fail_status: Annotated[int, typer.Option(help="HTTP status of those failures.")] = 503,
+    delay: Annotated[float, typer.Option(help="Seconds before answering identity.")] = 0.0,
+    drop_next: Annotated[int, typer.Option(help="Drop the next N connections.")] = 0,
+    fcc_timeout: Annotated[float, typer.Option(help="Socket timeout towards FCC.")] = 30.0,
+) -> None:
+    """A pep server: the v3 API, records in SQLite, the real FCC exchange."""
+    from pep_agent.sim.server import serve
+
+    serve(host, port, db, fail_next=fail_next, fail_status=fail_status, delay=delay,
+          drop_next=drop_next, fcc_timeout=fcc_timeout)
+
+
+@sim_app.command("fcc")
+@handles_errors
+def sim_fcc(
+    parsec: Annotated[bool, typer.Option("--parsec", help="Store in mcc_config/its|pst.")] = False,
+    mcc_config: Annotated[Optional[Path], typer.Option(help="mcc_config for --parsec.")] = None,
+    fault: Annotated[Optional[str], typer.Option(help="crash, silent, no-accept, fail-after, "
+                                                     "hang-after, ignore-term, "
+                                                     "pause-after-exchange")] = None,
+) -> None:
+    """An FCC: prints its IP and port, takes one factory exchange, exits."""
+    from pep_agent.sim.fcc import run
+
+    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault))

@@ -1,0 +1,95 @@
+"""Serial number and interface discovery.
+
+Side effects: reads device-tree, /proc and DMI files under the root; may run the configured
+serial command; reads interface addresses. Nothing is written.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pep_agent.config import Settings
+from pep_agent.errors import NetworkError, SerialError
+from pep_agent.system import netinfo, proc
+
+# The pep server re-decodes the serial with decodeURI; these are the characters it survives.
+SERIAL_RE = re.compile(r"^[A-Za-z0-9'+,\-.:/= ]+$")
+SERIAL_MAX = 64  # the serial becomes the LwM2M endpoint name
+
+
+def validate_serial(serial: str, source: str) -> str:
+    """The serial, stripped; SerialError when empty, too long or with a forbidden character."""
+    value = serial.strip().strip("\x00").strip()
+    if not value:
+        raise SerialError(f"the serial number from {source} is empty")
+    if len(value) > SERIAL_MAX:
+        raise SerialError(f"the serial number from {source} has {len(value)} characters "
+                          f"(at most {SERIAL_MAX})")
+    if not SERIAL_RE.match(value):
+        bad = sorted({c for c in value if not SERIAL_RE.match(c)})
+        raise SerialError(
+            f"the serial number from {source} contains forbidden character(s) "
+            f"{' '.join(repr(c) for c in bad)}",
+            hint="allowed: letters, digits, space and ' + , - . : / =")
+    return value
+
+
+def cpuinfo_serial(text: str) -> str | None:
+    """The `Serial` field of /proc/cpuinfo (Raspberry Pi), if present and not all zeros."""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Serial" and value.strip().strip("0"):
+            return value.strip()
+    return None
+
+
+def discover_serial(settings: Settings,
+                    run: Callable[..., proc.Result] = proc.run) -> tuple[str, str]:
+    """(serial, source): configured value, device tree, cpuinfo, DMI, then the serial command."""
+    if settings.serial is not None:
+        return validate_serial(settings.serial, "the configuration"), "configuration"
+    paths = settings.paths
+    for path in paths.device_tree_serial:
+        text = _read(path)
+        if text and text.strip("\x00").strip():
+            return validate_serial(text, str(path)), "device-tree"
+    text = _read(paths.cpuinfo)
+    serial = cpuinfo_serial(text) if text else None
+    if serial:
+        return validate_serial(serial, "/proc/cpuinfo"), "cpuinfo"
+    text = _read(paths.dmi_serial)
+    if text and text.strip() and text.strip().lower() not in ("", "none", "to be filled by o.e.m."):
+        return validate_serial(text, "DMI product_serial"), "dmi"
+    if settings.serial_command:
+        try:
+            result = run(shlex.split(settings.serial_command), timeout=30)
+        except (proc.ProcessError, ValueError) as e:
+            raise SerialError(f"the serial command failed: {e}") from None
+        return validate_serial(result.stdout, "the serial command"), "command"
+    raise SerialError("no serial number found (device tree, /proc/cpuinfo, DMI)")
+
+
+def choose_interface(settings: Settings) -> str:
+    """The configured interface, else the one routing towards the server, else the default."""
+    if settings.interface:
+        return settings.interface
+    parts = urlsplit(settings.server_url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    src = netinfo.route_source_address(parts.hostname or "", port)
+    iface = netinfo.interface_of_address(src) if src else None
+    iface = iface or netinfo.default_interface()
+    if not iface:
+        raise NetworkError("no network interface routes towards the server",
+                           hint="pass --interface or set PEP_INTERFACE")
+    return iface
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None

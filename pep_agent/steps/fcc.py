@@ -1,0 +1,129 @@
+"""FCC, the factory-configurator-client: start it, learn its IP and port, wait for it to exit.
+
+Side effects: spawns the FCC process (through the process funnel), reads its output on a
+thread, opens one TCP probe connection to the port it reports, and stops it on failure.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from pep_agent.errors import FccExchangeError, FccStartError, NetworkError
+from pep_agent.system import netinfo, proc
+
+log = logging.getLogger(__name__)
+
+ADDRESS_RE = re.compile(r"Client IP Address and Port :\s+(\d{1,3}(?:\.\d{1,3}){3}):(\d+)")
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def parse_fcc_address(line: str) -> tuple[str, int] | None:
+    """(ip, port) from FCC's `Client IP Address and Port :  A.B.C.D:P` line, else None."""
+    m = ADDRESS_RE.search(ANSI_RE.sub("", line))
+    if not m:
+        return None
+    ip, port = m.group(1), int(m.group(2))
+    if not all(0 <= int(o) <= 255 for o in ip.split(".")) or not 0 < port < 65536:
+        return None
+    return ip, port
+
+
+def fcc_environment(interface: str, entropy: str | None,
+                    base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """FCC's environment: ours, plus the interface it binds and the entropy source if set."""
+    env = dict(os.environ if base is None else base)
+    env["ETHERNET_LINUX_IFACE_NAME"] = interface
+    if entropy:
+        env["ENTROPYSOURCE"] = entropy
+    return env
+
+
+class FccSession:
+    """One FCC process. Its output is drained continuously so that it never blocks on a pipe."""
+
+    def __init__(self, child: proc.Child[bytes]) -> None:
+        self.child = child
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._reader = threading.Thread(target=self._drain, name="fcc-output", daemon=True)
+        self._reader.start()
+
+    @classmethod
+    def start(cls, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> FccSession:
+        try:
+            return cls(proc.spawn(argv, env=env, cwd=cwd))
+        except proc.ProcessError as e:
+            raise FccStartError(f"cannot start FCC ({argv[0]}): {e.reason}") from None
+
+    @property
+    def pid(self) -> int:
+        return self.child.pid
+
+    def _drain(self) -> None:
+        assert self.child.stdout is not None
+        for raw in self.child.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            self.tail.append(ANSI_RE.sub("", line))
+            log.debug("fcc: %s", line)
+            self.lines.put(line)
+        self.lines.put(None)
+
+    def read_address(self, *, deadline: float) -> tuple[str, int]:
+        """Wait for the address line until the monotonic `deadline`."""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise FccStartError("FCC did not print its IP address and port in time"
+                                    + self._tail_hint())
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                continue
+            if line is None:
+                code = self.child.wait(timeout=5)
+                raise FccStartError(f"FCC exited with status {code} before printing its port"
+                                    + self._tail_hint())
+            found = parse_fcc_address(line)
+            if found:
+                return found
+
+    def probe(self, ip: str, port: int, timeout: float = 5.0) -> None:
+        """Confirm FCC listens there. FCC survives a connection closed before any token."""
+        problem = netinfo.tcp_probe(ip, port, timeout)
+        if problem:
+            raise FccStartError(f"FCC reported {ip}:{port} but nothing accepts connections "
+                                f"there ({problem})")
+
+    def wait_exit(self, *, deadline: float) -> None:
+        """FCC must exit 0 by `deadline`; otherwise it is stopped and FccExchangeError raised."""
+        code = proc.wait(self.child, deadline=deadline)
+        if code is None:
+            self.stop()
+            raise FccExchangeError("FCC did not exit after the factory exchange in time"
+                                   + self._tail_hint())
+        if code != 0:
+            raise FccExchangeError(f"FCC exited with status {code}" + self._tail_hint())
+
+    def stop(self) -> None:
+        proc.stop(self.child)
+        self._reader.join(timeout=5)
+
+    def _tail_hint(self) -> str:
+        last = [t.strip() for t in self.tail if t.strip()]
+        return f"; its last line: {last[-1][:160]!r}" if last else ""
+
+
+def check_ip_on_interface(ip: str, interface: str, addresses: Sequence[str]) -> None:
+    """The IP sent to the server is FCC's; it must be one of the interface's addresses."""
+    if ip not in addresses:
+        raise NetworkError(f"FCC reports IP {ip}, which is not an address of {interface} "
+                           f"({', '.join(addresses) or 'none'})",
+                           hint="check ETHERNET_LINUX_IFACE_NAME handling and --interface")

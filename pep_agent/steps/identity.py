@@ -1,0 +1,61 @@
+"""The identity request: backoff schedule, response checks, and the commit point.
+
+Side effects: none of its own beyond what the callers pass in (HTTP client, clock, sleep);
+`save_response` writes the server's answer durably with mode 0600.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from pep_agent.errors import AlreadyProvisionedError, BadResponseError
+from pep_agent.system.fsutil import atomic_write
+
+NO_VERIFICATION_KEY = "verification-key-does-not-exist"  # what the reference CLI sends
+
+
+def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
+    """The upper bound of the wait after failed attempt number `attempt` (1-based)."""
+    return float(min(cap, base * (2 ** min(attempt - 1, 30))))
+
+
+def check_response(data: dict[str, Any], serial: str) -> str:
+    """The enrollment id, after checking the answer is an identity for `serial`."""
+    got = data.get("serialNumber")
+    if not isinstance(got, str):
+        raise BadResponseError("the server's identity answer has no serialNumber")
+    if got != serial:
+        raise BadResponseError(f"the server answered for serial {got!r}, not {serial!r}")
+    enrollment = data.get("enrollmentID")
+    if not isinstance(enrollment, str) or not enrollment.strip():
+        raise BadResponseError("the server's identity answer has no enrollmentID")
+    return enrollment
+
+
+def already_provisioned(serial: str) -> AlreadyProvisionedError:
+    return AlreadyProvisionedError(
+        f"serial {serial} is already provisioned on the server",
+        hint="remove its record there or use another serial")
+
+
+def save_response(path: Path, data: dict[str, Any]) -> None:
+    """The commit point: after this, a rerun installs this answer and never asks again."""
+    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
+
+
+def load_response(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        raise BadResponseError(f"the saved server response {path} is unreadable",
+                               hint="remove it with `pep-agent reprovision`") from None
+    return data if isinstance(data, dict) else None
+
+
+def identity_document(data: dict[str, Any]) -> bytes:
+    """identity.json as installed: the server's answer, as the reference CLI saves it."""
+    return (json.dumps(data, indent=2) + "\n").encode()

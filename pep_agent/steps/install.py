@@ -1,0 +1,89 @@
+"""Clearing the old identity and installing the new one as a swap.
+
+Side effects: renames credential and identity directories under the root, writes identity.json
+(0600) atomically, removes the previous identity only once the new one is complete.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pep_agent.errors import InstallError
+from pep_agent.paths import Paths
+from pep_agent.profiles import Profile
+from pep_agent.system.fsutil import (
+    atomic_write,
+    install_error,
+    move_aside,
+    non_empty_dir,
+    remove,
+    swap_in,
+)
+
+PREVIOUS = ".pep-previous"
+
+
+def targets(paths: Paths, profile: Profile) -> tuple[Path, Path]:
+    """(mcc_config directory, identity.json file) under the root."""
+    return paths.under(profile.mcc_config), paths.under(profile.identity_json)
+
+
+def backups(paths: Paths, profile: Profile) -> list[Path]:
+    mcc, identity = targets(paths, profile)
+    return [mcc.with_name(mcc.name + PREVIOUS), identity.parent.with_name(
+        identity.parent.name + PREVIOUS)]
+
+
+def clear_identity(paths: Paths, profile: Profile) -> list[str]:
+    """Move the old credentials and identity aside (kept until the new ones are installed)."""
+    mcc, identity = targets(paths, profile)
+    moved = []
+    try:
+        for src, backup in zip((mcc, identity.parent), backups(paths, profile)):
+            if move_aside(src, backup):
+                moved.append(str(src))
+        for extra in profile.extra_clear:
+            remove(paths.under(extra))
+    except OSError as e:
+        raise install_error("clearing the old identity", e) from None
+    return moved
+
+
+def staged_pal(paths: Paths) -> Path:
+    return paths.staging / "pal"
+
+
+def credentials_ready(paths: Paths, profile: Profile, parsec: bool) -> bool:
+    """FCC stored the credentials: in staging, or already swapped into place."""
+    mcc, _ = targets(paths, profile)
+    if parsec:
+        return (mcc / "pst").exists()
+    return non_empty_dir(staged_pal(paths) / "WORKING") or non_empty_dir(mcc / "WORKING")
+
+
+def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> None:
+    """Switch the staged credentials into place, then write identity.json. Idempotent."""
+    mcc, identity_path = targets(paths, profile)
+    if parsec:
+        if not (mcc / "pst").exists():
+            raise InstallError(f"{mcc / 'pst'} is missing: FCC did not store the credentials "
+                               "in Parsec", hint="check parsec.service and FCC's output")
+    else:
+        pal = staged_pal(paths)
+        if pal.exists():
+            if not non_empty_dir(pal / "WORKING"):
+                raise InstallError("FCC's pal/WORKING folder is empty: nothing to install")
+            swap_in(pal, mcc)
+        elif not non_empty_dir(mcc / "WORKING"):
+            raise InstallError(f"no staged credentials and no {mcc}/WORKING")
+    try:
+        identity_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        atomic_write(identity_path, identity, mode=0o600)
+    except OSError as e:
+        raise install_error(f"writing {identity_path}", e) from None
+
+
+def drop_previous(paths: Paths, profile: Profile) -> None:
+    """The new identity is complete: the previous one can go."""
+    for backup in backups(paths, profile):
+        remove(backup)

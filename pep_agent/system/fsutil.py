@@ -1,0 +1,99 @@
+"""The file funnel: durable writes and directory swaps.
+
+Side effects: writes, renames and removes files; fsyncs files and directories. Every write that
+matters goes temp-file → fsync → chmod → rename → fsync(dir), so a power cut leaves either
+the old content or the new, never a torn file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from pep_agent.errors import InstallError
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or unlink inside `path` durable."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
+    """Replace `path` with `data` atomically and durably; the mode is set before it is visible."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    fsync_dir(path.parent)
+
+
+def install_error(what: str, exc: OSError) -> InstallError:
+    """An InstallError with a hint that matches the OS error (full disk, read-only fs, ...)."""
+    hints = {
+        errno.ENOSPC: "the disk is full: free space and run again",
+        errno.EROFS: "the file system is read-only: remount it read-write",
+        errno.EACCES: "permission denied: run as root",
+        errno.EPERM: "permission denied: run as root",
+    }
+    reason = exc.strerror or type(exc).__name__
+    return InstallError(f"{what}: {reason}", hint=hints.get(exc.errno or 0))
+
+
+def swap_in(src: Path, target: Path) -> None:
+    """Rename directory `src` to `target`, which must not exist; then fsync both parents."""
+    if target.exists():
+        raise InstallError(f"{target} exists already; refusing to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(src, target)
+    except OSError as e:
+        if e.errno == errno.EXDEV:
+            raise InstallError(f"{src} and {target} are on different file systems",
+                               hint="put the state directory on the same file system as "
+                                    "the credentials") from None
+        raise install_error(f"moving {src} to {target}", e) from None
+    fsync_dir(target.parent)
+    fsync_dir(src.parent)
+
+
+def move_aside(path: Path, backup: Path) -> bool:
+    """Rename `path` to `backup` (replacing an older backup). False when `path` is absent."""
+    if not path.exists() and not path.is_symlink():
+        return False
+    remove(backup)
+    os.rename(path, backup)
+    fsync_dir(path.parent)
+    return True
+
+
+def remove(path: Path) -> None:
+    """Remove a file, symlink or directory tree if present."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def non_empty_dir(path: Path) -> bool:
+    try:
+        return path.is_dir() and any(path.iterdir())
+    except OSError:
+        return False
