@@ -1,0 +1,306 @@
+"""Status LEDs: one sysfs LED, a sysfs red/green/blue triplet, an external command, or none.
+
+Side effects: writes attributes of existing sysfs LED directories (trigger, brightness,
+delay_on, delay_off, pattern), reads the `ledConfig` key of identity.json, or runs the
+configured LED command. Nothing here ever raises from `show()`: a broken LED is logged as a
+warning and provisioning carries on. Files are never created in the LED directory, and writes
+are plain writes because sysfs attributes cannot be replaced by rename.
+
+How failures are signalled on one colour: the kernel `timer` trigger only blinks at a steady
+rate, so it cannot say "N blinks, then a pause". The `pattern` trigger (kernel 4.20+,
+CONFIG_LEDS_TRIGGER_PATTERN) can, so a failure class is shown as N short blinks (200 ms on,
+300 ms off) followed by a 2 s dark pause, repeated; N is `BLINK_CODES[code]`, which is the
+exit code minus 9. When the LED has no pattern trigger (writing "pattern" to `trigger` is
+refused, or no `pattern` attribute appears), the failure falls back to a steady timer blink
+with delay_on = N x 200 ms and delay_off = 2000 ms: still distinct per class and readable
+from `delay_on`, but not countable by eye. No helper process is left running to fake a
+pattern: what the LED shows is entirely in the kernel's hands.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from pep_agent.errors import ConfigError, Exit
+from pep_agent.system import proc
+
+log = logging.getLogger(__name__)
+
+# Exit code minus 9: an operator who counts N blinks reads exit code 9 + N in the README table.
+BLINK_CODES: dict[Exit, int] = {
+    code: int(code) - 9
+    for code in (
+        Exit.SERIAL, Exit.NETWORK, Exit.FCC_START, Exit.FCC_EXCHANGE,
+        Exit.SERVER_UNREACHABLE, Exit.ALREADY_PROVISIONED, Exit.SERVER_ERROR,
+        Exit.BAD_RESPONSE, Exit.INSTALL, Exit.SYSTEMD, Exit.VERIFICATION, Exit.RESUME,
+        Exit.SEALING,
+    )
+}
+
+
+def _failure_name(code: Exit) -> str:
+    return "failed-" + code.name.lower().replace("_", "-")
+
+
+STATES: tuple[str, ...] = (
+    "off", "provisioning", "waiting", "success", "verified", "failed",
+    *(_failure_name(code) for code in BLINK_CODES),
+)
+
+COMMAND_TIMEOUT = 5.0
+CODE_ON_MS = 200
+CODE_OFF_MS = 300
+CODE_PAUSE_MS = 2000
+FALLBACK_ON_MS_PER_BLINK = 200
+DEFAULT_MAX_BRIGHTNESS = 255
+
+
+def failure_state(code: Exit) -> str:
+    """The LED state for a failure exit code; codes without their own pattern get "failed"."""
+    return _failure_name(code) if code in BLINK_CODES else "failed"
+
+
+@dataclass(frozen=True)
+class Signal:
+    """What one physical LED does: off, solid on, a steady blink, or a blink code."""
+
+    kind: str  # "off" | "solid" | "blink" | "code"
+    on_ms: int = 0
+    off_ms: int = 0
+    count: int = 0
+
+
+OFF = Signal("off")
+SOLID = Signal("solid")
+
+
+_FAST = Signal("blink", 250, 250)
+_SLOW = Signal("blink", 1000, 1000)
+
+# One LED: every state differs in trigger or timing.
+SINGLE: dict[str, Signal] = {
+    "off": OFF,
+    "provisioning": _FAST,
+    "waiting": _SLOW,
+    "success": Signal("blink", 1800, 200),  # nearly solid: done, about to reboot
+    "verified": SOLID,
+    "failed": Signal("blink", 50, 50),  # flicker
+    **{_failure_name(c): Signal("code", count=n) for c, n in BLINK_CODES.items()},
+}
+
+# Three LEDs, in the colour language of the old relays' LED controller; unnamed = off.
+RGB: dict[str, dict[str, Signal]] = {
+    "off": {},
+    "provisioning": {"blue": _FAST},
+    "waiting": {"green": _SLOW},
+    "success": {"green": SOLID},
+    "verified": {"blue": SOLID},
+    "failed": {"red": SOLID},
+    **{_failure_name(c): {"red": Signal("code", count=n)} for c, n in BLINK_CODES.items()},
+}
+
+
+class Led(Protocol):
+    def show(self, state: str) -> None:
+        """Display `state`; never raises."""
+
+
+class _Warnings:
+    """Logs each distinct LED problem once as a warning, repeats at debug level."""
+
+    def __init__(self) -> None:
+        self._seen: set[str] = set()
+
+    def __call__(self, message: str) -> None:
+        if message in self._seen:
+            log.debug("LED: %s", message)
+        else:
+            self._seen.add(message)
+            log.warning("LED: %s", message)
+
+
+class _SysfsChannel:
+    """One LED class device directory (e.g. <leds>/status or <leds>/red)."""
+
+    def __init__(self, path: Path, warn: _Warnings) -> None:
+        self.path = path
+        self._warn = warn
+
+    def apply(self, signal: Signal) -> None:
+        if not self.path.is_dir():
+            self._warn(f"{self.path} does not exist; LED left alone")
+            return
+        try:
+            if signal.kind == "off":
+                self._solid(0)
+            elif signal.kind == "solid":
+                self._solid(self._max_brightness())
+            elif signal.kind == "blink":
+                self._timer(signal.on_ms, signal.off_ms)
+            elif not self._pattern(code_pattern(signal.count, self._max_brightness())):
+                self._timer(signal.count * FALLBACK_ON_MS_PER_BLINK, CODE_PAUSE_MS)
+        except OSError as e:
+            self._warn(f"cannot drive {self.path}: {e.strerror or e}")
+
+    def _solid(self, level: int) -> None:
+        self._write("trigger", "none")
+        self._write("brightness", str(level))
+
+    def _timer(self, on_ms: int, off_ms: int) -> None:
+        # The delay files only appear once the timer trigger is active.
+        self._write("trigger", "timer")
+        self._write("delay_on", str(on_ms), optional=True)
+        self._write("delay_off", str(off_ms), optional=True)
+
+    def _pattern(self, pattern: str) -> bool:
+        try:
+            self._write("trigger", "pattern")
+        except OSError:
+            return False  # the kernel rejects a trigger it does not have (EINVAL)
+        if not (self.path / "pattern").exists():
+            return False
+        self._write("pattern", pattern)
+        return True
+
+    def _max_brightness(self) -> int:
+        try:
+            return max(1, int((self.path / "max_brightness").read_text().strip()))
+        except (OSError, ValueError):
+            return DEFAULT_MAX_BRIGHTNESS
+
+    def _write(self, name: str, value: str, *, optional: bool = False) -> None:
+        target = self.path / name
+        try:
+            # No O_CREAT: a missing attribute must stay missing.
+            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        except FileNotFoundError:
+            if optional:
+                log.debug("LED: %s absent, not written", target)
+                return
+            raise
+        try:
+            os.write(fd, value.encode())
+        finally:
+            os.close(fd)
+
+
+def code_pattern(count: int, level: int) -> str:
+    """The `pattern` trigger text for `count` blinks then a pause, with square edges."""
+    segments: list[tuple[int, int]] = []
+    for i in range(count):
+        segments.append((level, CODE_ON_MS))
+        segments.append((0, CODE_PAUSE_MS if i == count - 1 else CODE_OFF_MS))
+    # A zero-length tuple at the same level makes the step instant instead of a ramp.
+    return " ".join(f"{lv} {ms} {lv} 0" for lv, ms in segments)
+
+
+class SysfsLed:
+    """A single-colour LED at <leds_dir>/<name>."""
+
+    def __init__(self, path: Path) -> None:
+        self._channel = _SysfsChannel(path, _Warnings())
+
+    def show(self, state: str) -> None:
+        signal = SINGLE.get(state)
+        if signal is None:
+            log.warning("LED: unknown state %r", state)
+            return
+        self._channel.apply(signal)
+
+
+class RgbLed:
+    """A red/green/blue triplet <leds_dir>/{red,green,blue}; RBG wiring swaps green and blue."""
+
+    COLOURS = ("red", "green", "blue")
+
+    def __init__(self, leds_dir: Path, identity_json: Path | None,
+                 led_config: str | None = None) -> None:
+        self._warn = _Warnings()
+        self._channels = {c: _SysfsChannel(leds_dir / c, self._warn) for c in self.COLOURS}
+        self._identity_json = identity_json
+        self._configured = led_config
+        self._from_identity: str | None = None
+
+    def led_config(self) -> str:
+        """identity.json's ledConfig once that file exists, else the configured value."""
+        if self._from_identity is None and self._identity_json is not None:
+            self._from_identity = self._read_led_config(self._identity_json)
+        return self._from_identity or self._configured or "01"
+
+    def _read_led_config(self, path: Path) -> str | None:
+        if not path.is_file():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            # Never echo the content: identity.json holds production identity data.
+            self._warn(f"cannot read ledConfig from {path}; using the configured wiring")
+            return None
+        value = data.get("ledConfig") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else "01"
+
+    def show(self, state: str) -> None:
+        wanted = RGB.get(state)
+        if wanted is None:
+            log.warning("LED: unknown state %r", state)
+            return
+        swap = self.led_config() == "02"
+        # Dark channels first so that two colours never mix during a change.
+        for colour in sorted(self.COLOURS, key=lambda c: c in wanted):
+            physical = {"green": "blue", "blue": "green"}.get(colour, colour) if swap else colour
+            self._channels[physical].apply(wanted.get(colour, OFF))
+
+
+class CommandLed:
+    """Runs `<command> STATE` for boards whose LEDs sit behind a vendor tool or daemon."""
+
+    def __init__(self, argv: list[str]) -> None:
+        self._argv = argv
+
+    def show(self, state: str) -> None:
+        try:
+            proc.run([*self._argv, state], timeout=COMMAND_TIMEOUT)
+        except proc.ProcessError as e:
+            log.warning("LED: command failed for state %s: %s", state, e)
+            if e.stderr:
+                log.debug("LED: command stderr: %s", e.stderr.strip())
+
+
+class NullLed:
+    """No LED on this board."""
+
+    def show(self, state: str) -> None:
+        pass
+
+
+def make_led(backend: str, *, leds_dir: Path, name: str = "status",
+             command: str | None = None, identity_json: Path | None = None,
+             led_config: str | None = None) -> Led:
+    """Build the LED backend named by PEP_LED_BACKEND; raises ConfigError on a bad setting.
+
+    `led_config` is the configured ledConfig, used for RGB wiring until identity.json exists.
+    """
+    if backend == "sysfs":
+        if not name or "/" in name or name in (".", ".."):
+            raise ConfigError(f"invalid LED name {name!r}", "set PEP_LED_NAME, e.g. status")
+        return SysfsLed(leds_dir / name)
+    if backend == "rgb":
+        return RgbLed(leds_dir, identity_json, led_config)
+    if backend == "command":
+        try:
+            argv = shlex.split(command or "")
+        except ValueError as e:
+            raise ConfigError(f"cannot parse the LED command: {e}") from None
+        if not argv:
+            raise ConfigError("the command LED backend needs a command",
+                              "set PEP_LED_COMMAND")
+        return CommandLed(argv)
+    if backend == "none":
+        return NullLed()
+    raise ConfigError(f"unknown LED backend {backend!r}", "use sysfs, rgb, command or none")

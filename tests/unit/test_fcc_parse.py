@@ -1,0 +1,39 @@
+import pytest
+
+from pep_agent.errors import NetworkError
+from pep_agent.steps.fcc import check_ip_on_interface, fcc_environment, parse_fcc_address
+
+
+def test_parses_the_real_line() -> None:
+    assert parse_fcc_address(" Client IP Address and Port :  192.168.1.23:40123") == (
+        "192.168.1.23", 40123)
+
+
+def test_ignores_banner_and_colour_codes() -> None:
+    assert parse_fcc_address("\x1b[32m[INFO][fcc]: Application ready. Build at: x\x1b[0m") is None
+    assert parse_fcc_address("\x1b[0m Client IP Address and Port :  10.0.0.5:1024\x1b[0m") == (
+        "10.0.0.5", 1024)
+
+
+@pytest.mark.parametrize("line", [
+    " Client IP Address and Port :  999.1.1.1:4000",
+    " Client IP Address and Port :  10.0.0.1:0",
+    " Client IP Address and Port :  10.0.0.1:70000",
+    " Client IP Address and Port :  garbage",
+    "Client is waiting for incoming connection...",
+])
+def test_rejects_garbage(line: str) -> None:
+    assert parse_fcc_address(line) is None
+
+
+def test_ip_must_be_on_the_interface() -> None:
+    check_ip_on_interface("10.0.0.5", "eth0", ["10.0.0.5"])
+    with pytest.raises(NetworkError, match="not an address of eth0"):
+        check_ip_on_interface("10.0.0.6", "eth0", ["10.0.0.5"])
+
+
+def test_environment() -> None:
+    env = fcc_environment("wlan0", "/dev/urandom", {"PATH": "/bin"})
+    assert env == {"PATH": "/bin", "ETHERNET_LINUX_IFACE_NAME": "wlan0",
+                   "ENTROPYSOURCE": "/dev/urandom"}
+    assert "ENTROPYSOURCE" not in fcc_environment("eth0", None, {})

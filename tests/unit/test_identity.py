@@ -1,0 +1,38 @@
+import stat
+from pathlib import Path
+
+import pytest
+
+from pep_agent.errors import BadResponseError
+from pep_agent.steps.identity import (
+    backoff_ceiling,
+    check_response,
+    load_response,
+    save_response,
+)
+
+
+def test_backoff_grows_to_the_cap() -> None:
+    assert [backoff_ceiling(n, 0.5, 5) for n in range(1, 7)] == [0.5, 1, 2, 4, 5, 5]
+    assert backoff_ceiling(500, 1, 30) == 30
+
+
+def test_response_checks() -> None:
+    assert check_response({"serialNumber": "A", "enrollmentID": "A-00"}, "A") == "A-00"
+    with pytest.raises(BadResponseError, match="no serialNumber"):
+        check_response({"enrollmentID": "x"}, "A")
+    with pytest.raises(BadResponseError, match="not 'A'"):
+        check_response({"serialNumber": "B", "enrollmentID": "x"}, "A")
+    with pytest.raises(BadResponseError, match="no enrollmentID"):
+        check_response({"serialNumber": "A", "enrollmentID": ""}, "A")
+
+
+def test_saved_response_is_private_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "state/response.json"
+    save_response(path, {"serialNumber": "A", "enrollmentID": "x"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_response(path) == {"serialNumber": "A", "enrollmentID": "x"}
+    assert load_response(tmp_path / "absent.json") is None
+    path.write_text("{torn")
+    with pytest.raises(BadResponseError):
+        load_response(path)

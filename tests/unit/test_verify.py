@@ -1,0 +1,177 @@
+"""verify() and read_status() against a real HTTP server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Union
+
+import pytest
+
+from pep_agent.errors import VerificationError
+from pep_agent.system.edgecore import read_status
+from pep_agent.verify import verify
+
+Reply = Union[dict[str, Any], str, int]  # JSON object, raw text body, or HTTP error status
+
+
+class ScriptedStatus:
+    """Serves the scripted replies in order; the last one repeats."""
+
+    def __init__(self) -> None:
+        self.replies: list[Reply] = []
+        self.requests = 0
+        script = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                reply = script.replies[min(script.requests, len(script.replies) - 1)]
+                script.requests += 1
+                if isinstance(reply, int):
+                    self.send_error(reply)
+                    return
+                body = (json.dumps(reply) if isinstance(reply, dict) else reply).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/status"
+
+
+@pytest.fixture
+def edge() -> Iterator[ScriptedStatus]:
+    scripted = ScriptedStatus()
+    thread = threading.Thread(target=scripted.server.serve_forever, daemon=True)
+    thread.start()
+    yield scripted
+    scripted.server.shutdown()
+    scripted.server.server_close()
+    thread.join(timeout=5)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def status(state: str, name: str = "SN-1", **more: str) -> dict[str, Any]:
+    return {"account-id": "acc", "edge-version": "0.21", "endpoint-name": name,
+            "internal-id": "017f", "lwm2m-server-uri": "coaps://lwm2m", "status": state, **more}
+
+
+def test_waits_until_connected(edge: ScriptedStatus) -> None:
+    edge.replies = [status("undefined"), status("connecting"), status("connected")]
+    clock = FakeClock()
+    result = verify(status_url=edge.url, serial="SN-1", deadline_s=60, interval=2,
+                    sleep=clock.sleep, clock=clock)
+    assert result == status("connected")
+    assert edge.requests == 3
+    assert clock.sleeps == [2, 2]
+
+
+def test_timeout_names_the_last_status(edge: ScriptedStatus) -> None:
+    edge.replies = [status("connecting")]
+    clock = FakeClock()
+    with pytest.raises(VerificationError, match="edge-core status stayed 'connecting'"):
+        verify(status_url=edge.url, serial="SN-1", deadline_s=10, interval=2,
+               sleep=clock.sleep, clock=clock)
+    assert edge.requests == 6  # t = 0, 2, 4, 6, 8, 10
+    assert clock.now == 10
+
+
+def test_endpoint_name_mismatch(edge: ScriptedStatus) -> None:
+    edge.replies = [status("connected", name="OTHER")]
+    clock = FakeClock()
+    with pytest.raises(VerificationError,
+                       match="endpoint-name 'OTHER' does not match serial 'SN-1'"):
+        verify(status_url=edge.url, serial="SN-1", deadline_s=4, interval=2,
+               sleep=clock.sleep, clock=clock)
+
+
+def test_error_status_carries_its_description(edge: ScriptedStatus) -> None:
+    edge.replies = [status("error", error_code="-3", error_description="bad-request")]
+    clock = FakeClock()
+    with pytest.raises(VerificationError, match=r"stayed 'error'.*\(-3 bad-request\)"):
+        verify(status_url=edge.url, serial="SN-1", deadline_s=2, interval=2,
+               sleep=clock.sleep, clock=clock)
+
+
+def test_garbage_and_http_errors_are_retried(edge: ScriptedStatus) -> None:
+    edge.replies = ["<html>starting</html>", 503, status("connected")]
+    clock = FakeClock()
+    assert verify(status_url=edge.url, serial="SN-1", deadline_s=30, interval=1,
+                  sleep=clock.sleep, clock=clock)["status"] == "connected"
+    assert edge.requests == 3
+
+
+def test_endpoint_not_answering() -> None:
+    with socket.socket() as s:  # a port that was free a moment ago and is closed now
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clock = FakeClock()
+    with pytest.raises(VerificationError, match="edge-core status endpoint not answering"):
+        verify(status_url=f"http://127.0.0.1:{port}/status", serial="SN-1", deadline_s=4,
+               interval=2, sleep=clock.sleep, clock=clock)
+
+
+def test_bounded_even_if_the_clock_stands_still() -> None:
+    calls: list[str] = []
+
+    def read(url: str, timeout: float) -> dict[str, Any]:
+        calls.append(url)
+        return status("connecting")
+
+    with pytest.raises(VerificationError):
+        verify(status_url="http://127.0.0.1:1/status", serial="SN-1", deadline_s=10,
+               interval=2, sleep=lambda s: None, clock=lambda: 0.0, read=read)
+    assert len(calls) == 6
+
+
+def test_read_status_rejects_non_json(edge: ScriptedStatus) -> None:
+    edge.replies = ["not json"]
+    with pytest.raises(VerificationError, match="did not answer JSON"):
+        read_status(edge.url, timeout=5)
+    edge.replies = ['["a", "list"]']
+    edge.requests = 0
+    with pytest.raises(VerificationError, match="JSON object"):
+        read_status(edge.url, timeout=5)
+
+
+def test_read_status_http_error(edge: ScriptedStatus) -> None:
+    edge.replies = [500]
+    with pytest.raises(VerificationError, match="answered HTTP 500"):
+        read_status(edge.url, timeout=5)
+
+
+def test_read_status_ignores_proxy_environment(
+        edge: ScriptedStatus, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{dead}")
+    edge.replies = [status("connected")]
+    assert read_status(edge.url, timeout=5)["status"] == "connected"
+
+
+def test_read_status_rejects_other_schemes() -> None:
+    with pytest.raises(VerificationError, match="not http"):
+        read_status("file:///etc/hostname", timeout=1)
