@@ -43,6 +43,9 @@ class PepError(Exception):
     # injection that is worth retrying after restarting FCC.
     transient = False
     injection_failed = False
+    # Set once the error went to the log (with its journald fields), so that the CLI prints
+    # only the hint and the operator does not read the same line twice.
+    logged = False
 
     def __init__(self, message: str, hint: str | None = None) -> None:
         super().__init__(message)

@@ -327,6 +327,7 @@ def _fail(ctx: Context, err: PepError) -> None:
     ctx.journal.update(state=state.FAILED, finished_at=time.time(), error={
         "code": int(err.code), "name": err.code.name, "message": err.message, "hint": err.hint})
     log.error("%s", err.message, extra=ctx.fields(PEP_EXIT_CODE=int(err.code)))
+    err.logged = True
     ctx.notifier.status(f"failed: {err.message}")
     ctx.led.show(failure_state(err.code))
 

@@ -68,6 +68,7 @@ def verify_connection(settings: Settings) -> dict[str, Any]:
         journal.update(verify_error=e.message)
         log.error("%s", e.message, extra={"PEP_STEP": "verify", "PEP_SERIAL": serial,
                                           "PEP_EXIT_CODE": int(e.code)})
+        e.logged = True
         led.show(failure_state(e.code))
         raise
     fsutil.atomic_write(paths.verified_marker, f"{serial}\n".encode(), mode=0o644)

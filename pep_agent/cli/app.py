@@ -31,7 +31,8 @@ DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and traceb
 
 def fail(err: PepError) -> None:
     """Print the one-line error and its hint to stderr."""
-    print(f"pep-agent: error: {err.message}", file=sys.stderr)
+    if not err.logged:
+        print(f"pep-agent: error: {err.message}", file=sys.stderr)
     if err.hint:
         print(f"pep-agent: hint: {err.hint}", file=sys.stderr)
 

@@ -1,0 +1,67 @@
+"""Runs `pep-agent` as a real process against a sandbox root, for integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+AGENT = [sys.executable, "-m", "pep_agent"]
+
+# Short deadlines so that failure tests end quickly; each test may override them.
+FAST = {
+    "PEP_RETRY_BASE": "0.1",
+    "PEP_RETRY_CAP": "0.5",
+    "PEP_SERVER_DEADLINE": "3",
+    "PEP_NETWORK_DEADLINE": "2",
+    "PEP_FCC_START_TIMEOUT": "10",
+    "PEP_FCC_EXIT_TIMEOUT": "10",
+    "PEP_HTTP_TIMEOUT": "20",
+    "PEP_LED_BACKEND": "none",
+}
+
+
+def agent_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("PEP_") and k not in ("NOTIFY_SOCKET", "JOURNAL_STREAM",
+                                                      "INVOCATION_ID")}
+    env.update(FAST)
+    env.update(extra)
+    return env
+
+
+def run_agent(*args: str, env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*AGENT, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env or agent_env(), stdin=subprocess.DEVNULL, check=False)
+
+
+def provision(root: Path, server_url: str, serial: str, fcc: str, *more: str,
+              env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return run_agent("provision", "--root", str(root), "--server", server_url,
+                     "--serial", serial, "--interface", "lo", "--fcc-command", fcc,
+                     "--no-reboot", *more, env=env, timeout=timeout)
+
+
+def status(root: Path) -> dict[str, Any]:
+    out = run_agent("status", "--root", str(root), "--json")
+    return dict(json.loads(out.stdout))
+
+
+def free_port() -> int:
+    """A loopback port with nothing listening (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def service_log(root: Path) -> list[str]:
+    path = root / "var/lib/pep-agent/sandbox-services.log"
+    if not path.exists():
+        return []
+    return [line.split(" ", 1)[1] for line in path.read_text().splitlines()]

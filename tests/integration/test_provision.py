@@ -1,0 +1,246 @@
+"""The agent as a real process against the simulated server and FCC on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from tests.agentprocs import agent_env, free_port, provision, run_agent, service_log, status
+from tests.simprocs import SimServer, fcc_command, start_server
+
+IDENTITY = "userdata/edge_gw_config/identity.json"
+MCC = "userdata/mbed/mcc_config"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[SimServer]:
+    srv = start_server(tmp_path / "server")
+    yield srv
+    srv.stop()
+
+
+def _identity_requests(srv: SimServer) -> int:
+    """How many identity requests the server has seen (its request log)."""
+    import requests
+
+    log = requests.get(f"{srv.url}/v3/requestLog", timeout=5).json()
+    entries = log if isinstance(log, list) else log.get("results", log.get("requests", []))
+    return sum(1 for e in entries if "/v3/identity" in json.dumps(e))
+
+
+def test_happy_path(tmp_path: Path, server: SimServer) -> None:
+    root = tmp_path / "gw"
+    out = provision(root, server.url, "LINE 7/GW-001", fcc_command())
+    assert out.returncode == 0, out.stderr
+    ident = root / IDENTITY
+    assert stat.S_IMODE(ident.stat().st_mode) == 0o600
+    data = json.loads(ident.read_text())
+    assert data["serialNumber"] == "LINE 7/GW-001"
+    assert len(data["enrollmentID"]) == 97
+    assert "verificationKey" not in data
+    assert (root / MCC / "WORKING/mbed.EndpointName").read_text().strip() == "LINE 7/GW-001"
+    assert service_log(root) == ["mask edge-core.service", "stop edge-core.service",
+                                 "unmask edge-core.service"]
+    doc = status(root)
+    assert doc["state"] == "provisioned" and doc["enrollment_id"] == data["enrollmentID"]
+    assert all(s["status"] == "done" for s in doc["steps"].values())
+    assert data["enrollmentID"] in out.stdout
+    # The identity never reaches the logs; the staging area and saved copy are gone.
+    assert data["enrollmentID"] not in out.stderr
+    assert not (root / "var/lib/pep-agent/staging").exists()
+    assert not (root / "var/lib/pep-agent/response.json").exists()
+    # A second run on a provisioned gateway does nothing.
+    again = provision(root, server.url, "LINE 7/GW-001", fcc_command())
+    assert again.returncode == 0 and "already provisioned" in again.stdout
+    assert _identity_requests(server) == 1
+
+
+def test_reboot_is_recorded_in_the_sandbox(tmp_path: Path, server: SimServer) -> None:
+    root = tmp_path / "gw"
+    out = run_agent("provision", "--root", str(root), "--server", server.url,
+                    "--serial", "GW-REBOOT", "--interface", "lo", "--fcc-command", fcc_command())
+    assert out.returncode == 0, out.stderr
+    assert service_log(root)[-1] == "reboot"
+
+
+def test_same_serial_on_a_second_gateway_is_refused(tmp_path: Path, server: SimServer) -> None:
+    assert provision(tmp_path / "gw1", server.url, "GW-DUP", fcc_command()).returncode == 0
+    out = provision(tmp_path / "gw2", server.url, "GW-DUP", fcc_command())
+    assert out.returncode == 15, out.stderr
+    assert "GW-DUP is already provisioned on the server" in out.stderr
+    assert "remove its record there or use another serial" in out.stderr
+    assert not (tmp_path / "gw2" / IDENTITY).exists()
+    assert status(tmp_path / "gw2")["error"]["code"] == 15
+
+
+def test_parsec(tmp_path: Path, server: SimServer) -> None:
+    root = tmp_path / "gw"
+    fcc = fcc_command(parsec=True, mcc_config=root / MCC)
+    out = provision(root, server.url, "GW-PARSEC", fcc, "--parsec")
+    assert out.returncode == 0, out.stderr
+    assert (root / MCC / "pst").exists() and (root / IDENTITY).exists()
+
+
+def test_server_down(tmp_path: Path) -> None:
+    out = provision(tmp_path / "gw", f"http://127.0.0.1:{free_port()}", "GW-1", fcc_command())
+    assert out.returncode == 14, out.stderr
+    assert "cannot reach" in out.stderr
+    doc = status(tmp_path / "gw")
+    assert doc["attempt"] > 1 and doc["state"] == "failed"
+    assert not (tmp_path / "gw" / IDENTITY).exists()
+
+
+@pytest.mark.parametrize(("fault", "code", "env"), [
+    ("crash", 12, {}),
+    ("silent", 12, {"PEP_FCC_START_TIMEOUT": "2"}),
+    ("hang-after", 13, {"PEP_FCC_EXIT_TIMEOUT": "2"}),
+    ("fail-after", 16, {"PEP_INJECTION_RETRIES": "1"}),
+])
+def test_fcc_faults(tmp_path: Path, server: SimServer, fault: str, code: int,
+                    env: dict[str, str]) -> None:
+    root = tmp_path / "gw"
+    out = provision(root, server.url, f"GW-{fault}", fcc_command(fault=fault),
+                    env=agent_env(**env))
+    assert out.returncode == code, out.stderr
+    assert not (root / IDENTITY).exists()
+    assert _no_fcc_left(root)
+
+
+def test_fcc_that_never_accepts(tmp_path: Path) -> None:
+    srv = start_server(tmp_path / "server", fcc_timeout=2)
+    try:
+        root = tmp_path / "gw"
+        out = provision(root, srv.url, "GW-NOACCEPT", fcc_command(fault="no-accept"),
+                        env=agent_env(PEP_INJECTION_RETRIES="1"))
+    finally:
+        srv.stop()
+    assert out.returncode == 16, out.stderr
+    assert "could not inject FCC" in out.stderr
+    assert status(root)["attempt"] == 2  # one restart of FCC, then no more
+    assert _no_fcc_left(root)
+
+
+def _no_fcc_left(root: Path) -> bool:
+    doc = json.loads((root / "var/lib/pep-agent/state.json").read_text())
+    pid = doc.get("fcc_pid")
+    if not isinstance(pid, int):
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_fcc_ignoring_sigterm_is_killed(tmp_path: Path, server: SimServer) -> None:
+    root = tmp_path / "gw"
+    env = agent_env(PEP_FCC_START_TIMEOUT="2")
+    out = provision(root, f"http://127.0.0.1:{free_port()}", "GW-TERM",
+                    fcc_command(fault="ignore-term"), env=env)
+    assert out.returncode == 14
+    assert _no_fcc_left(root)
+
+
+@pytest.mark.parametrize(("serial", "code"), [("GW;1", 10), ("x" * 65, 10), (" ", 10)])
+def test_bad_serial_changes_nothing(tmp_path: Path, server: SimServer, serial: str,
+                                    code: int) -> None:
+    root = tmp_path / "gw"
+    out = provision(root, server.url, serial, fcc_command())
+    assert out.returncode == code
+    lines = out.stderr.strip().splitlines()
+    assert len([ln for ln in lines if ln.startswith("pep-agent: error:")]) == 1
+    assert lines[-1].startswith("pep-agent: hint:")
+    assert service_log(root) == []
+
+
+def test_missing_interface(tmp_path: Path, server: SimServer) -> None:
+    out = run_agent("provision", "--root", str(tmp_path), "--server", server.url, "--serial",
+                    "GW-1", "--interface", "nosuch0", "--fcc-command", fcc_command(),
+                    "--no-reboot")
+    assert out.returncode == 11 and "nosuch0" in out.stderr
+    assert service_log(tmp_path) == []
+
+
+def test_missing_or_non_executable_fcc(tmp_path: Path, server: SimServer) -> None:
+    out = provision(tmp_path / "a", server.url, "GW-1", str(tmp_path / "no-such-fcc"))
+    assert out.returncode == 12 and "does not exist" in out.stderr
+    script = tmp_path / "fcc.sh"
+    script.write_text("#!/bin/sh\n")
+    out = provision(tmp_path / "b", server.url, "GW-1", str(script))
+    assert out.returncode == 12 and "not executable" in out.stderr
+    out = run_agent("provision", "--root", str(tmp_path / "c"), "--server", server.url,
+                    "--serial", "GW-1", "--interface", "lo", "--no-reboot")
+    assert out.returncode == 12, "the lmp profile's FCC binary is not under this root"
+
+
+def test_invalid_server_url(tmp_path: Path) -> None:
+    out = provision(tmp_path, "ftp://example", "GW-1", fcc_command())
+    assert out.returncode == 3 and "invalid server URL" in out.stderr
+
+
+class _Stub(BaseHTTPRequestHandler):
+    body = b""
+    ctype = "application/json"
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", self.ctype)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("body", "ctype", "needle"), [
+    (b"<html>proxy</html>", "text/html", "non-JSON"),
+    (b'{"serialNumber": "OTHER", "enrollmentID": "A-1"}', "application/json", "OTHER"),
+    (b'{"serialNumber": "GW-1"}', "application/json", "no enrollmentID"),
+    (b'{"serialNumber": "GW-1", "enrollmentID": "' + b"x" * 2_000_000 + b'"}',
+     "application/json", "larger than"),
+])
+def test_invalid_server_responses(tmp_path: Path, body: bytes, ctype: str, needle: str) -> None:
+    handler = type("H", (_Stub,), {"body": body, "ctype": ctype})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, daemon=True)
+    t.start()
+    try:
+        root = tmp_path / "gw"
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        out = provision(root, url, "GW-1", fcc_command())
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert out.returncode == 17, out.stderr
+    assert needle in out.stderr
+    assert not (root / IDENTITY).exists()
+    assert not (root / "var/lib/pep-agent/response.json").exists()
+
+
+@pytest.mark.parametrize(("script", "code", "needle"), [
+    ('echo " Client IP Address and Port :  10.9.9.9:4000"; exec sleep 60', 11,
+     "not an address of lo"),
+    ('printf "\\001\\002 garbage \\377\\n Client IP Address and Port : nonsense\\n"; '
+     "exec sleep 60", 12, "did not print its IP address and port"),
+    ('echo " Client IP Address and Port :  127.0.0.1:1"; exec sleep 60', 12,
+     "nothing accepts connections"),
+])
+def test_fcc_output_that_cannot_be_trusted(tmp_path: Path, server: SimServer, script: str,
+                                           code: int, needle: str) -> None:
+    fake = tmp_path / "fake-fcc"
+    fake.write_text(f"#!/bin/sh\n{script}\n")
+    fake.chmod(0o755)
+    root = tmp_path / "gw"
+    out = provision(root, server.url, "GW-FAKE", str(fake),
+                    env=agent_env(PEP_FCC_START_TIMEOUT="2"))
+    assert out.returncode == code, out.stderr
+    assert needle in out.stderr
+    assert _no_fcc_left(root)
