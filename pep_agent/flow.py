@@ -163,12 +163,16 @@ def request_identity(ctx: Context) -> None:
         attempt += 1
         ctx.journal.update(attempt=attempt, next_retry_in=None)
         ip, port = ctx.fcc_address
+        query = s.identity_query(ctx.serial, ip, port, key)
         try:
             started = time.monotonic()
-            data = client.identity(s.identity_query(ctx.serial, ip, port, key))
+            data = client.identity(query)
             ctx.journal.update(server_request_s=round(time.monotonic() - started, 4))
             break
         except PepError as e:
+            if _injected_anyway(ctx, wait=e.code == Exit.ALREADY_PROVISIONED):
+                data = _rebuild_lost_answer(ctx, client, query)
+                break
             if e.code == Exit.ALREADY_PROVISIONED:
                 raise ident.already_provisioned(ctx.serial) from None
             if e.injection_failed and injections < s.injection_retries:
@@ -191,6 +195,30 @@ def request_identity(ctx: Context) -> None:
     enrollment = ident.check_response(data, ctx.serial)
     ident.save_response(ctx.paths.saved_response, data)
     ctx.journal.update(enrollment_id=enrollment, response_saved=True, next_retry_in=None)
+
+
+def _injected_anyway(ctx: Context, *, wait: bool) -> bool:
+    """FCC took the credentials and exited 0, although the server's answer never arrived.
+
+    That happens when the connection drops or times out after the server injected FCC: the
+    server then holds a record for the serial and would answer any retry with 409.
+    """
+    if ctx.fcc is None:
+        return False
+    code = proc.wait(ctx.fcc.child, deadline=time.monotonic() + (5.0 if wait else 0.0))
+    return code == 0 and install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec)
+
+
+def _rebuild_lost_answer(ctx: Context, client: PepClient, query: dict[str, str]) -> dict[str, Any]:
+    """The identity the server would have sent: our query plus its record's enrollment id."""
+    log.warning("the server's answer was lost after it injected FCC; rebuilding identity.json "
+                "from the server's record", extra=ctx.fields())
+    try:
+        enrollment = client.enrollment_id(ctx.serial)
+    except PepError:
+        raise ident.already_provisioned(ctx.serial) from None
+    ctx.journal.update(rebuilt_answer=True)
+    return ident.rebuild_identity(query, enrollment, ctx.clock.now())
 
 
 def wait_fcc(ctx: Context) -> None:

@@ -34,6 +34,20 @@ def check_response(data: dict[str, Any], serial: str) -> str:
     return enrollment
 
 
+def rebuild_identity(query: dict[str, str], enrollment_id: str, now: float) -> dict[str, Any]:
+    """A 200 answer rebuilt from the query the server received and its record's enrollment id.
+
+    The real server echoes these query fields, adds cloudAddress, deployed, enrollmentID and
+    createdAt (ms), and never returns the verification key.
+    """
+    echoed = ("serialNumber", "hardwareVersion", "radioConfig", "ledConfig", "category",
+              "apiAddress", "gatewayServicesAddress")
+    data: dict[str, Any] = {k: query[k] for k in echoed}
+    data.update(cloudAddress=query["gatewayServicesAddress"], deployed=True,
+                enrollmentID=enrollment_id, createdAt=int(now * 1000))
+    return data
+
+
 def already_provisioned(serial: str) -> AlreadyProvisionedError:
     return AlreadyProvisionedError(
         f"serial {serial} is already provisioned on the server",

@@ -36,3 +36,16 @@ def test_saved_response_is_private_and_round_trips(tmp_path: Path) -> None:
     path.write_text("{torn")
     with pytest.raises(BadResponseError):
         load_response(path)
+
+
+def test_rebuilt_answer_matches_what_the_server_sends() -> None:
+    from pep_agent.config import Settings
+    from pep_agent.steps.identity import rebuild_identity
+
+    query = Settings().identity_query("SN-1", "10.0.0.2", 4000, "secret-vk")
+    data = rebuild_identity(query, "A-00", 1700000000.5)
+    assert data["serialNumber"] == "SN-1" and data["enrollmentID"] == "A-00"
+    assert data["cloudAddress"] == data["gatewayServicesAddress"]
+    assert data["deployed"] is True and data["createdAt"] == 1700000000500
+    assert "verificationKey" not in data and "ip" not in data and "port" not in data
+    assert check_response(data, "SN-1") == "A-00"
