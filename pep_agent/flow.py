@@ -280,9 +280,14 @@ STEP_NAMES = tuple(s.name for s in STEPS)
 
 # --- the runner -------------------------------------------------------------------------------
 
-def provision(ctx: Context) -> str:
-    """Run (or resume) the flow. Returns "provisioned" or "already-provisioned"."""
+def provision(ctx: Context, *, before: Callable[[Context], None] | None = None) -> str:
+    """Run (or resume) the flow. Returns "provisioned" or "already-provisioned".
+
+    `before` runs under the run lock first (reprovision's erase).
+    """
     with RunLock(ctx.paths.lock):
+        if before is not None:
+            before(ctx)
         start = plan(ctx)
         if start is None:
             return "already-provisioned"

@@ -25,8 +25,19 @@ SWTPM_UNIT = "swtpm.service"
 
 def reprovision(ctx: flow.Context) -> None:
     """The upstream erase, then the whole flow; the old identity stays until the new one lands."""
+    reboot = ctx.settings.reboot
+    ctx.settings.reboot = False
+    flow.provision(ctx, before=_erase)
+    if reboot:
+        ctx.services.reboot()
+    else:
+        ctx.services.act("restart", ctx.profile.edge_core_unit)
+        ctx.services.act("restart", ctx.profile.identity_unit)
+
+
+def _erase(ctx: flow.Context) -> None:
+    """Forget the previous run; on a Parsec gateway, reset the TPM-backed storage as upstream."""
     paths, settings = ctx.paths, ctx.settings
-    reboot = settings.reboot
     parsec = settings.parsec == "true" or (settings.parsec == "auto"
                                            and paths.parsec_socket.exists())
     if parsec:
@@ -40,14 +51,6 @@ def reprovision(ctx: flow.Context) -> None:
         fsutil.remove(done)
     if paths.saved_response.exists():
         paths.saved_response.rename(paths.saved_response.with_suffix(".abandoned"))
-    ctx.journal.data = {}
-    ctx.settings.reboot = False
-    flow.provision(ctx)
-    if reboot:
-        ctx.services.reboot()
-    else:
-        ctx.services.act("restart", ctx.profile.edge_core_unit)
-        ctx.services.act("restart", ctx.profile.identity_unit)
 
 
 def verify_connection(settings: Settings) -> dict[str, Any]:

@@ -107,7 +107,8 @@ def status(root: RootOpt = None,
     paths = _paths(root)
     deadline = time.monotonic() + timeout
     doc = report.status_document(paths)
-    while wait and doc["state"] == "running" and time.monotonic() < deadline:
+    # Like `cloud-init status --wait`: a run that has not started yet is waited for too.
+    while wait and doc["state"] in ("running", "not-started") and time.monotonic() < deadline:
         time.sleep(0.5)
         doc = report.status_document(paths)
     if as_json:

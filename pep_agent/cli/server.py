@@ -1,3 +1,273 @@
-"""The reference pep-cli's commands (get-one-identity, get-enrollment-id, ...)."""
+"""The reference pep-cli's commands: get-one-identity, get-enrollment-id, get-verification-key,
+list-enrollment-ids. Same short options and defaults as pep-cli; settings come from
+load_settings, so PEP_* variables and the env file apply too.
+
+Side effects: HTTP requests to the pep server; get-one-identity writes identity.json (0600)
+and, with -k, regenerates journald's sealing keys; list-enrollment-ids writes its exports.
+"""
 
 from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+
+from pep_agent.cli.app import DebugOpt, RootOpt, app, handles_errors, setup_logs
+from pep_agent.errors import AlreadyProvisionedError, UsageError
+
+if TYPE_CHECKING:
+    from pep_agent.config import Settings
+    from pep_agent.system.http import PepClient
+
+
+def _opt(*names: str, help: str, **kw: Any) -> Any:
+    return typer.Option(*names, help=help, show_default=False, **kw)
+
+
+ServerOpt = Annotated[Optional[str], _opt(
+    "--server", help="pep server URL [PEP_SERVER_URL, default http://localhost:5151]")]
+CaCertOpt = Annotated[Optional[Path], _opt(
+    "--ca-cert", help="CA certificate that the https server must chain to [PEP_CA_CERT]")]
+InsecureOpt = Annotated[bool, _opt(
+    "--insecure", help="Do not verify the server's TLS certificate (never in production).")]
+SerialOpt = Annotated[Optional[str], _opt(
+    "--serial", "-s", help="Serial number of the gateway [PEP_SERIAL]")]
+VerboseOpt = Annotated[bool, _opt(
+    "--verbose", "-v", help="Show each request on stderr (secrets are never shown).")]
+
+
+def _settings(**cli: Any) -> Settings:
+    from pep_agent.config import load_settings
+
+    # An absent flag is None, so that PEP_INSECURE or the env file decide.
+    cli["insecure"] = True if cli.get("insecure") else None
+    return load_settings(cli)
+
+
+def _client(settings: Settings) -> PepClient:
+    from pep_agent.system.http import PepClient
+
+    if settings.insecure:
+        # Loud on purpose, every time: an unverified server can hand out any identity.
+        print("pep-agent: warning: --insecure: the server's TLS certificate is NOT verified",
+              file=sys.stderr)
+    return PepClient(settings.server_url, timeout=settings.http_timeout,
+                     ca_cert=settings.ca_cert, insecure=settings.insecure)
+
+
+def _need_serial(settings: Settings) -> str:
+    if not settings.serial:
+        raise UsageError("no serial number: pass -s SERIAL (or set PEP_SERIAL)")
+    return settings.serial
+
+
+def _say(verbose: bool, text: str) -> None:
+    if verbose:
+        print(f"pep-agent: {text}", file=sys.stderr)
+
+
+@app.command("get-one-identity")
+@handles_errors
+def get_one_identity(
+    serial: SerialOpt = None,
+    ip: Annotated[Optional[str], _opt(
+        "--ip", "-i", help="IP address FCC listens on (its ' Client IP Address' line)")] = None,
+    port: Annotated[Optional[int], _opt(
+        "--port", "-p", help="TCP port FCC listens on", min=1, max=65535)] = None,
+    api_address: Annotated[Optional[str], _opt(
+        "--api-address", "-a", help="Izuma cloud API URL [PEP_API_ADDRESS, default "
+        "https://api.us-east-1.mbedcloud.com]")] = None,
+    gateway_services_address: Annotated[Optional[str], _opt(
+        "--gateway-services-address", "-g", help="Gateway services URL "
+        "[PEP_GATEWAY_SERVICES_ADDRESS, default https://gateways.us-east-1.mbedcloud.com]")
+    ] = None,
+    hardware_version: Annotated[Optional[str], _opt(
+        "--hardware-version", "-w",
+        help="Hardware version [PEP_HARDWARE_VERSION, default izuma-edge-gateway]")] = None,
+    radio_config: Annotated[Optional[str], _opt(
+        "--radio-config", "-r", help="Radio configuration [PEP_RADIO_CONFIG, default 00]")
+    ] = None,
+    led_config: Annotated[Optional[str], _opt(
+        "--led-config", "-l", help="Status LED configuration [PEP_LED_CONFIG, default 01]")
+    ] = None,
+    category: Annotated[Optional[str], _opt(
+        "--category", "-c", help="production or developer [PEP_CATEGORY, default production]")
+    ] = None,
+    fss: Annotated[bool, _opt(
+        "--fss", "-k", help="Set up journald forward-secure sealing and send the "
+        "verification key [PEP_FSS]")] = False,
+    fss_interval: Annotated[Optional[str], _opt(
+        "--fss-interval", "-e", help="Sealing key change interval [PEP_FSS_INTERVAL, "
+        "default 10s]")] = None,
+    output: Annotated[Path, _opt(
+        "--output", "-o", help="Where to write the identity (default ./identity.json)")
+    ] = Path("identity.json"),
+    show: Annotated[bool, _opt(
+        "--show", help="Also print the identity JSON (it holds production identity data).")
+    ] = False,
+    server: ServerOpt = None, ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
+    verbose: VerboseOpt = False, root: RootOpt = None, debug: DebugOpt = False,
+) -> None:
+    """Ask the server to inject a running FCC and save the identity (the manual step)."""
+    setup_logs(debug)
+    import json
+
+    from pep_agent.inventory import file_error
+    from pep_agent.steps import identity as ident
+    from pep_agent.system.fsutil import atomic_write
+
+    settings = _settings(
+        root=root, server_url=server, ca_cert=ca_cert, insecure=insecure, serial=serial,
+        api_address=api_address, gateway_services_address=gateway_services_address,
+        hardware_version=hardware_version, radio_config=radio_config, led_config=led_config,
+        category=category, fss=True if fss else None, fss_interval=fss_interval)
+    sn = _need_serial(settings)
+    if not ip:
+        raise UsageError("no FCC address: pass -i IP (FCC prints it as "
+                         "' Client IP Address and Port :  IP:PORT')")
+    if port is None:
+        raise UsageError("no FCC port: pass -p PORT (FCC prints it after the IP address)")
+    client = _client(settings)
+    key = ident.NO_VERIFICATION_KEY
+    if settings.fss:
+        from pep_agent.system.sealing import setup_keys
+
+        _say(verbose, f"setting up journald sealing keys (interval {settings.fss_interval})")
+        key = setup_keys(settings.fss_interval)
+    query = settings.identity_query(sn, ip, port, key)
+    shown = " ".join(f"{k}={v!r}" for k, v in query.items() if k != "verificationKey")
+    _say(verbose, f"GET {settings.server_url}/v3/identity {shown} "
+                  f"verificationKey={'(the new sealing key)' if settings.fss else repr(key)}")
+    try:
+        data = client.identity(query)
+    except AlreadyProvisionedError:
+        raise ident.already_provisioned(sn) from None
+    enrollment = ident.check_response(data, sn)
+    try:
+        atomic_write(output, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
+    except OSError as e:
+        raise file_error(output, e) from None
+    if show:
+        print(json.dumps(data, indent=2))
+    print(f"identity of serial {sn} written to {output} (mode 0600); "
+          f"enrollment id {enrollment}", file=sys.stderr if show else sys.stdout)
+
+
+def _lookup(what: str, serial: Optional[str], server: Optional[str], ca_cert: Optional[Path],
+            insecure: bool, verbose: bool, root: Optional[Path]) -> None:
+    from pep_agent.errors import BadResponseError
+
+    settings = _settings(root=root, server_url=server, ca_cert=ca_cert, insecure=insecure,
+                         serial=serial)
+    sn = _need_serial(settings)
+    client = _client(settings)
+    _say(verbose, f"GET {settings.server_url}/v3/{what} serialNumber={sn!r}")
+    fetch = client.enrollment_id if what == "enrollment-id" else client.verification_key
+    value = fetch(sn)
+    if not value:
+        raise BadResponseError(f"the server answered with an empty {what.replace('-', ' ')}")
+    print(value)
+
+
+@app.command("get-enrollment-id")
+@handles_errors
+def get_enrollment_id(serial: SerialOpt = None, server: ServerOpt = None,
+                      ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
+                      verbose: VerboseOpt = False, root: RootOpt = None,
+                      debug: DebugOpt = False) -> None:
+    """Print the enrollment id of a provisioned gateway, alone, for $(...)."""
+    setup_logs(debug)
+    _lookup("enrollment-id", serial, server, ca_cert, insecure, verbose, root)
+
+
+@app.command("get-verification-key")
+@handles_errors
+def get_verification_key(serial: SerialOpt = None, server: ServerOpt = None,
+                         ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
+                         verbose: VerboseOpt = False, root: RootOpt = None,
+                         debug: DebugOpt = False) -> None:
+    """Print the journald FSS verification key of a gateway, alone, for $(...)."""
+    setup_logs(debug)
+    _lookup("verification-key", serial, server, ca_cert, insecure, verbose, root)
+
+
+@app.command("list-enrollment-ids")
+@handles_errors
+def list_enrollment_ids(
+    limit: Annotated[int, _opt("--limit", "-l", help="Records per page, 1-1000 [50]")] = 50,
+    order: Annotated[str, _opt("--order", "-o", help="ASC or DESC [DESC]")] = "DESC",
+    last: Annotated[Optional[str], _opt(
+        "--last", "-t", help="Start after this record id (the last one of the previous page)")
+    ] = None,
+    export: Annotated[str, _opt(
+        "--format", "-e", help="json, or csv for NAME.csv as well as NAME.json [json]")
+    ] = "json",
+    name: Annotated[str, _opt(
+        "--output", "-f", help="Output name without extension [enrollment_ids_list]")
+    ] = "enrollment_ids_list",
+    every_page: Annotated[bool, _opt(
+        "--all", help="Follow the 'next' links to the end and export everything.")] = False,
+    server: ServerOpt = None, ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
+    verbose: VerboseOpt = False, root: RootOpt = None, debug: DebugOpt = False,
+) -> None:
+    """Save the enrollment ids as NAME.json (and NAME.csv for the Portal's bulk upload)."""
+    setup_logs(debug)
+    from pep_agent import inventory
+
+    limit = inventory.check_limit(limit)
+    order = inventory.check_order(order)
+    if export not in ("json", "csv"):
+        raise UsageError(f"--format {export!r}: use json or csv")
+    inventory.export_paths(name, csv=export == "csv")  # a bad name fails before any request
+    settings = _settings(root=root, server_url=server, ca_cert=ca_cert, insecure=insecure)
+    client = _client(settings)
+
+    def first() -> dict[str, Any]:
+        # The reference CLI always sends last=, empty when not given; so does this.
+        _say(verbose, f"GET {settings.server_url}/v3/enrollment-ids "
+                      f"limit={limit} order={order} last={last or ''}")
+        return client.enrollment_ids(limit=limit, order=order, last=last or "")
+
+    def follow(href: str) -> dict[str, Any]:
+        _say(verbose, f"GET {href}")
+        return client.follow(href)
+
+    with _progress(enabled=every_page) as on_page:
+        pages = inventory.collect(first, follow, every_page=every_page, on_page=on_page)
+    doc = inventory.combine(pages)
+    written = inventory.write_exports(name, doc, csv=export == "csv")
+    count = len(inventory.page_results(doc))
+    for path in written:
+        kind = "CSV" if path.suffix == ".csv" else "JSON"
+        print(f"{kind} output saved at {path} ({count} records"
+              + (f", {len(pages)} pages)" if every_page else ")"))
+
+
+@contextmanager
+def _progress(*, enabled: bool) -> Iterator[Optional[Callable[[int, int], None]]]:
+    """A live "N records, P pages" line on a terminal's stderr; nothing otherwise."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    try:
+        from rich.console import Console  # only on a terminal: keeps services light
+    except ImportError:
+        def plain(pages: int, records: int) -> None:
+            print(f"\rfetched {records} records ({pages} pages)", end="", file=sys.stderr)
+
+        try:
+            yield plain
+        finally:
+            print(file=sys.stderr)
+        return
+    status = Console(stderr=True).status("fetching enrollment ids")
+    status.start()
+    try:
+        yield lambda pages, records: status.update(
+            f"fetching enrollment ids: {records} records, {pages} pages")
+    finally:
+        status.stop()

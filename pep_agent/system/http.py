@@ -7,6 +7,8 @@ documented exit codes; response bodies that may hold identity data are never put
 from __future__ import annotations
 
 import json
+import logging
+import re
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +29,20 @@ from pep_agent.errors import (
 
 MAX_BODY = 1_000_000  # a pep answer is a few hundred bytes; anything huge is not one
 TRANSIENT_STATUS = frozenset({502, 503, 504})
+_SECRET_PARAM = re.compile(r"(verificationKey=)[^&\s\"]*", re.IGNORECASE)
+
+
+class _RedactSecrets(logging.Filter):
+    """urllib3 logs every request line at debug level, query string included: mask the key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "verificationkey=" in text.lower():
+            record.msg, record.args = _SECRET_PARAM.sub(r"\1[redacted]", text), None
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
 
 
 def validate_url(url: str) -> str:
@@ -85,7 +101,11 @@ class PepClient:
     def _get(self, path: str, query: Mapping[str, str] | None, *, what: str) -> requests.Response:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         try:
-            resp = self.session.get(url, params=query, timeout=self.timeout, stream=True)
+            # verify is passed on every call because requests lets REQUESTS_CA_BUNDLE /
+            # CURL_CA_BUNDLE override a session's verify, which would silently drop
+            # --ca-cert and --insecure.
+            resp = self.session.get(url, params=query, timeout=self.timeout, stream=True,
+                                    verify=self.session.verify)
             body = _read_capped(resp)
         except requests.exceptions.SSLError as e:
             raise ServerUnreachableError(

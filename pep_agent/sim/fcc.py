@@ -1,0 +1,223 @@
+"""The FCC stand-in: looks like factory-configurator-client-example from the outside.
+
+Side effects: prints FCC's lines on stdout (flushed line by line), listens on a random TCP port
+of one interface's IPv4 address, writes the injected items to its storage (see fcc_storage),
+and with some --fault values ignores SIGTERM or never exits. Like the real program it waits for
+a connection without a time limit; whoever starts it stops it.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import os
+import secrets
+import signal
+import socket
+import stat
+import sys
+import time
+from pathlib import Path
+
+from pep_agent.errors import NetworkError
+from pep_agent.sim import bundle, wire
+from pep_agent.sim.fcc_storage import Storage
+from pep_agent.system.netinfo import interface_ipv4
+
+FAULTS = ("crash", "silent", "no-accept", "fail-after", "hang-after", "ignore-term",
+          "pause-after-exchange")
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_FAIL_AFTER = 3
+PORT_TRIES = 200
+# A connected peer that stops sending for this long is dropped, and FCC waits for the next one.
+READ_TIMEOUT = 60.0
+RELEASE_WAIT = 300.0
+_COLOURS = {"INFO": "\x1b[32m", "WARN": "\x1b[33m", "ERR": "\x1b[31m"}
+_RESET = "\x1b[0m"
+
+
+def _out(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _trace(level: str, group: str, message: str) -> None:
+    _out(f"{_COLOURS[level]}[{level}][{group:<4}]: {message}{_RESET}")
+
+
+def _wait_forever() -> None:
+    while True:  # the real FCC never gives up either; the caller stops the process
+        time.sleep(3600)
+
+
+def _banner(storage: Storage) -> None:
+    built = datetime.datetime.now().strftime("%b %d %Y %H:%M:%S")
+    _out(f"Application ready. Build at: {built}")
+    _out("PDMC version 4.13.0")
+    _out("In single-partition mode.")
+    _out(f"Creating path {storage.root}")
+    storage.prepare()
+    _trace("INFO", "fce", "Factory configurator client initialized")
+    if storage.parsec:
+        _trace("INFO", "fce", "PSA storage backed by Parsec")
+
+
+def _parsec_socket_ok() -> bool:
+    path = os.environ.get("PEP_SIM_PARSEC_SOCKET")
+    if not path:
+        return True
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
+def _bind(address: str) -> tuple[socket.socket, int]:
+    """Listen on a random port in 1024-65534 of address, retrying ports that are taken."""
+    for _ in range(PORT_TRIES):
+        port = 1024 + secrets.randbelow(65534 - 1024 + 1)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((address, port))
+            sock.listen(1)
+            return sock, port
+        except OSError as e:
+            sock.close()
+            if e.errno not in (errno.EADDRINUSE, errno.EACCES):
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free port after {PORT_TRIES} tries")
+
+
+def _respond(conn: socket.socket, frame: bytes) -> None:
+    try:
+        conn.settimeout(READ_TIMEOUT)
+        conn.sendall(frame)
+    except OSError as e:
+        _trace("ERR", "fcc", f"Failed sending response message to remote host ({e.strerror})")
+
+
+def _process(storage: Storage, message: bytes, fault: str | None) -> tuple[int, bytes]:
+    """Handle one request: (exit code if the session ends here or -1 to go on, response)."""
+    sid = None
+    try:
+        if not storage.erased:
+            storage.erase()
+            _out("Storage is erased")
+        request = bundle.decode_request(message)
+        sid = request.sid
+        if request.verify and not request.keep_alive:
+            bundle.verify(request)
+        if fault == "fail-after":
+            _trace("ERR", "fcc", "Failed to process data (simulated)")
+            return EXIT_FAIL_AFTER, wire.frame_response(wire.CommStatus.FAILED_TO_PROCESS_DATA)
+        storage.write(request.items)
+    except bundle.BundleError as e:
+        _trace("ERR", "fcc", f"Factory flow failed: {e} (status {int(e.status)})")
+        return EXIT_ERROR, wire.frame_response(0, bundle.encode_response(e.status, str(e), sid))
+    except OSError as e:
+        _trace("ERR", "fcc", f"Storage error: {e.strerror}")
+        reply = bundle.encode_response(bundle.FccStatus.STORE_ERROR, "storage error", sid)
+        return EXIT_ERROR, wire.frame_response(0, reply)
+    _out("Successfully processed comm message")
+    reply = bundle.encode_response(bundle.FccStatus.SUCCESS, bundle.SUCCESS_MESSAGE, sid)
+    return (-1 if request.keep_alive else EXIT_OK), wire.frame_response(0, reply)
+
+
+def _session(conn: socket.socket, storage: Storage, fault: str | None) -> int | None:
+    """Serve one connection; the exit code, or None to wait for another connection."""
+    reader = wire.StreamReader(wire.socket_recv(conn, timeout=READ_TIMEOUT))
+    while True:
+        try:
+            message = wire.read_request(reader)
+        except wire.ConnectionClosed as e:
+            if not e.before_token:
+                _trace("WARN", "fcc", f"Incomplete message: {e}")
+            return None
+        except (TimeoutError, socket.timeout, ConnectionError):
+            _trace("WARN", "fcc", "Connection lost while waiting for a message")
+            return None
+        except wire.WireError as e:
+            _trace("ERR", "fcc", f"Failed reading message: {e}")
+            _respond(conn, wire.frame_response(e.status))
+            return EXIT_ERROR
+        code, frame = _process(storage, message, fault)
+        _respond(conn, frame)
+        if code >= 0:
+            return code
+
+
+def _after_success(fault: str | None) -> int:
+    if fault == "hang-after":
+        _out("Successfully completed factory flow")
+        _wait_forever()
+    if fault == "pause-after-exchange":
+        release = os.environ.get("PEP_SIM_FCC_RELEASE")
+        deadline = time.monotonic() + RELEASE_WAIT
+        while time.monotonic() < deadline and not (release and Path(release).exists()):
+            time.sleep(0.05)
+    _out("Successfully completed factory flow")
+    return EXIT_OK
+
+
+def _main(parsec: bool, mcc_config: Path | None, fault: str | None) -> int:
+    if fault == "ignore-term":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    storage = Storage(parsec=parsec, mcc_config=mcc_config, cwd=Path.cwd())
+    try:
+        _banner(storage)
+    except OSError as e:
+        _trace("ERR", "fce", f"Failed creating path {storage.root}: {e.strerror}")
+        return EXIT_ERROR
+    if fault == "crash":
+        _trace("ERR", "fce", "Simulated crash")
+        return EXIT_ERROR
+    if parsec and not _parsec_socket_ok():
+        _trace("ERR", "fce", "error getting available providers: Os { code: 2, kind: NotFound,"
+                             " message: \"No such file or directory\" }")
+        return EXIT_ERROR
+    iface = os.environ.get("ETHERNET_LINUX_IFACE_NAME", "eth0")
+    _out(f"Trying receive interface ({iface})")
+    try:
+        addresses = interface_ipv4(iface)
+    except NetworkError as e:
+        addresses, reason = [], str(e)
+    else:
+        reason = f"network interface {iface!r} has no IPv4 address"
+    if not addresses:
+        _trace("ERR", "fce", f"Failed to initialize network interface: {reason}")
+        return EXIT_ERROR
+    if fault == "silent":
+        _wait_forever()
+    try:
+        listener, port = _bind(addresses[0])
+    except OSError as e:
+        _trace("ERR", "fce", f"Failed to open the server socket: {e.strerror}")
+        return EXIT_ERROR
+    _out(f" Client IP Address and Port :  {addresses[0]}:{port}")
+    _out(" Client is waiting for incoming connection...")
+    if fault == "no-accept":
+        _wait_forever()
+    with listener:
+        while True:
+            conn, _ = listener.accept()
+            with conn:
+                code = _session(conn, storage, fault)
+            if code is None:
+                _out(" Client is waiting for incoming connection...")
+                continue
+            return _after_success(fault) if code == EXIT_OK else code
+
+
+def run(*, parsec: bool, mcc_config: Path | None, fault: str | None) -> int:
+    """Act as FCC until one exchange is done; the exit status (0 only on success)."""
+    if fault is not None and fault not in FAULTS:
+        print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
+        return EXIT_USAGE
+    # Die on a closed stdout as the C program does, instead of raising BrokenPipeError.
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        return _main(parsec, mcc_config, fault)
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT

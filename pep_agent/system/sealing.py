@@ -1,0 +1,78 @@
+"""journald forward-secure sealing: generate the keys and hand back the verification key.
+
+Side effects: runs `journalctl --setup-keys --force`, which replaces the journal's sealing key
+(the file `fss` in the persistent journal directory) through the process funnel. The
+verification key it prints is a secret: it is returned to the caller and never logged, and no
+error raised here carries journalctl's standard output.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from pep_agent.errors import ConfigError, SealingError
+from pep_agent.system import proc
+
+DEFAULT_TIMEOUT = 60.0  # seeding reads the kernel's entropy pool; allow a slow board
+# systemd time spans: "10s", "15min", "1h 30min", "2d"; anything else is refused before
+# journalctl sees it, so that a typo is a configuration error and not a sealing failure.
+_INTERVAL = re.compile(r"^\d+(\.\d+)?\s*[a-zA-Z]*(\s+\d+(\.\d+)?\s*[a-zA-Z]*)*$")
+# What journalctl prints: hex groups joined by '-', then '/', then two hex numbers.
+_KEY = re.compile(r"^[0-9a-f]+(-[0-9a-f]+)*/[0-9a-f]+-[0-9a-f]+$")
+_KEY_LIKE = re.compile(r"[0-9a-f]{6}(-[0-9a-f]{6})+(/[0-9a-f]+-[0-9a-f]+)?")
+
+
+def setup_keys_argv(interval: str, journalctl: Sequence[str] = ("journalctl",)) -> list[str]:
+    """The journalctl command line that (re)generates the sealing keys."""
+    if not _INTERVAL.match(interval.strip()):
+        raise ConfigError(f"invalid FSS interval {interval!r}",
+                          hint="use a systemd time span such as 10s, 15min or 1h")
+    return [*journalctl, "--setup-keys", "--force", f"--interval={interval.strip()}"]
+
+
+def setup_keys(interval: str, *, journalctl: Sequence[str] = ("journalctl",),
+               timeout: float = DEFAULT_TIMEOUT) -> str:
+    """Generate new sealing keys; return the verification key (first line of stdout)."""
+    argv = setup_keys_argv(interval, journalctl)
+    try:
+        result = proc.run(argv, timeout=timeout, check=False)
+    except proc.ProcessError as e:
+        # ProcessError holds stdout, which may hold the key: never chain it.
+        raise SealingError(f"cannot seal the journal: journalctl {e.reason}",
+                           hint=_hint_for(e.reason, "")) from None
+    lines = result.stdout.splitlines()
+    key = lines[0].strip() if lines else ""
+    if result.returncode != 0:
+        reason = failure_reason(result.stderr)
+        raise SealingError(
+            f"cannot seal the journal: journalctl exited with status {result.returncode}"
+            + (f" ({reason})" if reason else ""),
+            hint=_hint_for(reason, result.stderr))
+    if not _KEY.match(key):
+        raise SealingError("cannot seal the journal: journalctl printed no verification key",
+                           hint="run `journalctl --setup-keys` by hand to see why")
+    return key
+
+
+def failure_reason(stderr: str) -> str:
+    """The line of journalctl's stderr that says why it failed, with key-like text removed."""
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    useful = [ln for ln in lines if not ln.startswith(("Generating ", "Unable to set file "))]
+    chosen = (useful or lines or [""])[-1]
+    return _KEY_LIKE.sub("[redacted]", chosen)[:200]
+
+
+def _hint_for(reason: str, stderr: str) -> str | None:
+    text = f"{reason}\n{stderr}"
+    if "command not found" in text:
+        return "journalctl is not installed on this system"
+    if ("persistent" in text or "No such file or directory" in text
+            or "not a directory" in text):
+        return ("journald keeps no persistent journal: set Storage=persistent in "
+                "journald.conf, restart systemd-journald, then try again")
+    if "Permission denied" in text or "Operation not permitted" in text:
+        return "sealing keys can only be set up as root"
+    if "interval" in text:
+        return "use a systemd time span such as 10s, 15min or 1h"
+    return None  # the class's default hint

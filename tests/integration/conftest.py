@@ -1,0 +1,41 @@
+"""Fixtures for integration tests: simulator processes on loopback, stopped after each test."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# `tests.simprocs` must import however pytest was launched (python -m pytest adds the
+# working directory to sys.path, the pytest script does not).
+_REPO = str(Path(__file__).resolve().parents[2])
+if _REPO not in sys.path:
+    sys.path.insert(0, _REPO)
+
+from tests.simprocs import SimFcc, SimServer, start_fcc, start_server  # noqa: E402
+
+
+@pytest.fixture
+def sim_server(tmp_path: Path) -> Iterator[SimServer]:
+    """A pep server simulator on 127.0.0.1 with its records under tmp_path."""
+    server = start_server(tmp_path / "sim-server")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sim_fcc(tmp_path: Path) -> Iterator[Callable[..., SimFcc]]:
+    """Starts FCC stand-ins (start_fcc's options; cwd defaults to tmp_path/fcc-N)."""
+    started: list[SimFcc] = []
+
+    def start(cwd: Path | None = None, **options: Any) -> SimFcc:
+        fcc = start_fcc(cwd or tmp_path / f"fcc-{len(started)}", **options)
+        started.append(fcc)
+        return fcc
+
+    yield start
+    for fcc in started:
+        fcc.stop(grace=2.0)

@@ -1,0 +1,208 @@
+"""The one place tests start simulator processes: the pep server and FCC stand-ins.
+
+Both run as real processes through `pep-agent sim ...` (the console entry point, via
+`python -m pep_agent`) and are started and stopped through pep_agent.system.proc. Every wait
+here is bounded; every process started here is stopped by pid (its own process group).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import requests
+
+from pep_agent.system import proc
+
+START_TIMEOUT = 30.0
+STOP_GRACE = 5.0
+HTTP_TIMEOUT = 30.0
+SERVER_LINE = re.compile(r"pep sim server listening on (http://\S+)")
+FCC_PORT_LINE = re.compile(r"Client IP Address and Port :\s+(\d+\.\d+\.\d+\.\d+):(\d+)")
+# Knobs the `sim server` command line takes; the others are set over HTTP after start.
+_CLI_KNOBS = ("fail_next", "fail_status", "delay", "drop_next", "fcc_timeout")
+_MAX_LINES = 20_000
+
+
+def sim_argv(*args: str) -> list[str]:
+    """argv of `pep-agent sim ARGS...` with the interpreter running the tests."""
+    return [sys.executable, "-m", "pep_agent", "sim", *args]
+
+
+class LineReader:
+    """Collects a process's output lines in a thread, so that pipes never fill up."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self._lines: list[str] = []
+        self._cond = threading.Condition()
+        self._done = False
+        self._thread = threading.Thread(target=self._pump, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _pump(self, stream: IO[bytes]) -> None:
+        for raw in iter(stream.readline, b""):
+            with self._cond:
+                self._lines.append(raw.decode(errors="replace").rstrip("\n"))
+                del self._lines[:-_MAX_LINES]
+                self._cond.notify_all()
+        with self._cond:
+            self._done = True
+            self._cond.notify_all()
+
+    @property
+    def lines(self) -> list[str]:
+        with self._cond:
+            return list(self._lines)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, pattern: re.Pattern[str] | str, timeout: float) -> re.Match[str] | None:
+        """The first line matching pattern, waiting at most timeout; None at EOF or timeout."""
+        regex = re.compile(pattern) if isinstance(pattern, str) else pattern
+        deadline = time.monotonic() + timeout
+        seen = 0
+        with self._cond:
+            while True:
+                for line in self._lines[seen:]:
+                    found = regex.search(line)
+                    if found:
+                        return found
+                seen = len(self._lines)
+                remaining = deadline - time.monotonic()
+                if self._done or remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def close(self, timeout: float = STOP_GRACE) -> None:
+        self._thread.join(timeout)
+
+
+def _spawn(argv: list[str], *, cwd: Path, env: Mapping[str, str] | None = None,
+           ) -> tuple[subprocess.Popen[bytes], LineReader]:
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    child = proc.spawn(argv, env=full_env, cwd=cwd)
+    assert child.stdout is not None
+    return child, LineReader(child.stdout)
+
+
+@dataclass
+class SimServer:
+    """A running `pep-agent sim server`."""
+
+    process: subprocess.Popen[bytes]
+    output: LineReader
+    url: str
+    db: Path
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def get(self, path: str, **params: Any) -> requests.Response:
+        return self.session.get(self.url + path, params=params, timeout=HTTP_TIMEOUT)
+
+    def faults(self) -> dict[str, Any]:
+        reply = self.session.get(self.url + "/_sim/faults", timeout=HTTP_TIMEOUT)
+        reply.raise_for_status()
+        result: dict[str, Any] = reply.json()
+        return result
+
+    def set_faults(self, **knobs: Any) -> dict[str, Any]:
+        """Change fault knobs at run time; returns all knobs after the change."""
+        reply = self.session.post(self.url + "/_sim/faults", json=knobs, timeout=HTTP_TIMEOUT)
+        reply.raise_for_status()
+        result: dict[str, Any] = reply.json()
+        return result
+
+    def stop(self) -> int:
+        self.session.close()
+        code = proc.stop(self.process, grace=STOP_GRACE)
+        self.output.close()
+        return code
+
+
+def start_server(tmp_path: Path, **fault_kwargs: Any) -> SimServer:
+    """Start the pep server on 127.0.0.1 (a free port) with its records in tmp_path."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    db = tmp_path / "pep-sim.sqlite"
+    argv = sim_argv("server", "--host", "127.0.0.1", "--port", "0", "--db", str(db))
+    for name in _CLI_KNOBS:
+        if name in fault_kwargs:
+            argv += ["--" + name.replace("_", "-"), str(fault_kwargs[name])]
+    child, output = _spawn(argv, cwd=tmp_path)
+    found = output.wait_for(SERVER_LINE, START_TIMEOUT)
+    if found is None:
+        proc.stop(child, grace=STOP_GRACE)
+        raise RuntimeError(f"sim server did not start:\n{output.text()}")
+    server = SimServer(child, output, found.group(1), db)
+    rest = {k: v for k, v in fault_kwargs.items() if k not in _CLI_KNOBS}
+    if rest:
+        server.set_faults(**rest)
+    return server
+
+
+def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
+             fault: str | None = None) -> list[str]:
+    argv = sim_argv("fcc")
+    if parsec:
+        argv.append("--parsec")
+    if mcc_config is not None:
+        argv += ["--mcc-config", str(mcc_config)]
+    if fault is not None:
+        argv += ["--fault", fault]
+    return argv
+
+
+def fcc_command(parsec: bool = False, mcc_config: Path | None = None,
+                fault: str | None = None) -> str:
+    """The command line the agent gets as --fcc-command to run the FCC stand-in."""
+    return shlex.join(fcc_argv(parsec, mcc_config, fault))
+
+
+@dataclass
+class SimFcc:
+    """A running `pep-agent sim fcc`; ip and port are set once it printed them."""
+
+    process: subprocess.Popen[bytes]
+    output: LineReader
+    cwd: Path
+    ip: str | None = None
+    port: int | None = None
+
+    def wait_exit(self, timeout: float) -> int | None:
+        return proc.wait(self.process, deadline=time.monotonic() + timeout)
+
+    def stop(self, grace: float = STOP_GRACE) -> int:
+        code = proc.stop(self.process, grace=grace)
+        self.output.close()
+        return code
+
+
+def start_fcc(cwd: Path, *, iface: str = "lo", parsec: bool = False,
+              mcc_config: Path | None = None, fault: str | None = None,
+              env: Mapping[str, str] | None = None, wait_port: bool = True,
+              wrapper: Sequence[str] = ()) -> SimFcc:
+    """Start the FCC stand-in in cwd on iface; waits for its port line when wait_port.
+
+    wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace.
+    """
+    cwd.mkdir(parents=True, exist_ok=True)
+    child_env = {"ETHERNET_LINUX_IFACE_NAME": iface, **(env or {})}
+    argv = [*wrapper, *fcc_argv(parsec, mcc_config, fault)]
+    child, output = _spawn(argv, cwd=cwd, env=child_env)
+    fcc = SimFcc(child, output, cwd)
+    if wait_port:
+        found = output.wait_for(FCC_PORT_LINE, START_TIMEOUT)
+        if found is None:
+            fcc.stop()
+            raise RuntimeError(f"sim fcc printed no port:\n{output.text()}")
+        fcc.ip, fcc.port = found.group(1), int(found.group(2))
+    return fcc
