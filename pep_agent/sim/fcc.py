@@ -39,8 +39,12 @@ _RESET = "\x1b[0m"
 
 
 def _out(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Whoever read our output is gone: end as the C program would, killed by SIGPIPE.
+        os._exit(128 + signal.SIGPIPE)
 
 
 def _trace(level: str, group: str, message: str) -> None:
@@ -215,8 +219,6 @@ def run(*, parsec: bool, mcc_config: Path | None, fault: str | None) -> int:
     if fault is not None and fault not in FAULTS:
         print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
         return EXIT_USAGE
-    # Die on a closed stdout as the C program does, instead of raising BrokenPipeError.
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         return _main(parsec, mcc_config, fault)
     except KeyboardInterrupt:

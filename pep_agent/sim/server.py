@@ -9,6 +9,7 @@ are masked in every log line and in /v3/requestLog.
 from __future__ import annotations
 
 import collections
+import contextlib
 import datetime
 import html
 import json
@@ -66,10 +67,10 @@ class Handler(BaseHTTPRequestHandler):
     # Idle keep-alive connections give their thread back after this many seconds.
     timeout = 120
 
-    # --- plumbing -----------------------------------------------------------------------
-
     def log_message(self, format: str, *args: Any) -> None:
-        sys.stderr.write(redact(f"{self.address_string()} {format % args}") + "\n")
+        # A closed log pipe must not stop the API.
+        with contextlib.suppress(OSError):
+            sys.stderr.write(redact(f"{self.address_string()} {format % args}") + "\n")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         self.send_response(status)
@@ -126,8 +127,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         self._dispatch()
-
-    # --- API --------------------------------------------------------------------------
 
     def identity(self, params: dict[str, str]) -> None:
         faults = self.server.faults

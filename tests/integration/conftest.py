@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-# `tests.simprocs` must import however pytest was launched (python -m pytest adds the
-# working directory to sys.path, the pytest script does not).
-_REPO = str(Path(__file__).resolve().parents[2])
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
-from tests.simprocs import SimFcc, SimServer, start_fcc, start_server  # noqa: E402
+from tests.simprocs import SimFcc, SimServer, start_fcc, start_server
 
 
 @pytest.fixture
