@@ -137,9 +137,10 @@ def clear_identity(ctx: Context) -> None:
 
 def start_fcc(ctx: Context) -> None:
     s, paths = ctx.settings, ctx.paths
-    fsutil.remove(paths.staging)
-    paths.staging.mkdir(parents=True, mode=0o700)
-    ctx.fcc = FccSession.start(s.fcc_argv(), cwd=paths.staging,
+    staging = install.staging_dir(paths, ctx.profile)
+    fsutil.remove(staging)
+    staging.mkdir(parents=True, mode=0o700)
+    ctx.fcc = FccSession.start(s.fcc_argv(), cwd=staging,
                                env=fcc_environment(ctx.interface, s.entropy_source))
     ctx.journal.update(fcc_pid=ctx.fcc.pid, fcc_started=proc.process_start_time(ctx.fcc.pid))
     ip, port = ctx.fcc.read_address(deadline=time.monotonic() + s.fcc_start_timeout)
@@ -241,7 +242,7 @@ def unmask_edge_core(ctx: Context) -> None:
 def mark_provisioned(ctx: Context) -> None:
     install.drop_previous(ctx.paths, ctx.profile)
     fsutil.atomic_write(ctx.paths.provisioned_marker, f"{ctx.serial}\n".encode(), mode=0o644)
-    fsutil.remove(ctx.paths.staging)
+    fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
     # The identity is installed; the saved copy is no longer the commit point.
     fsutil.remove(ctx.paths.saved_response)
     ctx.journal.update(state=state.DONE, finished_at=time.time())
@@ -291,10 +292,15 @@ def provision(ctx: Context, *, before: Callable[[Context], None] | None = None) 
         start = plan(ctx)
         if start is None:
             return "already-provisioned"
-        ctx.notifier.ready()
+        # READY=1 only once edge-core is masked: the unit is ordered Before=edge-core, so
+        # systemd holds edge-core back until then.
+        if start > STEP_NAMES.index("stop-edge-core"):
+            ctx.notifier.ready()
         try:
             for step in STEPS[start:]:
                 _run_step(ctx, step)
+                if step.name == "stop-edge-core":
+                    ctx.notifier.ready()
         finally:
             _stop_fcc(ctx)
         return "provisioned"
@@ -329,7 +335,7 @@ def plan(ctx: Context) -> int | None:
         return STEP_NAMES.index("install")
     if isinstance(leftover, int) and proc.reap_leftover(leftover, j.data.get("fcc_started")):
         log.info("stopped FCC left over from an interrupted run (pid %d)", leftover)
-    fsutil.remove(paths.staging)
+    fsutil.remove(install.staging_dir(paths, ctx.profile))
     j.reset(run_id=uuid.uuid4().hex[:12], serial=None)
     return 0
 

@@ -41,10 +41,6 @@ class Paths:
         return self.state_dir / "response.json"
 
     @property
-    def staging(self) -> Path:
-        return self.state_dir / "staging"
-
-    @property
     def provisioned_marker(self) -> Path:
         return self.state_dir / "provisioned"
 

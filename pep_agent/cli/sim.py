@@ -23,7 +23,7 @@ def sim_server(
     fail_next: Annotated[int, typer.Option(help="Fail the next N identity requests.")] = 0,
     fail_status: Annotated[int, typer.Option(help="HTTP status of those failures.")] = 503,
     delay: Annotated[float, typer.Option(help="Seconds before answering identity.")] = 0.0,
-    drop_next: Annotated[int, typer.Option(help="Drop the next N identity requests unanswered.")] = 0,
+    drop_next: Annotated[int, typer.Option(help="Leave N identity requests unanswered.")] = 0,
     fcc_timeout: Annotated[float, typer.Option(help="Socket timeout towards FCC.")] = 30.0,
 ) -> None:
     """A pep server: the v3 API, records in SQLite, the real FCC exchange."""

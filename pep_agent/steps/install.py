@@ -49,8 +49,19 @@ def clear_identity(paths: Paths, profile: Profile) -> list[str]:
     return moved
 
 
-def staged_pal(paths: Paths) -> Path:
-    return paths.staging / "pal"
+def staging_dir(paths: Paths, profile: Profile) -> Path:
+    """FCC's working directory, beside mcc_config.
+
+    Beside it so that the switch is a rename within one file system: /userdata may be its own
+    partition, and under systemd StateDirectory= and ReadWritePaths= are separate bind mounts,
+    across which rename() fails with EXDEV.
+    """
+    mcc, _ = targets(paths, profile)
+    return mcc.parent / ".pep-agent-staging"
+
+
+def staged_pal(paths: Paths, profile: Profile) -> Path:
+    return staging_dir(paths, profile) / "pal"
 
 
 def credentials_ready(paths: Paths, profile: Profile, parsec: bool) -> bool:
@@ -58,7 +69,7 @@ def credentials_ready(paths: Paths, profile: Profile, parsec: bool) -> bool:
     mcc, _ = targets(paths, profile)
     if parsec:
         return (mcc / "pst").exists()
-    return non_empty_dir(staged_pal(paths) / "WORKING") or non_empty_dir(mcc / "WORKING")
+    return non_empty_dir(staged_pal(paths, profile) / "WORKING") or non_empty_dir(mcc / "WORKING")
 
 
 def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> None:
@@ -69,7 +80,7 @@ def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> No
             raise InstallError(f"{mcc / 'pst'} is missing: FCC did not store the credentials "
                                "in Parsec", hint="check parsec.service and FCC's output")
     else:
-        pal = staged_pal(paths)
+        pal = staged_pal(paths, profile)
         if pal.exists():
             if not non_empty_dir(pal / "WORKING"):
                 raise InstallError("FCC's pal/WORKING folder is empty: nothing to install")

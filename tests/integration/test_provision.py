@@ -54,7 +54,7 @@ def test_happy_path(tmp_path: Path, server: SimServer) -> None:
     assert data["enrollmentID"] in out.stdout
     # The identity never reaches the logs; the staging area and saved copy are gone.
     assert data["enrollmentID"] not in out.stderr
-    assert not (root / "var/lib/pep-agent/staging").exists()
+    assert not (root / "userdata/mbed/.pep-agent-staging").exists()
     assert not (root / "var/lib/pep-agent/response.json").exists()
     # A second run on a provisioned gateway does nothing.
     again = provision(root, server.url, "LINE 7/GW-001", fcc_command())

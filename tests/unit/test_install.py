@@ -12,7 +12,7 @@ LMP = get_profile("lmp")
 
 
 def _stage(paths: Paths) -> None:
-    working = paths.staging / "pal/WORKING"
+    working = install.staging_dir(paths, LMP) / "pal/WORKING"
     working.mkdir(parents=True)
     (working / "mbed.EndpointName").write_text("SN-1")
 
@@ -25,7 +25,7 @@ def test_swap_then_identity(tmp_path: Path) -> None:
     mcc = tmp_path / "userdata/mbed/mcc_config"
     ident = tmp_path / "userdata/edge_gw_config/identity.json"
     assert (mcc / "WORKING/mbed.EndpointName").read_text() == "SN-1"
-    assert not (paths.staging / "pal").exists()
+    assert not (install.staging_dir(paths, LMP) / "pal").exists()
     assert stat.S_IMODE(ident.stat().st_mode) == 0o600
     # Rerunning after a crash in the middle is harmless: the swap is already done.
     install.install(paths, LMP, False, b'{"serialNumber": "SN-1"}\n')
@@ -42,7 +42,7 @@ def test_target_must_not_exist(tmp_path: Path) -> None:
 
 def test_empty_working_is_refused(tmp_path: Path) -> None:
     paths = Paths(tmp_path)
-    (paths.staging / "pal/WORKING").mkdir(parents=True)
+    (install.staging_dir(paths, LMP) / "pal/WORKING").mkdir(parents=True)
     assert not install.credentials_ready(paths, LMP, parsec=False)
     with pytest.raises(InstallError, match="empty"):
         install.install(paths, LMP, False, b"{}")
