@@ -1,0 +1,129 @@
+"""A testbed: one virtual gateway in its network namespace, the pep server in the other.
+
+Side effects: creates network namespaces and an overlay (below the image cache), installs
+the agent into the gateway's root, starts and stops `pep-agent sim server` (from the host's
+venv, inside the server's namespace); close() undoes all of it, also after a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from itertools import count
+from pathlib import Path
+
+from e2e_gateway import Gateway, wait_for
+from e2e_image import remove_run, runs_dir
+from e2e_install import install_gateway
+from e2e_netns import SERVER_ADDRESS, NetPair, create, delete
+
+SERVER_PORT = 5151
+SERVER_START_TIMEOUT = 30.0
+_numbers = count(1)
+
+
+class Testbed:
+    """A gateway in one namespace, the simulated pep server in the other.
+
+    The overlay lives below the image cache (runs/TAG), not in pytest's tmp dir: pytest
+    prunes old tmp dirs at start-up, which must never reach into a mounted overlay of a run
+    still going. Logs are copied to `logs` (the test's tmp dir) when the testbed closes.
+    """
+
+    __test__ = False
+
+    def __init__(self, logs: Path, base: Path, wheel: Path, serial: str) -> None:
+        self.logs = logs
+        self.serial = serial
+        self.tag = f"{os.getpid() % 100000}{next(_numbers)}"
+        self.work = runs_dir() / f"{os.getpid()}-{self.tag}"
+        self.base = base
+        self.wheel = wheel
+        self.net: NetPair | None = None
+        self.gateway: Gateway | None = None
+        self.server: subprocess.Popen[bytes] | None = None
+        self.server_log = self.work / "server.log"
+        self.server_ip = SERVER_ADDRESS
+        self.settings = {
+            "PEP_PROFILE": "lmp",
+            "PEP_SERVER_URL": f"http://{SERVER_ADDRESS}:{SERVER_PORT}",
+            "PEP_SERIAL": serial,
+            "PEP_FCC_COMMAND": "/usr/local/sbin/fcc-with-probe",
+            "PEP_PARSEC": "false",
+            "PEP_LED_BACKEND": "sysfs",
+            "PEP_LED_DIR": "/var/lib/fake-leds",
+            "PEP_LED_NAME": "status",
+            "PEP_RETRY_BASE": "1",
+            "PEP_RETRY_CAP": "3",
+            "PEP_VERIFY_TIMEOUT": "120",
+        }
+
+    def set_up(self) -> None:
+        """Namespaces, overlay, the agent installed; close() undoes whatever got done."""
+        self.net = create(self.tag)
+        self.gateway = Gateway(f"pepgw-{self.tag}", self.base, self.work / "gateway",
+                               self.net.gateway_ns_path)
+        self.gateway.mount()
+        install_gateway(self.gateway.root, self.wheel, f"pepgw-{self.tag}", self.settings)
+
+    @property
+    def gw(self) -> Gateway:
+        assert self.gateway is not None, "testbed not set up"
+        return self.gateway
+
+    def start_server(self) -> None:
+        """`pep-agent sim server` from the host's venv, inside the server's namespace."""
+        assert self.server is None or self.server.poll() is not None
+        log = open(self.server_log, "ab")  # noqa: SIM115 - the child keeps it
+        assert self.net is not None
+        argv = ["ip", "netns", "exec", self.net.server_ns, sys.executable,
+                "-m", "pep_agent", "sim", "server", "--host", self.net.server_ip,
+                "--port", str(SERVER_PORT), "--db", str(self.work / "server.sqlite")]
+        self.server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                       stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        wait_for(self._server_listens, timeout=SERVER_START_TIMEOUT, what="the pep server")
+
+    def _server_listens(self) -> bool | None:
+        if self.server is None or self.server.poll() is not None:
+            raise RuntimeError(f"the pep server exited; see {self.server_log}")
+        assert self.net is not None
+        probe = subprocess.run(
+            ["ip", "netns", "exec", self.net.server_ns, "ss", "-Hltn",
+             f"sport = :{SERVER_PORT}"], capture_output=True, text=True, timeout=10,
+            check=False)
+        return True if probe.stdout.strip() else None
+
+    def stop_server(self) -> None:
+        if self.server is not None and self.server.poll() is None:
+            # Our own child; its process group holds only what it started.
+            os.killpg(self.server.pid, signal.SIGTERM)
+            try:
+                self.server.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.server.pid, signal.SIGKILL)
+                self.server.wait(timeout=15)
+        self.server = None
+
+    def close(self) -> None:
+        try:
+            self.stop_server()
+        finally:
+            try:
+                if self.gateway is not None:
+                    self.gateway.close()
+            finally:
+                if self.net is not None:
+                    delete(self.net)
+                self._keep_logs()
+                remove_run(self.work)
+
+    def _keep_logs(self) -> None:
+        for log in [*self.work.glob("*.log"), *self.work.glob("gateway/*.log")]:
+            shutil.copy2(log, self.logs / log.name)
+        journal = self.work / "gateway/upper/var/log/journal"
+        if journal.is_dir():
+            shutil.copytree(journal, self.logs / "journal", dirs_exist_ok=True)
