@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml .ci/setup
 	VENV=$(VENV) ./.ci/setup
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pep_agent tests
+	$(VENV)/bin/ruff check pep_agent tests bench
 	$(VENV)/bin/mypy
 
 test: lint

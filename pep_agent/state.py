@@ -13,8 +13,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pep_agent.system.fsutil import atomic_write
-
 SCHEMA = 1
 
 # Overall states, as `pep-agent status` reports them.
@@ -56,6 +54,9 @@ class Journal:
         self.save()
 
     def save(self) -> None:
+        # Imported here: `pep-agent status` only reads the journal and stays light.
+        from pep_agent.system.fsutil import atomic_write
+
         self.data["updated_at"] = time.time()
         atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(),
                      mode=0o644)

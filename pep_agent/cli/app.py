@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +44,8 @@ def handles_errors(func: F) -> F:
         try:
             return func(*args, **kwargs)
         except PepError as e:
+            import logging  # imported here: status and --help never log
+
             logging.getLogger("pep_agent").debug("error detail", exc_info=True)
             fail(e)
             raise typer.Exit(int(e.code)) from None
@@ -61,8 +62,26 @@ def setup_logs(debug: bool) -> None:
     setup_logging(debug=debug)
 
 
+# The module registering each command. typer turns every registered command into a click
+# command at start-up (evaluating all its annotations), so a run loads only the module of its
+# command; --help, no command or an unknown word load them all, in this order.
+COMMAND_MODULES = ("provisioning", "server", "sim")
+_MODULE_OF = {
+    "provision": "provisioning", "reprovision": "provisioning", "status": "provisioning",
+    "verify": "provisioning", "led": "provisioning",
+    "get-one-identity": "server", "get-enrollment-id": "server",
+    "get-verification-key": "server", "list-enrollment-ids": "server",
+    "sim": "sim",
+}
+
+
 def main() -> None:
     """Console-script entry point."""
-    from pep_agent.cli import provisioning, server, sim  # noqa: F401 - registers the commands
+    import importlib
 
+    # No option comes before the command's name, so the first plain word is the command.
+    word = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
+    wanted = _MODULE_OF.get(word)
+    for module in (wanted,) if wanted else COMMAND_MODULES:
+        importlib.import_module(f"pep_agent.cli.{module}")
     app()

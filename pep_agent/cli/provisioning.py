@@ -5,7 +5,6 @@ Side effects: those of the flow (services, files, FCC, HTTP, LED); status only r
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -112,6 +111,8 @@ def status(root: RootOpt = None,
         time.sleep(0.5)
         doc = report.status_document(paths)
     if as_json:
+        import json
+
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print(report.human(doc))
@@ -147,6 +148,11 @@ def led(state: Annotated[str, typer.Argument(help="off, provisioning, waiting, s
 
 
 def _paths(root: Optional[Path]) -> Any:
-    from pep_agent.config import load_settings
+    """Status needs the root only (--root, else PEP_ROOT, else /): not the settings module, nor
+    the env file, which lives under the root and so never sets it."""
+    import os
 
-    return load_settings({"root": root}).paths
+    from pep_agent.paths import Paths
+
+    chosen = root or os.environ.get("PEP_ROOT")
+    return Paths(Path(chosen)) if chosen else Paths()
