@@ -206,6 +206,12 @@ def _injected_anyway(ctx: Context, *, wait: bool) -> bool:
     """
     if ctx.fcc is None:
         return False
+    # FCC stores the credentials before it answers the factory tool: once they are staged,
+    # the injection happened and FCC is about to exit, so wait for it rather than asking the
+    # server again (which would answer 409). With Parsec, storage exists from FCC's start and
+    # says nothing, so only FCC's exit tells.
+    if not ctx.parsec and install.credentials_ready(ctx.paths, ctx.profile, False):
+        wait = True
     code = proc.wait(ctx.fcc.child, deadline=time.monotonic() + (5.0 if wait else 0.0))
     return code == 0 and install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec)
 
@@ -286,6 +292,17 @@ def provision(ctx: Context, *, before: Callable[[Context], None] | None = None) 
 
     `before` runs under the run lock first (reprovision's erase).
     """
+    try:
+        return _provision(ctx, before)
+    except OSError as e:
+        # The lock or the journal could not be written (a full or read-only disk): the
+        # operator needs exit 18 and its hint, not a traceback.
+        err = fsutil.install_error("writing the agent's state", e)
+        _fail(ctx, err)
+        raise err from None
+
+
+def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
     with RunLock(ctx.paths.lock):
         if before is not None:
             before(ctx)
@@ -363,8 +380,14 @@ def _run_step(ctx: Context, step: Step) -> None:
 
 
 def _fail(ctx: Context, err: PepError) -> None:
-    ctx.journal.update(state=state.FAILED, finished_at=time.time(), error={
-        "code": int(err.code), "name": err.code.name, "message": err.message, "hint": err.hint})
+    try:
+        ctx.journal.update(state=state.FAILED, finished_at=time.time(), error={
+            "code": int(err.code), "name": err.code.name, "message": err.message,
+            "hint": err.hint})
+    except OSError as e:
+        # Still report the failure itself; the journal then says the run was interrupted.
+        log.warning("cannot record the failure in %s: %s", ctx.journal.path,
+                    e.strerror or type(e).__name__)
     log.error("%s", err.message, extra=ctx.fields(PEP_EXIT_CODE=int(err.code)))
     err.logged = True
     ctx.notifier.status(f"failed: {err.message}")

@@ -129,11 +129,11 @@ class SimServer:
         return code
 
 
-def start_server(tmp_path: Path, **fault_kwargs: Any) -> SimServer:
-    """Start the pep server on 127.0.0.1 (a free port) with its records in tmp_path."""
+def start_server(tmp_path: Path, *, port: int = 0, **fault_kwargs: Any) -> SimServer:
+    """Start the pep server on 127.0.0.1 (a free port, or `port`) with its records in tmp_path."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     db = tmp_path / "pep-sim.sqlite"
-    argv = sim_argv("server", "--host", "127.0.0.1", "--port", "0", "--db", str(db))
+    argv = sim_argv("server", "--host", "127.0.0.1", "--port", str(port), "--db", str(db))
     for name in _CLI_KNOBS:
         if name in fault_kwargs:
             argv += ["--" + name.replace("_", "-"), str(fault_kwargs[name])]

@@ -9,11 +9,15 @@ import threading
 from typing import Any
 
 # Name → (type, minimum, maximum). fcc_timeout is the factory tool's socket timeout.
+# drop_next closes the connection before the request is processed; drop_after_next closes it
+# after a successful injection, in place of the 200 answer (the gateway loses the answer, the
+# server keeps the record: a network cut mid-response).
 KNOBS: dict[str, tuple[type, float, float]] = {
     "fail_next": (int, 0, 1_000_000),
     "fail_status": (int, 200, 599),
     "delay": (float, 0.0, 3600.0),
     "drop_next": (int, 0, 1_000_000),
+    "drop_after_next": (int, 0, 1_000_000),
     "fail_injection_next": (int, 0, 1_000_000),
     "fcc_timeout": (float, 0.1, 3600.0),
 }
@@ -26,7 +30,7 @@ class Faults:
         self._lock = threading.Lock()
         self._values: dict[str, Any] = {
             "fail_next": 0, "fail_status": 503, "delay": 0.0, "drop_next": 0,
-            "fail_injection_next": 0, "fcc_timeout": 30.0,
+            "drop_after_next": 0, "fail_injection_next": 0, "fcc_timeout": 30.0,
         }
         self.update(values)
 

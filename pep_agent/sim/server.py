@@ -170,7 +170,13 @@ class Handler(BaseHTTPRequestHandler):
         except BaseException:
             self.server.records.delete(record_id)
             raise
-        self._json(200, self.server.records.deploy(record_id, enrollment))
+        deployed = self.server.records.deploy(record_id, enrollment)
+        if faults.take("drop_after_next"):
+            # The record stays deployed and FCC holds the credentials; only the answer is lost.
+            self.log_message("dropping the connection after the injection (fault knob)")
+            self.close_connection = True
+            return
+        self._json(200, deployed)
 
     def _by_serial(self, params: dict[str, str], column: str) -> None:
         serial = params.get("serialNumber")

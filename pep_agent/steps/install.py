@@ -6,6 +6,8 @@ Side effects: renames credential and identity directories under the root, writes
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 from pep_agent.errors import InstallError
@@ -91,6 +93,11 @@ def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> No
         identity_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         atomic_write(identity_path, identity, mode=0o600)
     except OSError as e:
+        if not parsec:
+            # All or nothing: the credentials go back to staging (a rename needs no free
+            # space), where a rerun finds them.
+            with contextlib.suppress(OSError):
+                os.rename(mcc, staged_pal(paths, profile))
         raise install_error(f"writing {identity_path}", e) from None
 
 

@@ -14,7 +14,7 @@ def test_defaults_and_start_values() -> None:
     faults = Faults(fail_next=2, delay=1)
     snap = faults.snapshot()
     assert snap == {"fail_next": 2, "fail_status": 503, "delay": 1.0, "drop_next": 0,
-                    "fail_injection_next": 0, "fcc_timeout": 30.0}
+                    "drop_after_next": 0, "fail_injection_next": 0, "fcc_timeout": 30.0}
     assert isinstance(snap["delay"], float)
 
 
@@ -45,3 +45,13 @@ def test_verification_keys_are_masked_in_urls() -> None:
     assert "s3cr3t" not in redact(line)
     assert "serialNumber=A" in redact(line) and "ip=1" in redact(line)
     assert "s3cr3t" not in redact("/v3/identity?VERIFICATIONKEY=s3cr3t")
+
+
+def test_drop_after_next_is_a_bounded_counter() -> None:
+    faults = Faults(drop_after_next=1)
+    assert faults.snapshot()["drop_after_next"] == 1
+    assert [faults.take("drop_after_next") for _ in range(3)] == [True, False, False]
+    with pytest.raises(ValueError):
+        faults.update({"drop_after_next": -1})
+    with pytest.raises(ValueError):
+        faults.update({"drop_after_next": 0.5})
