@@ -1,6 +1,6 @@
 """`pep-agent status`: the journal turned into a stable document and a human summary.
 
-Side effects: reads the journal; nothing else (no HTTP, no heavy imports).
+Side effects: reads the journal; `edge_core` makes one local HTTP GET to edge-core's status.
 """
 
 from __future__ import annotations
@@ -24,7 +24,21 @@ def status_document(paths: Paths) -> dict[str, Any]:
     doc["steps"] = data.get("steps") or {}
     doc["timings"] = timings(data)
     doc["provisioned"] = paths.provisioned_marker.exists()
+    doc["edge_core"] = None
     return doc
+
+
+def edge_core(status_url: str) -> dict[str, Any]:
+    """edge-core's connection as its status endpoint reports it, or why it cannot be read."""
+    from pep_agent.errors import PepError
+    from pep_agent.system.edgecore import read_status
+
+    try:
+        data = read_status(status_url, timeout=1.0)
+    except PepError as e:
+        return {"status": "unreachable", "detail": e.message}
+    keep = ("status", "endpoint-name", "error_code", "error_description")
+    return {k: data[k] for k in keep if k in data}
 
 
 def timings(data: dict[str, Any]) -> dict[str, float | None]:
@@ -67,8 +81,12 @@ def human(doc: dict[str, Any]) -> str:
         lines.append(f"error:         {err.get('message')} (exit {err.get('code')})")
         if err.get("hint"):
             lines.append(f"hint:          {err['hint']}")
+    edge = doc.get("edge_core")
+    if edge:
+        detail = edge.get("endpoint-name") or edge.get("detail") or ""
+        lines.append(f"edge-core:     {edge.get('status')}" + (f" ({detail})" if detail else ""))
     if doc.get("verified_at"):
-        lines.append("edge-core:     connected (verified)")
+        lines.append("verified:      edge-core connected as the serial")
     t = doc.get("timings") or {}
     if t.get("total_s") is not None:
         lines.append(f"time:          {t['total_s']:.2f} s "

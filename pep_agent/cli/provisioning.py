@@ -110,6 +110,9 @@ def status(root: RootOpt = None,
     while wait and doc["state"] in ("running", "not-started") and time.monotonic() < deadline:
         time.sleep(0.5)
         doc = report.status_document(paths)
+    if doc["provisioned"] and not paths.sandboxed:
+        settings = settings_from(root=root)
+        doc["edge_core"] = report.edge_core(settings.status_url or settings.platform.status_url)
     if as_json:
         import json
 

@@ -60,7 +60,7 @@ def discover_serial(settings: Settings,
     text = _read(paths.cpuinfo)
     serial = cpuinfo_serial(text) if text else None
     if serial:
-        return validate_serial(serial, "/proc/cpuinfo"), "cpuinfo"
+        return validate_serial(serial, str(paths.cpuinfo)), "cpuinfo"
     text = _read(paths.dmi_serial)
     if text and text.strip() and text.strip().lower() not in ("", "none", "to be filled by o.e.m."):
         return validate_serial(text, "DMI product_serial"), "dmi"
