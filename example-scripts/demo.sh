@@ -27,6 +27,12 @@ done
 [ -n "$url" ] || { echo "the simulated server did not start"; cat "$work/server.log"; exit 1; }
 echo "   $url"
 
+# A fake sysfs LED, so that the demo shows what a single-colour status LED would do.
+led="$root/sys/class/leds/status"
+mkdir -p "$led"
+echo none >"$led/trigger"; echo 0 >"$led/brightness"; echo 255 >"$led/max_brightness"
+: >"$led/delay_on"; : >"$led/delay_off"
+
 echo "== provisioning the sandbox gateway $root as serial '$serial'"
 pep-agent provision --root "$root" --server "$url" --serial "$serial" --interface lo \
   --fcc-command "$(command -v pep-agent) sim fcc" --no-reboot
@@ -42,6 +48,10 @@ echo "== installed files"
 echo
 echo "== what the sandbox service manager recorded"
 cut -d' ' -f2- "$root/var/lib/pep-agent/sandbox-services.log"
+
+echo
+echo "== the status LED (sysfs files under the sandbox root)"
+for f in trigger delay_on delay_off brightness; do printf '%-11s %s\n' "$f" "$(cat "$led/$f")"; done
 
 echo
 echo "== enrollment id, as the server has it"

@@ -320,6 +320,9 @@ def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
                     ctx.notifier.ready()
         finally:
             _stop_fcc(ctx)
+            # Before the commit point nothing in staging is worth keeping: leave no trace.
+            if not ctx.paths.saved_response.exists():
+                fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
         return "provisioned"
 
 

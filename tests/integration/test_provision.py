@@ -77,6 +77,7 @@ def test_same_serial_on_a_second_gateway_is_refused(tmp_path: Path, server: SimS
     assert "GW-DUP is already provisioned on the server" in out.stderr
     assert "remove its record there or use another serial" in out.stderr
     assert not (tmp_path / "gw2" / IDENTITY).exists()
+    assert not (tmp_path / "gw2/userdata/mbed/.pep-agent-staging").exists()
     assert status(tmp_path / "gw2")["error"]["code"] == 15
 
 
