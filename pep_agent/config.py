@@ -6,6 +6,7 @@ Side effects: reads the env file (`<root>/etc/default/pep-agent`) and the proces
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shlex
 from collections.abc import Mapping
@@ -122,6 +123,7 @@ def parse_env_file(text: str) -> dict[str, str]:
     return out
 
 
+_POSITIVE = frozenset({"retry_base", "http_timeout", "fcc_start_timeout", "fcc_exit_timeout"})
 _HINTS = get_type_hints(Settings)
 _FIELDS = {f.name for f in fields(Settings)}
 
@@ -145,8 +147,11 @@ def _convert(name: str, raw: Any) -> Any:
             value = base(raw)
         except ValueError:
             raise ConfigError(f"{env_name(name)}={raw!r} is not a number") from None
-        if value < 0:
-            raise ConfigError(f"{env_name(name)}={raw!r} must not be negative")
+        # nan or inf would make a deadline or a backoff never end.
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"{env_name(name)}={raw!r} must be a finite number >= 0")
+        if value == 0 and name in _POSITIVE:
+            raise ConfigError(f"{env_name(name)}={raw!r} must be greater than 0")
         return value
     if base is Path:
         return Path(raw) if raw else None

@@ -6,6 +6,7 @@ Read this file top to bottom to know what `pep-agent provision` does.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -61,6 +62,9 @@ class Context:
     parsec: bool = False
     fcc: FccSession | None = None
     fcc_address: tuple[str, int] = ("", 0)
+    verification_key: str = ""
+    # The server's answer, kept in memory too: if saving it fails, the install still has it.
+    answer: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -89,9 +93,7 @@ def preflight(ctx: Context) -> None:
     s = ctx.settings
     if not ctx.paths.sandboxed and os.geteuid() != 0:
         raise ConfigError("pep-agent provision must run as root", hint="use sudo, or --root DIR")
-    from pep_agent.system.http import validate_url
-
-    validate_url(s.server_url)
+    ctx.client_factory()  # validates the URL, the CA file and TLS settings before any change
     argv = s.fcc_argv()
     exe = argv[0] if "/" in argv[0] else proc.which(argv[0])
     if not exe or not os.path.isfile(exe):
@@ -101,6 +103,13 @@ def preflight(ctx: Context) -> None:
         raise FccStartError(f"the FCC binary {exe} is not executable")
     ctx.parsec = s.parsec == "true" or (s.parsec == "auto" and ctx.paths.parsec_socket.exists())
     ctx.journal.update(parsec=ctx.parsec, profile=s.profile, server=s.server_url)
+    ctx.verification_key = ident.NO_VERIFICATION_KEY
+    if s.fss:
+        # Here, not at the request: a journald that cannot seal must stop the run before
+        # edge-core or the identity are touched. The key stays in memory only.
+        from pep_agent.system.sealing import setup_keys
+
+        ctx.verification_key = setup_keys(s.fss_interval)
 
 
 def discover_serial(ctx: Context) -> None:
@@ -109,18 +118,23 @@ def discover_serial(ctx: Context) -> None:
 
 
 def wait_network(ctx: Context) -> None:
-    ctx.interface = discovery.choose_interface(ctx.settings)
     deadline = ctx.clock.monotonic() + ctx.settings.network_deadline
     while True:
-        addresses = netinfo.interface_ipv4(ctx.interface)  # raises if the interface is absent
+        # An interface (or the route towards the server) may still be coming up at boot.
+        try:
+            ctx.interface = discovery.choose_interface(ctx.settings)
+            addresses = netinfo.interface_ipv4(ctx.interface)
+            problem = NetworkError(f"{ctx.interface} has no IPv4 address "
+                                   f"after {ctx.settings.network_deadline:g} s")
+        except NetworkError as e:
+            addresses, problem = [], e
         if addresses:
             ctx.journal.update(interface=ctx.interface, ip=addresses[0])
             return
         if ctx.clock.monotonic() >= deadline:
-            raise NetworkError(f"{ctx.interface} has no IPv4 address "
-                               f"after {ctx.settings.network_deadline:g} s")
+            raise problem
         ctx.led.show("waiting")
-        ctx.say(f"waiting for an IPv4 address on {ctx.interface}")
+        ctx.say(f"waiting for the network ({problem.message.split(' after ')[0]})")
         ctx.clock.sleep(1.0)
 
 
@@ -132,6 +146,7 @@ def stop_edge_core(ctx: Context) -> None:
 
 def clear_identity(ctx: Context) -> None:
     moved = install.clear_identity(ctx.paths, ctx.profile)
+    ctx.extra["cleared"] = True
     ctx.journal.update(previous_identity=moved)
 
 
@@ -152,11 +167,7 @@ def start_fcc(ctx: Context) -> None:
 
 def request_identity(ctx: Context) -> None:
     s = ctx.settings
-    key = ident.NO_VERIFICATION_KEY
-    if s.fss:
-        from pep_agent.system.sealing import setup_keys
-
-        key = setup_keys(s.fss_interval)
+    key = ctx.verification_key or ident.NO_VERIFICATION_KEY
     client = ctx.client_factory()
     deadline = ctx.clock.monotonic() + s.server_deadline
     attempt = injections = 0
@@ -168,11 +179,11 @@ def request_identity(ctx: Context) -> None:
         try:
             started = time.monotonic()
             data = client.identity(query)
-            ctx.journal.update(server_request_s=round(time.monotonic() - started, 4))
+            elapsed = time.monotonic() - started
             break
         except PepError as e:
             if _injected_anyway(ctx, wait=e.code == Exit.ALREADY_PROVISIONED):
-                data = _rebuild_lost_answer(ctx, client, query)
+                data, elapsed = _rebuild_lost_answer(ctx, client, query), 0.0
                 break
             if e.code == Exit.ALREADY_PROVISIONED:
                 raise ident.already_provisioned(ctx.serial) from None
@@ -194,8 +205,15 @@ def request_identity(ctx: Context) -> None:
                     f"next try in {delay:.1f} s")
             ctx.clock.sleep(delay)
     enrollment = ident.check_response(data, ctx.serial)
-    ident.save_response(ctx.paths.saved_response, data)
-    ctx.journal.update(enrollment_id=enrollment, response_saved=True, next_retry_in=None)
+    ctx.answer = data
+    try:
+        ident.save_response(ctx.paths.saved_response, data)
+    except OSError as e:
+        # The server will not answer twice: install from memory rather than give up.
+        log.warning("cannot save the server's answer (%s); installing it directly",
+                    e.strerror or type(e).__name__, extra=ctx.fields())
+    ctx.journal.update(enrollment_id=enrollment, response_saved=True, next_retry_in=None,
+                       server_request_s=round(elapsed, 4))
 
 
 def _injected_anyway(ctx: Context, *, wait: bool) -> bool:
@@ -220,10 +238,23 @@ def _rebuild_lost_answer(ctx: Context, client: PepClient, query: dict[str, str])
     """The identity the server would have sent: our query plus its record's enrollment id."""
     log.warning("the server's answer was lost after it injected FCC; rebuilding identity.json "
                 "from the server's record", extra=ctx.fields())
-    try:
-        enrollment = client.enrollment_id(ctx.serial)
-    except PepError:
-        raise ident.already_provisioned(ctx.serial) from None
+    # From here on the credentials in staging are the only copy: keep them whatever happens.
+    ctx.answer = {}
+    s = ctx.settings
+    deadline = ctx.clock.monotonic() + s.server_deadline
+    for attempt in range(1, 11):
+        try:
+            enrollment = client.enrollment_id(ctx.serial)
+            break
+        except PepError as e:
+            delay = ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
+            if attempt == 10 or ctx.clock.monotonic() + delay > deadline:
+                raise ResumeError(
+                    f"the server injected FCC for serial {ctx.serial} but its answer was lost, "
+                    f"and its record cannot be read ({e.message})",
+                    hint="the credentials stay staged; run `pep-agent provision` again once "
+                         "the server answers GET /v3/enrollment-id") from None
+            ctx.clock.sleep(delay)
     ctx.journal.update(rebuilt_answer=True)
     return ident.rebuild_identity(query, enrollment, ctx.clock.now())
 
@@ -235,7 +266,7 @@ def wait_fcc(ctx: Context) -> None:
 
 
 def install_identity(ctx: Context) -> None:
-    data = ident.load_response(ctx.paths.saved_response)
+    data = ctx.answer or ident.load_response(ctx.paths.saved_response)
     if data is None:
         raise ResumeError("the saved server response disappeared before the install")
     install.install(ctx.paths, ctx.profile, ctx.parsec, ident.identity_document(data))
@@ -304,6 +335,8 @@ def provision(ctx: Context, *, before: Callable[[Context], None] | None = None) 
 
 def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
     with RunLock(ctx.paths.lock):
+        # What another run wrote before we held the lock counts, not what we read at start.
+        ctx.journal.data = state.load(ctx.journal.path)
         if before is not None:
             before(ctx)
         start = plan(ctx)
@@ -320,16 +353,19 @@ def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
                     ctx.notifier.ready()
         finally:
             _stop_fcc(ctx)
-            # Before the commit point nothing in staging is worth keeping: leave no trace.
-            if not ctx.paths.saved_response.exists():
+            # Before the server answered, nothing in staging is worth keeping: leave no trace.
+            if ctx.answer is None and not ctx.paths.saved_response.exists():
                 fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
+                if ctx.parsec and ctx.extra.get("cleared"):
+                    # FCC writes a Parsec store in place: without an answer it is partial.
+                    fsutil.remove(install.targets(ctx.paths, ctx.profile)[0])
         return "provisioned"
 
 
 def plan(ctx: Context) -> int | None:
     """Where to start: None if done, the install step after a saved answer, else step 0."""
     j, paths = ctx.journal, ctx.paths
-    if paths.provisioned_marker.exists() and j.data.get("state") in (state.DONE, state.VERIFIED):
+    if paths.provisioned_marker.exists():
         return None
     saved = ident.load_response(paths.saved_response)
     leftover = j.data.get("fcc_pid")
@@ -378,13 +414,24 @@ def _run_step(ctx: Context, step: Step) -> None:
         err = fsutil.install_error(f"step {step.name}", e)
         _fail(ctx, err)
         raise err from None
+    except Exception as e:
+        # A bug, not an operator's problem: record it, show the failure LED, keep the detail
+        # for --debug (exception texts here come from our own code, never from secrets).
+        log.debug("unexpected error in %s", step.name, exc_info=True)
+        j.step_ended(step.name, "failed", time.monotonic() - started)
+        bug = PepError(f"internal error in step {step.name}: {type(e).__name__}",
+                       hint="run again with --debug and report the traceback")
+        _fail(ctx, bug)
+        raise bug from None
     j.step_ended(step.name, "done", time.monotonic() - started)
     _crash_hook(step.name, "after")
 
 
 def _fail(ctx: Context, err: PepError) -> None:
+    # A failure after the marker (the reboot) does not unprovision the gateway.
+    failed = state.DONE if ctx.paths.provisioned_marker.exists() else state.FAILED
     try:
-        ctx.journal.update(state=state.FAILED, finished_at=time.time(), error={
+        ctx.journal.update(state=failed, finished_at=time.time(), error={
             "code": int(err.code), "name": err.code.name, "message": err.message,
             "hint": err.hint})
     except OSError as e:
@@ -426,6 +473,9 @@ def make_led_for(settings: Settings) -> Led:
 def make_client(settings: Settings) -> PepClient:
     from pep_agent.system.http import PepClient
 
+    if settings.insecure:
+        log.warning("TLS verification of %s is OFF (PEP_INSECURE): anyone on the path can "
+                    "impersonate the pep server", settings.server_url)
     return PepClient(settings.server_url, timeout=settings.http_timeout,
                      ca_cert=settings.ca_cert, insecure=settings.insecure)
 
@@ -437,4 +487,4 @@ def build_context(settings: Settings) -> Context:
     return Context(settings=settings, services=make_services(settings.paths), clock=Clock(),
                    led=make_led_for(settings), notifier=Notifier(),
                    journal=Journal(settings.paths.journal),
-                   client_factory=lambda: make_client(settings))
+                   client_factory=functools.cache(lambda: make_client(settings)))

@@ -50,7 +50,8 @@ def _erase(ctx: flow.Context) -> None:
     for done in (paths.provisioned_marker, paths.verified_marker):
         fsutil.remove(done)
     if paths.saved_response.exists():
-        paths.saved_response.rename(paths.saved_response.with_suffix(".abandoned"))
+        paths.saved_response.rename(
+            paths.saved_response.with_name(f"response.abandoned-{int(time.time())}.json"))
 
 
 def verify_connection(settings: Settings) -> dict[str, Any]:

@@ -33,6 +33,16 @@ ParsecOpt = Annotated[Optional[bool], _opt(
 NoRebootOpt = Annotated[bool, typer.Option("--no-reboot", help="Do not reboot at the end.")]
 
 
+def _stop_on_sigterm() -> None:
+    """A `kill` or `timeout` from a factory script ends the run through its cleanup (FCC)."""
+    import signal
+
+    def _exit(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _exit)
+
+
 def settings_from(**cli: Any) -> Any:
     from pep_agent.config import load_settings
 
@@ -52,6 +62,7 @@ def provision(root: RootOpt = None, profile: ProfileOpt = None, server: ServerOp
               debug: DebugOpt = False) -> None:
     """Provision this gateway: FCC + pep server → identity.json and mcc_config, then reboot."""
     setup_logs(debug)
+    _stop_on_sigterm()
     from pep_agent import flow
 
     settings = settings_from(root=root, profile=profile, server_url=server, serial=serial,
@@ -77,6 +88,7 @@ def reprovision(root: RootOpt = None, profile: ProfileOpt = None, server: Server
                 debug: DebugOpt = False) -> None:
     """Erase this gateway's identity (and Parsec state) and provision it again."""
     setup_logs(debug)
+    _stop_on_sigterm()
     from pep_agent import flow, lifecycle
 
     settings = settings_from(root=root, profile=profile, server_url=server, serial=serial,

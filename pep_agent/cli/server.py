@@ -131,6 +131,7 @@ def get_one_identity(
                          "' Client IP Address and Port :  IP:PORT')")
     if port is None:
         raise UsageError("no FCC port: pass -p PORT (FCC prints it after the IP address)")
+    _check_writable(output)  # before the server deploys the serial: it answers only once
     client = _client(settings)
     key = ident.NO_VERIFICATION_KEY
     if settings.fss:
@@ -155,6 +156,20 @@ def get_one_identity(
         print(json.dumps(data, indent=2))
     print(f"identity of serial {sn} written to {output} (mode 0600); "
           f"enrollment id {enrollment}", file=sys.stderr if show else sys.stdout)
+
+
+def _check_writable(output: Path) -> None:
+    """Fail now, not after the server has deployed the serial, if `output` cannot be written."""
+    import tempfile
+
+    from pep_agent.inventory import file_error
+
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}."):
+            pass
+    except OSError as e:
+        raise file_error(output, e) from None
 
 
 def _lookup(what: str, serial: Optional[str], server: Optional[str], ca_cert: Optional[Path],

@@ -88,7 +88,10 @@ class FccSession:
             except queue.Empty:
                 continue
             if line is None:
-                code = self.child.wait(timeout=5)
+                code = proc.wait(self.child, deadline=time.monotonic() + 5)
+                if code is None:
+                    raise FccStartError("FCC closed its output without printing its port"
+                                        + self._tail_hint())
                 raise FccStartError(f"FCC exited with status {code} before printing its port"
                                     + self._tail_hint())
             found = parse_fcc_address(line)

@@ -42,7 +42,11 @@ def clear_identity(paths: Paths, profile: Profile) -> list[str]:
     moved = []
     try:
         for src, backup in zip((mcc, identity.parent), backups(paths, profile)):
-            if move_aside(src, backup):
+            if backup.exists():
+                # A failed run already put the real previous identity aside; what is in
+                # place now is that run's leftover (e.g. a partial Parsec store).
+                remove(src)
+            elif move_aside(src, backup):
                 moved.append(str(src))
         for extra in profile.extra_clear:
             remove(paths.under(extra))

@@ -90,7 +90,8 @@ def stop(child: subprocess.Popen[bytes], *, grace: float = 5.0) -> int:
             child.wait(timeout=grace)
         except subprocess.TimeoutExpired:
             _signal_group(child.pid, signal.SIGKILL)
-            child.wait(timeout=grace)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                child.wait(timeout=grace)
     # A grandchild that outlived its parent in the same group must not linger either.
     _signal_group(child.pid, signal.SIGKILL)
     return child.returncode

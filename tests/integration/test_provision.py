@@ -233,6 +233,7 @@ def test_invalid_server_responses(tmp_path: Path, body: bytes, ctype: str, needl
      "exec sleep 60", 12, "did not print its IP address and port"),
     ('echo " Client IP Address and Port :  127.0.0.1:1"; exec sleep 60', 12,
      "nothing accepts connections"),
+    ("exec >/dev/null 2>&1; exec sleep 60", 12, "closed its output"),
 ])
 def test_fcc_output_that_cannot_be_trusted(tmp_path: Path, server: SimServer, script: str,
                                            code: int, needle: str) -> None:

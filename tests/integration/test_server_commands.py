@@ -23,7 +23,7 @@ import pytest
 import requests
 
 from pep_agent.sim.query import identity_query, parse_query
-from tests.agentprocs import AGENT, agent_env, free_port
+from tests.agentprocs import AGENT, agent_env, free_port, run_agent
 from tests.simprocs import SimFcc, SimServer
 
 TRICKY = "LINE 7/GW+001,rev=2"
@@ -427,3 +427,12 @@ def test_progress_only_on_a_terminal(work: Path, recorder: Recorder) -> None:
         os.close(leader)
     assert child.returncode == 0
     assert b"fetching enrollment ids" in shown
+
+
+def test_get_one_identity_checks_its_output_before_asking(tmp_path: Path,
+                                                          sim_server: SimServer) -> None:
+    (tmp_path / "a-file").write_text("")
+    out = run_agent("get-one-identity", "--server", sim_server.url, "-s", "GW-OUT", "-i",
+                    "127.0.0.1", "-p", "1", "-o", str(tmp_path / "a-file/identity.json"))
+    assert out.returncode == 18, out.stderr
+    assert sim_server.get("/v3/enrollment-id", serialNumber="GW-OUT").status_code == 404

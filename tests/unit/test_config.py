@@ -41,7 +41,10 @@ def test_fcc_argv_from_profile_lives_under_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("environ", "needle"), [
     ({"PEP_REBOOT": "maybe"}, "not a boolean"),
     ({"PEP_HTTP_TIMEOUT": "soon"}, "not a number"),
-    ({"PEP_RETRY_CAP": "-1"}, "negative"),
+    ({"PEP_RETRY_CAP": "-1"}, ">= 0"),
+    ({"PEP_NETWORK_DEADLINE": "nan"}, "finite"),
+    ({"PEP_SERVER_DEADLINE": "inf"}, "finite"),
+    ({"PEP_RETRY_BASE": "0"}, "greater than 0"),
     ({"PEP_PROFILE": "windows"}, "unknown profile"),
     ({"PEP_PARSEC": "perhaps"}, "PEP_PARSEC"),
 ])

@@ -116,3 +116,13 @@ def test_an_answer_for_another_serial_is_not_saved(tmp_path: Path) -> None:
     with pytest.raises(BadResponseError):
         flow.request_identity(ctx)
     assert not (tmp_path / "var/lib/pep-agent/response.json").exists()
+
+
+def test_a_gateway_with_the_marker_is_never_provisioned_again(tmp_path: Path) -> None:
+    """Even when the run that wrote the marker failed afterwards (e.g. its reboot)."""
+    ctx, _ = _context(tmp_path, ScriptedClient())
+    ctx.journal.reset(serial="SN-1")
+    ctx.paths.provisioned_marker.write_text("SN-1\n")
+    flow._fail(ctx, ServerError("systemctl reboot failed"))
+    assert ctx.journal.data["state"] == "provisioned"
+    assert flow.plan(ctx) is None
