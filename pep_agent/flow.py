@@ -377,7 +377,8 @@ def plan(ctx: Context) -> int | None:
             # The server answered, so FCC has the credentials: let it finish storing them.
             proc.reap_leftover(leftover, j.data.get("fcc_started"),
                                wait_first=min(ctx.settings.fcc_exit_timeout, 30))
-        j.update(state=state.RUNNING, pid=os.getpid(), resumed=True, error=None, fcc_pid=None)
+        j.update(state=state.RUNNING, pid=os.getpid(), pid_start=state.start_ticks(os.getpid()),
+                 resumed=True, error=None, fcc_pid=None)
         if not install.credentials_ready(paths, ctx.profile, ctx.parsec):
             enrollment = j.data.get("enrollment_id") or saved.get("enrollmentID") or "?"
             err = ResumeError(

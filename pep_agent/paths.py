@@ -9,6 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The running kernel's process table: the agent's own processes live there whatever --root is.
+HOST_PROC = Path("/proc")
+
 
 @dataclass(frozen=True)
 class Paths:

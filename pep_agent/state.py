@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pep_agent.paths import HOST_PROC
+
 SCHEMA = 1
 
 # Overall states, as `pep-agent status` reports them.
@@ -36,7 +38,7 @@ class Journal:
         self.data = {"schema": SCHEMA, "state": RUNNING, "step": None, "steps": {},
                      "attempt": 0, "next_retry_in": None, "error": None,
                      "started_at": now, "updated_at": now, "finished_at": None,
-                     "pid": os.getpid(), **fields}
+                     "pid": os.getpid(), "pid_start": start_ticks(os.getpid()), **fields}
         self.save()
 
     def update(self, **fields: Any) -> None:
@@ -74,18 +76,23 @@ def load(path: Path) -> dict[str, Any]:
 def effective_state(data: dict[str, Any]) -> str:
     """The state to report: a 'running' journal whose process is gone was interrupted."""
     state = str(data.get("state") or NOT_STARTED)
-    if state == RUNNING and not _alive(data.get("pid")):
+    if state == RUNNING and not _alive(data.get("pid"), data.get("pid_start")):
         return INTERRUPTED
     return state
 
 
-def _alive(pid: Any) -> bool:
+def start_ticks(pid: int) -> int | None:
+    """When `pid` started, in clock ticks since boot (recognises a pid reused after a crash)."""
+    try:
+        stat = (HOST_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: count fields after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _alive(pid: Any, started: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    now = start_ticks(pid)
+    return now is not None and (not isinstance(started, int) or now == started)

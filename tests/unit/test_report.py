@@ -59,3 +59,18 @@ def test_states_map_to_cloud_init_like_codes(tmp_path: Path) -> None:
     assert report.status_document(Paths(tmp_path))["state"] == "not-started"
     assert [report.exit_code(s) for s in ("provisioned", "verified", "failed", "interrupted",
                                           "running", "not-started")] == [0, 0, 1, 1, 2, 2]
+
+
+def test_a_reused_pid_does_not_look_like_a_running_agent(tmp_path: Path) -> None:
+    import os
+
+    from pep_agent.state import start_ticks
+
+    paths = Paths(tmp_path)
+    paths.state_dir.mkdir(parents=True)
+    me, started = os.getpid(), start_ticks(os.getpid())
+    assert started is not None
+    for pid_start, expected in ((started, "running"), (started - 1, "interrupted")):
+        paths.journal.write_text(json.dumps({"state": "running", "pid": me,
+                                             "pid_start": pid_start}))
+        assert report.status_document(paths)["state"] == expected
