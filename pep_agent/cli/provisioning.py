@@ -3,7 +3,6 @@
 Side effects: those of the flow (services, files, FCC, HTTP, LED); status only reads.
 """
 
-from __future__ import annotations
 
 import sys
 import time

@@ -1,6 +1,5 @@
 """`pep-agent sim server|fcc`: the simulators, for demos, tests and QA. Side effects: theirs."""
 
-from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Optional
