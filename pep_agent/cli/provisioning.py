@@ -42,6 +42,15 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _exit)
 
 
+def _flow_context(debug: bool, **cli: Any) -> Any:
+    """What provision and reprovision share: logs, SIGTERM cleanup, settings, the context."""
+    setup_logs(debug)
+    _stop_on_sigterm()
+    from pep_agent import flow
+
+    return flow.build_context(settings_from(**cli))
+
+
 def settings_from(**cli: Any) -> Any:
     from pep_agent.config import load_settings
 
@@ -60,14 +69,11 @@ def provision(root: RootOpt = None, profile: ProfileOpt = None, server: ServerOp
               parsec: ParsecOpt = None, no_reboot: NoRebootOpt = False,
               debug: DebugOpt = False) -> None:
     """Provision this gateway: FCC + pep server → identity.json and mcc_config, then reboot."""
-    setup_logs(debug)
-    _stop_on_sigterm()
     from pep_agent import flow
 
-    settings = settings_from(root=root, profile=profile, server_url=server, serial=serial,
-                             interface=interface, fcc_command=fcc_command, parsec=parsec,
-                             no_reboot=no_reboot)
-    ctx = flow.build_context(settings)
+    ctx = _flow_context(debug, root=root, profile=profile, server_url=server, serial=serial,
+                        interface=interface, fcc_command=fcc_command, parsec=parsec,
+                        no_reboot=no_reboot)
     outcome = flow.provision(ctx)
     data = ctx.journal.data
     if outcome == "already-provisioned":
@@ -86,19 +92,16 @@ def reprovision(root: RootOpt = None, profile: ProfileOpt = None, server: Server
                 yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
                 debug: DebugOpt = False) -> None:
     """Erase this gateway's identity (and Parsec state) and provision it again."""
-    setup_logs(debug)
-    _stop_on_sigterm()
-    from pep_agent import flow, lifecycle
+    from pep_agent import lifecycle
 
-    settings = settings_from(root=root, profile=profile, server_url=server, serial=serial,
-                             interface=interface, fcc_command=fcc_command, parsec=parsec,
-                             no_reboot=no_reboot)
+    ctx = _flow_context(debug, root=root, profile=profile, server_url=server, serial=serial,
+                        interface=interface, fcc_command=fcc_command, parsec=parsec,
+                        no_reboot=no_reboot)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("reprovision erases this gateway's identity: pass --yes to confirm")
         if not typer.confirm("Erase this gateway's identity and provision it again?"):
             raise AbortedError("nothing changed")
-    ctx = flow.build_context(settings)
     lifecycle.reprovision(ctx)
     print(f"reprovisioned serial {ctx.journal.data.get('serial')}: "
           f"enrollment id {ctx.journal.data.get('enrollment_id')}")
