@@ -1,6 +1,7 @@
 """`pep-agent status`: the journal turned into a stable document and a human summary.
 
-Side effects: reads the journal and the markers; `edge_core` makes one local HTTP GET to edge-core's status.
+Side effects: reads the journal and the markers; `edge_core` makes one local HTTP GET to
+edge-core's status.
 """
 
 from __future__ import annotations
