@@ -253,7 +253,12 @@ def _commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:
 
 
 def _fcc_ended(ctx: Context) -> bool:
-    return ctx.fcc is not None and ctx.fcc.child.poll() is not None
+    """FCC exited, or (without Parsec, where storage appears only with an injection) holds
+    staged credentials: the server got as far as the injection."""
+    if ctx.fcc is None:
+        return False
+    return ctx.fcc.child.poll() is not None or (
+        not ctx.parsec and install.credentials_ready(ctx.paths, ctx.profile, False))
 
 
 # --- the recovery rule ------------------------------------------------------------------------

@@ -139,6 +139,15 @@ def _fsync(path: Path, flags: int) -> None:
         os.close(fd)
 
 
+def restore_previous(paths: Paths, profile: Profile) -> None:
+    """Undo clear_identity: what a failed run left in place goes, the previous identity returns."""
+    mcc, identity = targets(paths, profile)
+    for src, backup in zip((mcc, identity.parent), backups(paths, profile)):
+        if backup.exists():
+            remove(src)
+            os.rename(backup, src)
+
+
 def drop_previous(paths: Paths, profile: Profile) -> None:
     """The new identity is complete: the previous one can go."""
     for backup in backups(paths, profile):
