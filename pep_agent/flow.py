@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pep_agent import state
 from pep_agent.config import Settings
 from pep_agent.errors import (
+    BadResponseError,
     ConfigError,
     Exit,
     FccStartError,
@@ -194,7 +195,13 @@ def request_identity(ctx: Context) -> None:
             err = e
         if err.code == Exit.BAD_RESPONSE:
             # A 200 that is not our identity still means the server injected FCC (case 3).
-            data = recover(ctx, client, f"the server's 200 failed the checks ({err.message})")
+            try:
+                data = recover(ctx, client, f"the server's answer failed the checks "
+                                            f"({err.message})")
+            except BadResponseError:
+                # Not a pep server at all: what it said about our record means nothing either,
+                # so nothing is discarded; a rerun asks again.
+                raise err from None
             if data is None:
                 raise err
         elif err.injection_failed:
@@ -319,9 +326,11 @@ def _server_record(ctx: Context, client: PepClient) -> str | None:
     while True:
         attempt += 1
         try:
-            return client.enrollment_id(ctx.serial)
+            return ident.check_enrollment_id(client.enrollment_id(ctx.serial), ctx.serial)
         except NotFoundError:
             return None
+        except BadResponseError:
+            raise  # not a pep server's answer: asking again will not make it one
         except PepError as e:
             delay = ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
             if ctx.clock.monotonic() + delay > deadline:
@@ -446,7 +455,8 @@ def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
             _stop_fcc(ctx)
             # Nothing was sent to the server, so nothing in staging is worth keeping. Once an
             # injection may have happened, only `discard` (the server holds no record) deletes.
-            if not ctx.journal.data.get("injection") and not ctx.paths.saved_response.exists():
+            if not (ctx.journal.data.get("injection") or ctx.paths.saved_response.exists()
+                    or ctx.paths.provisioned_marker.exists()):
                 fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
                 if ctx.parsec and ctx.extra.get("cleared"):
                     # FCC writes a Parsec store in place from its start: it holds nothing.
