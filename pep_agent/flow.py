@@ -188,6 +188,7 @@ def request_identity(ctx: Context) -> None:
             started = time.monotonic()
             reply = client.identity(query)
             elapsed = time.monotonic() - started
+            _crash_hook("request-identity", "answered")  # the 200 is here, not yet saved
             ident.check_response(reply, ctx.serial)
             data = reply
             continue
@@ -572,9 +573,11 @@ def _stop_fcc(ctx: Context) -> None:
 
 
 def _crash_hook(step: str, when: str) -> None:
-    """Test-only: PEP_TEST_CRASH_AT=<step>:<before|after> kills the agent there (a power cut)."""
+    """Test-only: PEP_TEST_CRASH_AT=<step>:<before|after|answered> sends the agent
+    PEP_TEST_CRASH_SIGNAL there (KILL by default: a power cut; TERM: a factory script's kill)."""
     if os.environ.get("PEP_TEST_CRASH_AT") == f"{step}:{when}":
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get("PEP_TEST_CRASH_SIGNAL", "KILL")
+        os.kill(os.getpid(), signal.Signals[f"SIG{name}"])
 
 
 # --- wiring -----------------------------------------------------------------------------------
