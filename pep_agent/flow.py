@@ -234,7 +234,7 @@ def request_identity(ctx: Context) -> None:
         elif not err.transient:
             raise err
         else:
-            delay = ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
+            delay = retry_delay(ctx, attempt, err)
             if ctx.clock.monotonic() + delay > deadline:
                 raise err
             ctx.journal.update(next_retry_in=round(delay, 2), last_attempt_error=err.message)
@@ -243,6 +243,13 @@ def request_identity(ctx: Context) -> None:
                     f"next try in {delay:.1f} s")
             ctx.clock.sleep(delay)
     _commit(ctx, data, server_request_s=round(elapsed, 4))
+
+
+def retry_delay(ctx: Context, attempt: int, err: PepError) -> float:
+    """The one place computing the wait before the next request to the server: full jitter
+    under an exponential ceiling (`err` is what failed, for a server's own retry advice)."""
+    s = ctx.settings
+    return ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
 
 
 def _commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:
@@ -333,7 +340,7 @@ def _server_record(ctx: Context, client: PepClient) -> str | None:
         except BadResponseError:
             raise  # not a pep server's answer: asking again will not make it one
         except PepError as e:
-            delay = ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
+            delay = retry_delay(ctx, attempt, e)
             if ctx.clock.monotonic() + delay > deadline:
                 raise ServerUnreachableError(
                     f"the server may hold an identity for serial {ctx.serial} that FCC stored, "
