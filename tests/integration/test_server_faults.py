@@ -181,7 +181,7 @@ def test_409_is_final_and_never_retried(tmp_path: Path, server: SimServer) -> No
     assert out.returncode == 15, out.stderr
     assert "remove its record there or use another serial" in out.stderr
     assert end_state(root, server, serial) == "not-provisioned"
-    assert_no_wasted_identity(server, {serial: root})
+    assert_no_wasted_identity(server, {serial: root}, foreign={serial})
     assert status(root)["error"]["code"] == 15
     assert len(identity_requests(server, serial)) == 2  # the other gateway's, then ours only
     assert server.get("/v3/enrollment-id", serialNumber=serial).text == record
