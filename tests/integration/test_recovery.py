@@ -251,12 +251,14 @@ def test_random_kills_never_waste_an_identity(tmp_path: Path, server: SimServer)
             break
         root, serial = tmp_path / f"gw{trial}", f"GW-RANDOM-{trial}"
         sig = rng.choice([signal.SIGKILL, signal.SIGTERM])
-        delay = rng.choice([0.0, 1.5])
-        server.set_faults(delay=delay)
+        # A slow server, before the injection or after it (the 200 is then in flight while
+        # FCC already holds the credentials).
+        delay, answer_delay = rng.choice([(0.0, 0.0), (1.5, 0.0), (0.0, 1.5), (0.0, 1.5)])
+        server.set_faults(delay=delay, answer_delay=answer_delay)
         agent = start_agent(provision_argv(root, server.url, serial, fcc_command()),
                             tmp_path / f"agent{trial}", env)
         # A run takes about 1.2 s on an idle machine, plus the server's delay.
-        when = rng.uniform(0.2, 1.3 + delay)
+        when = rng.uniform(0.2, 1.3 + delay + answer_delay)
         ended = agent.process.poll() is not None
         deadline = time.monotonic() + when
         while not ended and time.monotonic() < deadline:
@@ -266,7 +268,7 @@ def test_random_kills_never_waste_an_identity(tmp_path: Path, server: SimServer)
             agent.process.send_signal(sig)
         first = agent.wait(60)
         leftover = fcc_process(journal(root))
-        server.set_faults(delay=0)
+        server.set_faults(delay=0, answer_delay=0)
         rerun = provision(root, server.url, serial, fcc_command(), env=env)
         end_leftover(leftover)
         try:
@@ -274,7 +276,8 @@ def test_random_kills_never_waste_an_identity(tmp_path: Path, server: SimServer)
         except AssertionError:
             verdict = "WASTED"
             wasted += 1
-        outcomes.append(f"{trial}: {sig.name} at {when:.2f} s, delay {delay:g} s -> exit "
+        outcomes.append(f"{trial}: {sig.name} at {when:.2f} s, delays {delay:g}/{answer_delay:g} s"
+                        f" -> exit "
                         f"{first}, rerun {rerun.returncode}, {verdict}")
         done += 1
     print(f"\nseed {seed}: {done} trials, wasted identities: {wasted}\n" + "\n".join(outcomes))
