@@ -8,6 +8,7 @@ The journal holds no secrets: the identity response lives in its own 0600 file.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from pathlib import Path
@@ -32,6 +33,9 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data: dict[str, Any] = load(path)
+        # Set at the commit point: from then on a failed write is logged, not raised, so that
+        # an answer held in memory is still installed on a full state disk.
+        self.best_effort = False
 
     def reset(self, **fields: Any) -> None:
         now = time.time()
@@ -60,8 +64,15 @@ class Journal:
         from pep_agent.system.fsutil import atomic_write
 
         self.data["updated_at"] = time.time()
-        atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(),
-                     mode=0o644)
+        try:
+            atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True)
+                                     + "\n").encode(), mode=0o644)
+        except OSError as e:
+            if not self.best_effort:
+                raise
+            logging.getLogger("pep_agent").warning(
+                "cannot update the journal %s (%s); carrying on with the install", self.path,
+                e.strerror or type(e).__name__)
 
 
 def load(path: Path) -> dict[str, Any]:
