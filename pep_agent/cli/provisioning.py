@@ -154,14 +154,24 @@ def verify(root: RootOpt = None, debug: DebugOpt = False,
 @handles_errors
 def led(state: Annotated[str, typer.Argument(help="off, provisioning, waiting, success, "
                                               "verified, failed, failed-<class>")],
-        root: RootOpt = None) -> None:
-    """Show an LED state by hand, to test a board's LED on the line."""
+        root: RootOpt = None, debug: DebugOpt = False) -> None:
+    """Show an LED state by hand, to test a board's LED on the line (exit 26 if it cannot)."""
+    import logging
+
+    from pep_agent.errors import LedError
     from pep_agent.flow import make_led_for
     from pep_agent.system.leds import STATES
 
+    setup_logs(debug)
     if state not in STATES:
         raise UsageError(f"unknown LED state {state!r}", hint="one of: " + ", ".join(STATES))
-    make_led_for(settings_from(root=root)).show(state)
+    led = make_led_for(settings_from(root=root))
+    if not debug:
+        # The problems become the error's reason below: not also one warning each.
+        logging.getLogger("pep_agent.system.leds").setLevel(logging.ERROR)
+    problems = led.show(state)
+    if problems:
+        raise LedError(f"LED state {state} not shown: " + "; ".join(dict.fromkeys(problems)))
 
 
 def _paths(root: Optional[Path]) -> Any:
