@@ -101,4 +101,5 @@ def main() -> None:
     wanted = _MODULE_OF.get(word)
     for module in (wanted,) if wanted else COMMAND_MODULES:
         importlib.import_module(f"pep_agent.cli.{module}")
-    app()
+    # One name however started (console script, python -m): usage lines and completion.
+    app(prog_name="pep-agent")
