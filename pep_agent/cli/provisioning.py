@@ -125,8 +125,16 @@ def status(root: RootOpt = None,
         time.sleep(0.5)
         doc = report.status_document(paths)
     if doc["provisioned"] and not paths.sandboxed:
-        settings = settings_from(root=root)
-        doc["edge_core"] = report.edge_core(settings.status_url or settings.platform.status_url)
+        from pep_agent.errors import PepError
+
+        try:
+            settings = settings_from(root=root)
+        except PepError as e:
+            # A broken env file must not hide where provisioning is: report it here.
+            doc["edge_core"] = {"status": "unknown", "detail": e.message}
+        else:
+            doc["edge_core"] = report.edge_core(settings.status_url
+                                                or settings.platform.status_url)
     if as_json:
         import json
 
