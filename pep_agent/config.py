@@ -112,12 +112,20 @@ SERIAL_RE = re.compile(r"[A-Za-z0-9'+,\-.:/= ]+")
 SERIAL_MAX = 64  # the serial becomes the LwM2M endpoint name
 
 
-def validate_serial(serial: str, source: str) -> str:
-    """The serial without surrounding whitespace; SerialError when empty, too long or with a
-    forbidden character. The one rule for every source: options, variables, files, commands."""
+def normalise_serial(serial: str, source: str) -> str:
+    """The serial without surrounding whitespace (or NULs, from the device tree); SerialError
+    when nothing is left. Applied to every serial, by every command, from every source."""
     value = serial.strip().strip("\x00").strip()
     if not value:
         raise SerialError(f"the serial number from {source} is empty")
+    return value
+
+
+def validate_serial(serial: str, source: str) -> str:
+    """A serial to provision with: normalised, then SerialError when too long or with a
+    character outside the endpoint-name set. The pep-cli commands take any serial, as the
+    reference CLI does, so that they can reach every record on the server."""
+    value = normalise_serial(serial, source)
     if len(value) > SERIAL_MAX:
         raise SerialError(f"the serial number from {source} has {len(value)} characters "
                           f"(at most {SERIAL_MAX})")
@@ -300,7 +308,7 @@ def load_settings(cli: Mapping[str, Any] | None = None,
     settings.platform  # noqa: B018 - validates the profile name early
     settings.fss_interval = check_fss_interval(settings.fss_interval)
     if settings.serial is not None:
-        settings.serial = validate_serial(settings.serial, "the configuration")
+        settings.serial = normalise_serial(settings.serial, "the configuration")
     return settings
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-# The serial rule (validate_serial) lives with the settings, which apply it at load time.
+# The serial rule lives with the settings, which strip every configured serial at load time.
 from pep_agent.config import Settings, validate_serial
 from pep_agent.errors import NetworkError, SerialError
 from pep_agent.system import netinfo, proc

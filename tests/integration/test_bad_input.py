@@ -177,9 +177,15 @@ def test_a_serial_with_spaces_around_is_the_same_serial_everywhere(
         out = run_agent("get-enrollment-id", "-s", given, "--server", server.url,
                         "--root", str(tmp_path / "other"))
         assert (out.returncode, out.stdout.strip()) == (0, enrollment), out.stderr
-    out = run_agent("get-enrollment-id", "-s", "GW#LEAD", "--server", server.url,
+    out = run_agent("get-enrollment-id", "-s", "  ", "--server", server.url,
                     "--root", str(tmp_path / "other"))
+    assert_one_line_error(out, 10, "empty")
+    # Provision alone also needs the endpoint-name characters, refused before any change.
+    other = tmp_path / "gw2"
+    other.mkdir()
+    out = provision(other, server.url, " GW#LEAD", fcc_command())
     assert_one_line_error(out, 10, "forbidden")
+    assert service_log(other) == []
 
 
 def test_fcc_hang_after_success_hint_says_what_fcc_printed_and_a_rerun_resumes(
