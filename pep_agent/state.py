@@ -108,8 +108,10 @@ def _is(kind: str, value: Any) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _typed(data: Mapping[str, Any], kinds: Mapping[str, str]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in kinds or _is(kinds[k], v)}
+def _typed(data: Mapping[str, Any], kinds: Mapping[str, str], *,
+           only_known: bool = False) -> dict[str, Any]:
+    return {k: v for k, v in data.items()
+            if (_is(kinds[k], v) if k in kinds else not only_known)}
 
 
 def checked(data: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,10 +119,13 @@ def checked(data: Mapping[str, Any]) -> dict[str, Any]:
     out = _typed(data, FIELDS)
     error = out.get("error")
     if error is not None:
-        out["error"] = _typed(error, ERROR_FIELDS) if isinstance(error, dict) else None
+        # Only the known fields: status prints these objects whole (no NaN in its JSON).
+        out["error"] = (_typed(error, ERROR_FIELDS, only_known=True) if isinstance(error, dict)
+                        else None)
     steps = out.get("steps")
     if steps is not None:
-        out["steps"] = ({name: _typed(entry, STEP_FIELDS) for name, entry in steps.items()
+        out["steps"] = ({name: _typed(entry, STEP_FIELDS, only_known=True)
+                         for name, entry in steps.items()
                          if isinstance(entry, dict)} if isinstance(steps, dict) else {})
     return out
 

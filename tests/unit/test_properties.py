@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pep_agent import report, state
@@ -139,6 +139,8 @@ def _status_of(root: Path) -> None:
 
 @BOUNDED
 @given(st.dictionaries(JOURNAL_KEYS, JSON, max_size=12) | JSON)
+@example({"error": {"": math.inf}})  # found by this test: NaN/Infinity in `status --json`
+@example({"steps": {"x": {"duration_s": 1, "other": math.nan}}})
 def test_any_journal_json_gives_a_status(root: Path, data: Any) -> None:
     (root / "var/lib/pep-agent/state.json").write_text(json.dumps(data))
     loaded = state.load(root / "var/lib/pep-agent/state.json")
