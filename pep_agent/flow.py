@@ -112,7 +112,7 @@ def preflight(ctx: Context) -> None:
         # edge-core or the identity are touched. The key stays in memory only.
         from pep_agent.system.sealing import setup_keys
 
-        ctx.verification_key = setup_keys(s.fss_interval)
+        ctx.verification_key = setup_keys(s.fss_interval, ctx.paths)
 
 
 def discover_serial(ctx: Context) -> None:

@@ -101,7 +101,8 @@ def human(doc: dict[str, Any]) -> str:
         lines.append(f"attempt:       {doc['attempt']}{more}")
     err = doc.get("error")
     if err:
-        lines.append(f"error:         {err.get('message')} (exit {err.get('code')})")
+        code = f" (exit {err['code']})" if err.get("code") is not None else ""
+        lines.append(f"error:         {err.get('message') or 'not recorded'}{code}")
         if err.get("hint"):
             lines.append(f"hint:          {err['hint']}")
     edge = doc.get("edge_core")
