@@ -139,9 +139,8 @@ def wait_network(ctx: Context) -> None:
 
 
 def stop_edge_core(ctx: Context) -> None:
-    unit = ctx.profile.edge_core_unit
-    ctx.services.act("mask", unit)
-    ctx.services.act("stop", unit)
+    # Held, not masked: masking fails for a unit file in /etc (services.py says how).
+    ctx.services.hold(ctx.profile.edge_core_unit)
 
 
 def clear_identity(ctx: Context) -> None:
@@ -273,7 +272,7 @@ def install_identity(ctx: Context) -> None:
 
 
 def unmask_edge_core(ctx: Context) -> None:
-    ctx.services.act("unmask", ctx.profile.edge_core_unit)
+    ctx.services.release(ctx.profile.edge_core_unit)
 
 
 def mark_provisioned(ctx: Context) -> None:
@@ -342,9 +341,11 @@ def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
         start = plan(ctx)
         if start is None:
             return "already-provisioned"
-        # READY=1 only once edge-core is masked: the unit is ordered Before=edge-core, so
-        # systemd holds edge-core back until then.
+        # READY=1 only once edge-core is held: the unit is ordered Before=edge-core, so
+        # systemd keeps edge-core back until then. The hold lives in /run: a run resumed
+        # after a power cut takes it again before anything else.
         if start > STEP_NAMES.index("stop-edge-core"):
+            stop_edge_core(ctx)
             ctx.notifier.ready()
         try:
             for step in STEPS[start:]:
