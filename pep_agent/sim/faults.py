@@ -11,8 +11,8 @@ from typing import Any
 # Name → (type, minimum, maximum). fcc_timeout is the factory tool's socket timeout.
 # drop_next closes the connection before the request is processed; drop_after_next closes it
 # after a successful injection, in place of the 200 answer (the gateway loses the answer, the
-# server keeps the record: a network cut mid-response); answer_delay holds the 200 answer for
-# that many seconds after a successful injection (a gateway that loses power before it arrives).
+# server keeps the record: a network cut mid-response). answer_delay holds the 200 back after a
+# successful injection (FCC has the credentials, the answer is "in flight").
 KNOBS: dict[str, tuple[type, float, float]] = {
     "fail_next": (int, 0, 1_000_000),
     "fail_status": (int, 200, 599),
