@@ -120,8 +120,8 @@ def test_a_failed_reprovision_restores_the_previous_identity(tmp_path: Path, ser
             assert (root / PARSEC_STATE / "tpm-state").read_text() == "old TPM state"
         assert not list(root.rglob("*.pep-previous")), "backups left behind"
         ops = [line.split()[:2] for line in service_log(root)[ops_before:]]
-        assert ["mask", "edge-core.service"] in ops
-        assert ops[-2:] == [["unmask", "edge-core.service"], ["restart", "edge-core.service"]]
+        assert ["hold", "edge-core.service"] in ops
+        assert ops[-2:] == [["release", "edge-core.service"], ["restart", "edge-core.service"]]
         assert_no_wasted_identity(fresh, {SERIAL: root}, previous=SERIAL)
         assert_no_wasted_identity(server, {SERIAL: root})
     finally:
