@@ -56,7 +56,7 @@ def _tree(root: Path) -> dict[str, str]:
     found = {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
-        if rel.startswith("run/"):
+        if rel == f"{STATE_DIR}/lock":
             continue  # the run lock records the pid of whoever held it last
         if path.is_dir():
             found[rel] = "<dir>"
