@@ -24,10 +24,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -150,7 +151,8 @@ def check_branch(branch: Branch, work: Path) -> str:
     if len(infos) != 1:
         raise CheckFailed(f"installed {len(infos)} {dist}-{version}.dist-info directories")
     meta = email.parser.Parser().parsestr((infos[0] / "METADATA").read_text())
-    got_requires = {normalise(r) for r in meta.get_all("Requires-Dist") or [] if "extra ==" not in r}
+    listed = meta.get_all("Requires-Dist") or []
+    got_requires = {normalise(r) for r in listed if "extra ==" not in r}
     problems = []
     if (meta["Name"], meta["Version"]) != (name, version):
         problems.append(f"metadata names {meta['Name']} {meta['Version']}")
@@ -158,7 +160,7 @@ def check_branch(branch: Branch, work: Path) -> str:
         problems.append(f"Requires-Dist {sorted(got_requires)} != {sorted(requires)}")
     entry_points = (infos[0] / "entry_points.txt").read_text()
     for command, target in scripts.items():
-        if f"{command} = {target}" not in entry_points and f"{command}={target}" not in entry_points:
+        if not {f"{command} = {target}", f"{command}={target}"} & set(entry_points.splitlines()):
             problems.append(f"no console script {command} = {target}")
         if not list(dest.rglob(f"bin/{command}")):
             problems.append(f"installer wrote no bin/{command}")
