@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo e2e bench clean
+.PHONY: setup test lint wheel-check demo e2e bench clean
 
 setup: $(STAMP)
 
@@ -10,10 +10,14 @@ $(STAMP): pyproject.toml .ci/setup
 	VENV=$(VENV) ./.ci/setup
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pep_agent tests bench
+	$(VENV)/bin/ruff check pep_agent tests bench packaging
 	$(VENV)/bin/mypy
 
-test: lint
+# The wheel as kirkstone's and scarthgap's build tools make it (see packaging/check-wheel.py).
+wheel-check: $(STAMP)
+	$(PY) packaging/check-wheel.py
+
+test: lint wheel-check
 	$(PY) -m pytest -q
 
 demo: $(STAMP)

@@ -1,28 +1,71 @@
-"""Network interface facts (read-only): IPv4 addresses and the interface towards a host."""
+"""Network interface facts (read-only): IPv4 addresses and the interface towards a host.
+
+Standard library only: the addresses come from libc's getifaddrs() (what the netifaces
+packages wrap; none of them is packaged under one name on every target), the default route
+from the kernel's IPv4 routing table in /proc.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import socket
 
-import netifaces
-
 from pep_agent.errors import NetworkError
+from pep_agent.paths import HOST_PROC
+
+
+class _Sockaddr(ctypes.Structure):
+    _fields_ = [("family", ctypes.c_ushort), ("data", ctypes.c_ubyte * 14)]
+
+
+class _Ifaddrs(ctypes.Structure):
+    pass
+
+
+_Ifaddrs._fields_ = [
+    ("next", ctypes.POINTER(_Ifaddrs)),
+    ("name", ctypes.c_char_p),
+    ("flags", ctypes.c_uint),
+    ("addr", ctypes.POINTER(_Sockaddr)),
+    ("netmask", ctypes.POINTER(_Sockaddr)),
+    ("broadaddr", ctypes.POINTER(_Sockaddr)),
+    ("data", ctypes.c_void_p),
+]
+
+
+def _ipv4_addresses() -> list[tuple[str, str]]:
+    """(interface, IPv4 address) for every address the kernel has, aliases included."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    head = ctypes.POINTER(_Ifaddrs)()
+    if libc.getifaddrs(ctypes.byref(head)) != 0:
+        raise NetworkError(f"cannot list network addresses: {ctypes.get_errno()}")
+    found = []
+    try:
+        node = head
+        while node:
+            entry = node.contents
+            if entry.addr and entry.addr.contents.family == socket.AF_INET:
+                # sockaddr_in after the family: port (2 bytes), then the address (4).
+                raw = bytes(entry.addr.contents.data[2:6])
+                found.append((entry.name.decode(), socket.inet_ntoa(raw)))
+            node = entry.next
+    finally:
+        libc.freeifaddrs(head)
+    return found
 
 
 def interface_ipv4(iface: str) -> list[str]:
     """IPv4 addresses of `iface`; NetworkError when the interface does not exist."""
-    if iface not in netifaces.interfaces():
+    if iface not in {name for _, name in socket.if_nameindex()}:
         raise NetworkError(f"network interface {iface!r} does not exist")
-    entries = netifaces.ifaddresses(iface).get(netifaces.AF_INET, [])
-    return [e["addr"] for e in entries if e.get("addr")]
+    return [addr for name, addr in _ipv4_addresses() if name == iface]
 
 
 def interface_of_address(address: str) -> str | None:
     """The interface holding IPv4 `address`, if any."""
-    for iface in netifaces.interfaces():
-        for e in netifaces.ifaddresses(iface).get(netifaces.AF_INET, []):
-            if e.get("addr") == address:
-                return str(iface)
+    for name, addr in _ipv4_addresses():
+        if addr == address:
+            return name
     return None
 
 
@@ -38,9 +81,18 @@ def route_source_address(host: str, port: int) -> str | None:
 
 def default_interface() -> str | None:
     """The interface of the IPv4 default route, if there is one."""
-    default = netifaces.gateways().get("default")
-    gw = default.get(netifaces.AF_INET) if isinstance(default, dict) else None
-    return str(gw[1]) if gw else None
+    try:
+        lines = (HOST_PROC / "net" / "route").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    best: tuple[int, str] | None = None
+    for line in lines:
+        fields = line.split()
+        # Iface Destination Gateway Flags RefCnt Use Metric Mask ...; 0x1 = RTF_UP
+        is_default = len(fields) >= 8 and fields[1] == fields[7] == "00000000"
+        if is_default and int(fields[3], 16) & 1 and (best is None or int(fields[6]) < best[0]):
+            best = (int(fields[6]), fields[0])
+    return best[1] if best else None
 
 
 def tcp_probe(ip: str, port: int, timeout: float) -> str | None:

@@ -36,7 +36,6 @@ PACKAGES = (
     "python3-requests",
     "python3-cbor2",
     "python3-psutil",
-    "python3-netifaces",
     "python3-systemd",
     "python3-rich",
     "python3-shellingham",

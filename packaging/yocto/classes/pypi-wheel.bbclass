@@ -9,7 +9,12 @@
 # optionally PYPI_WHEEL_DIST (the distribution name in the file name) and PYPI_WHEEL_TAG,
 # plus SRC_URI[sha256sum] and LIC_FILES_CHKSUM relative to ${S}.
 
-inherit python_pep517
+# python3native and python3-dir are what oe-core's python_flit_core & co. add to python_pep517:
+# the native interpreter and installer, PYTHON_SITEPACKAGES_DIR, and the FILES entry that
+# packages what the installer put there (else installed-vs-shipped QA fails).
+inherit python_pep517 python3native python3-dir
+
+FILES:${PN} += "${PYTHON_SITEPACKAGES_DIR}"
 
 PYPI_WHEEL_PROJECT ?= "${@d.getVar('BPN').replace('python3-', '', 1)}"
 PYPI_WHEEL_DIST ?= "${@d.getVar('PYPI_WHEEL_PROJECT').replace('-', '_')}"

@@ -25,9 +25,8 @@ SRCREV ??= "${AUTOREV}"
 PV = "0.1.0+git${SRCPV}"
 S = "${WORKDIR}/git"
 
-# The project's pyproject.toml uses the setuptools build backend with PEP 621 metadata, which
-# needs setuptools >= 61 (see README.md in this layer about kirkstone's setuptools).
-inherit python_setuptools_build_meta systemd ptest
+# The project builds with flit_core, which every supported branch has a class for.
+inherit python_flit_core systemd ptest
 
 SYSTEMD_SERVICE:${PN} = "pep-agent.service pep-agent-verify.service"
 # Enabled in the image: the units skip themselves once provisioned/verified.
@@ -54,6 +53,8 @@ CONFFILES:${PN} = "${sysconfdir}/default/pep-agent"
 do_install_ptest () {
     install -d ${D}${PTEST_PATH}/tests
     cp -R --no-preserve=ownership ${S}/tests/unit ${D}${PTEST_PATH}/tests/
+    # The benchmarks' smoke test imports bench/, which is not installed on the target.
+    rm -f ${D}${PTEST_PATH}/tests/unit/test_bench_smoke.py
     # Helpers the unit tests import from tests/.
     for helper in ${S}/tests/*.py; do
         [ -e "$helper" ] && install -m 0644 "$helper" ${D}${PTEST_PATH}/tests/
@@ -64,32 +65,38 @@ do_install_ptest () {
     find ${D}${PTEST_PATH} -name __pycache__ -prune -exec rm -rf {} +
 }
 
-# Every module the agent imports (grep -rh '^ *\(import\|from\) ' pep_agent), mapped to
-# kirkstone's split of the standard library, plus the third-party packages:
-#   core: os sys re pathlib dataclasses enum typing signal stat struct errno subprocess
-#         threading contextlib functools collections shutil ipaddress warnings types uuid
-#   json, logging (logging), io (socket, tempfile), datetime, shell (shlex), fcntl (the run
-#   lock), threading (queue), math (random), netclient (urllib.request, http.client,
-#   secrets; also needed by requests), crypt (hashlib, the simulators' checksums), html,
-#   netserver (http.server/socketserver for `pep-agent sim server`), sqlite3 (the server
-#   simulator's records).
+# The simulators (`pep-agent sim ...`, QA only) are packaged apart so that a production image
+# carries only the agent.
+PACKAGES =+ "${PN}-sim"
+FILES:${PN}-sim = "${PYTHON_SITEPACKAGES_DIR}/pep_agent/sim"
+
+# Every standard-library module the agent and its libraries import, mapped to oe-core's split
+# of the standard library (python3-manifest.json), plus the third-party packages:
+#   core: os sys re pathlib enum typing signal stat struct errno subprocess threading
+#         contextlib functools collections shutil ipaddress warnings types uuid
+#   ctypes (getifaddrs), datetime, difflib (typer's "did you mean"), fcntl (the run lock),
+#   io (socket, tempfile), json, logging, math (random), netclient (urllib, http.client),
+#   profile (dataclasses on kirkstone), shell (shlex), threading (queue), crypt (hashlib),
+#   image (colorsys), unixadmin (getpass), numbers (fractions, decimal): the last three rich's.
 RDEPENDS:${PN} = " \
     python3-core \
     python3-crypt \
+    python3-ctypes \
     python3-datetime \
+    python3-difflib \
     python3-fcntl \
-    python3-html \
+    python3-image \
     python3-io \
     python3-json \
     python3-logging \
     python3-math \
     python3-netclient \
-    python3-netserver \
+    python3-numbers \
+    python3-profile \
     python3-shell \
-    python3-sqlite3 \
     python3-threading \
+    python3-unixadmin \
     python3-cbor2 \
-    python3-netifaces \
     python3-psutil \
     python3-requests \
     python3-systemd \
@@ -99,5 +106,14 @@ RDEPENDS:${PN} = " \
     python3-annotated-doc \
     systemd \
 "
+# The pep server simulator's records (sqlite3), its HTTP server (netserver, html), and the
+# keys and certificates it makes (cryptography).
+RDEPENDS:${PN}-sim = " \
+    ${PN} \
+    python3-cryptography \
+    python3-html \
+    python3-netserver \
+    python3-sqlite3 \
+"
 
-RDEPENDS:${PN}-ptest += "python3-pytest"
+RDEPENDS:${PN}-ptest += "${PN}-sim python3-pytest"
