@@ -17,6 +17,7 @@ from typing import Any, Optional, Union, get_type_hints
 from pep_agent.errors import ConfigError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile, get_profile
+from pep_agent.urls import check_settings
 
 ENV_PREFIX = "PEP_"
 
@@ -187,6 +188,7 @@ def load_settings(cli: Mapping[str, Any] | None = None,
     if settings.parsec not in ("auto", "true", "false"):
         raise ConfigError(f"PEP_PARSEC={settings.parsec!r}: use auto, true or false")
     settings.platform  # noqa: B018 - validates the profile name early
+    check_settings(settings)  # every URL, complete, before anything changes
     return settings
 
 
