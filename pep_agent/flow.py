@@ -178,7 +178,7 @@ def request_identity(ctx: Context) -> None:
         query = s.identity_query(ctx.serial, ip, port, key)
         try:
             started = time.monotonic()
-            data = client.identity(query)
+            data = client.identity(query, budget=deadline - ctx.clock.monotonic())
             elapsed = time.monotonic() - started
             break
         except PepError as e:
@@ -196,7 +196,8 @@ def request_identity(ctx: Context) -> None:
                 continue
             if not e.transient:
                 raise
-            delay = ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
+            delay = ident.retry_delay(attempt, s.retry_base, s.retry_cap, e.retry_after,
+                                      ctx.clock.uniform)
             if ctx.clock.monotonic() + delay > deadline:
                 raise
             ctx.journal.update(next_retry_in=round(delay, 2), last_attempt_error=e.message)

@@ -60,8 +60,9 @@ class Journal:
         from pep_agent.system.fsutil import atomic_write
 
         self.data["updated_at"] = time.time()
+        # 0600 like the rest of the state: it names the server, the serial and the errors.
         atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(),
-                     mode=0o644)
+                     mode=0o600)
 
 
 def load(path: Path) -> dict[str, Any]:

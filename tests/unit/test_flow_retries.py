@@ -47,7 +47,7 @@ class ScriptedClient:
         self.answers = list(answers)
         self.queries: list[dict[str, str]] = []
 
-    def identity(self, query: dict[str, str]) -> dict[str, Any]:
+    def identity(self, query: dict[str, str], **_: Any) -> dict[str, Any]:
         self.queries.append(query)
         answer = self.answers.pop(0)
         if isinstance(answer, PepError):
