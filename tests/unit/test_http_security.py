@@ -10,7 +10,7 @@ import pytest
 
 from pep_agent import flow
 from pep_agent.config import load_settings
-from pep_agent.errors import ConfigError, Exit, InstallError, ServerError
+from pep_agent.errors import BadResponseError, ConfigError, Exit, InstallError, ServerError
 from pep_agent.steps.identity import retry_delay
 from pep_agent.system import http
 from pep_agent.system.leds import make_led
@@ -154,3 +154,12 @@ def test_led_attribute_planted_as_a_symlink_is_not_written(tmp_path: Path) -> No
     (led / "brightness").symlink_to(victim)
     make_led("sysfs", leds_dir=tmp_path / "leds").show("off")
     assert victim.read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("href", ["http://127.0.0.2:5151/v3/enrollment-ids?last=x",
+                                  "https://127.0.0.1:5151/v3/enrollment-ids",
+                                  "//elsewhere.example/v3/enrollment-ids"])
+def test_a_next_link_to_another_server_is_not_followed(href: str) -> None:
+    client = http.PepClient("http://127.0.0.1:5151")
+    with pytest.raises(BadResponseError, match="another server"):
+        client.follow(href)
