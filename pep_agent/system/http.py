@@ -286,8 +286,8 @@ def _read_capped(resp: requests.Response) -> bytes:
     declared = resp.headers.get("Content-Length", "")
     if declared.isdigit() and int(declared) > MAX_BODY:
         resp.close()
-        raise BadResponseError(f"server answer of {int(declared)} bytes refused "
-                               f"(more than {MAX_BODY})")
+        raise BadResponseError(f"server answer of {int(declared)} bytes is larger than "
+                               f"{MAX_BODY} bytes; refused")
     chunks: list[bytes] = []
     size = 0
     for chunk in resp.iter_content(65536):
