@@ -163,3 +163,17 @@ def test_a_next_link_to_another_server_is_not_followed(href: str) -> None:
     client = http.PepClient("http://127.0.0.1:5151")
     with pytest.raises(BadResponseError, match="another server"):
         client.follow(href)
+
+
+def test_atomic_write_replaces_a_planted_symlink_instead_of_writing_through(
+        tmp_path: Path) -> None:
+    from pep_agent.state import Journal
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    journal = tmp_path / "state" / "state.json"
+    journal.parent.mkdir()
+    journal.symlink_to(victim)
+    Journal(journal).update(state="running")
+    assert victim.read_text() == "precious\n"
+    assert not journal.is_symlink() and (journal.stat().st_mode & 0o777) == 0o600
