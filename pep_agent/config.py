@@ -1,20 +1,24 @@
 """Settings: built-in defaults ← platform profile ← env file ← environment ← CLI options.
 
 Side effects: reads the env file (`<root>/etc/default/pep-agent`) and the process environment.
+Every value is checked here, before any command changes anything: a bad one is a ConfigError
+(exit 3) naming the variable, and for the env file the file and its line.
 """
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import math
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Optional, Union, get_type_hints
 
-from pep_agent.errors import ConfigError
+from pep_agent.errors import ConfigError, SerialError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile, get_profile
 from pep_agent.urls import check_settings
@@ -104,59 +108,173 @@ def env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
-def parse_env_file(text: str) -> dict[str, str]:
-    """KEY=VALUE lines as systemd's EnvironmentFile reads them: comments, quotes, `export`."""
-    out: dict[str, str] = {}
-    for lineno, raw in enumerate(text.splitlines(), 1):
+# The pep server re-decodes the serial with decodeURI; these are the characters it survives.
+SERIAL_RE = re.compile(r"[A-Za-z0-9'+,\-.:/= ]+")
+SERIAL_MAX = 64  # the serial becomes the LwM2M endpoint name
+
+
+def normalise_serial(serial: str, source: str) -> str:
+    """The serial without surrounding whitespace (or NULs, from the device tree); SerialError
+    when nothing is left. Applied to every serial, by every command, from every source."""
+    value = serial.strip().strip("\x00").strip()
+    if not value:
+        raise SerialError(f"the serial number from {source} is empty")
+    return value
+
+
+def validate_serial(serial: str, source: str) -> str:
+    """A serial to provision with: normalised, then SerialError when too long or with a
+    character outside the endpoint-name set. The pep-cli commands take any serial, as the
+    reference CLI does, so that they can reach every record on the server."""
+    value = normalise_serial(serial, source)
+    if len(value) > SERIAL_MAX:
+        raise SerialError(f"the serial number from {source} has {len(value)} characters "
+                          f"(at most {SERIAL_MAX})")
+    if not SERIAL_RE.fullmatch(value):
+        bad = sorted({c for c in value if not SERIAL_RE.fullmatch(c)})
+        raise SerialError(
+            f"the serial number from {source} contains forbidden character(s) "
+            f"{' '.join(repr(c) for c in bad[:8])}",
+            hint="allowed: letters, digits, space and ' + , - . : / =")
+    return value
+
+
+# systemd time spans: "10s", "15min", "1h 30min", "2d"; anything else is refused before
+# journalctl sees it, so that a typo is a configuration error and not a sealing failure.
+_INTERVAL = re.compile(r"\d+(\.\d+)?\s*[a-zA-Z]*(\s+\d+(\.\d+)?\s*[a-zA-Z]*)*")
+
+
+def check_fss_interval(interval: str) -> str:
+    """The FSS interval, stripped; ConfigError unless it reads as a systemd time span."""
+    value = interval.strip()
+    if not value.isascii() or not _INTERVAL.fullmatch(value):
+        raise ConfigError(f"invalid FSS interval {_shown(interval)}",
+                          hint="use a systemd time span such as 10s, 15min or 1h")
+    return value
+
+
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def parse_env_file(text: str, source: str = "the env file") -> dict[str, tuple[str, int]]:
+    """KEY=VALUE lines as systemd's EnvironmentFile reads them: comments, quotes, `export`.
+
+    Returns {KEY: (value, line number)}; errors name `source` and the line.
+    """
+    out: dict[str, tuple[str, int]] = {}
+    # Lines end at "\n" only, as systemd reads them; a "\r" before it (a DOS file) is dropped.
+    for lineno, raw in enumerate(text.split("\n"), 1):
         line = raw.strip()
         if not line or line.startswith(("#", ";")):
             continue
+        if "\x00" in line:
+            raise ConfigError(f"{source} line {lineno}: contains a NUL byte")
         if line.startswith("export "):
             line = line[len("export "):].lstrip()
         key, sep, value = line.partition("=")
         key = key.strip()
-        if not sep or not key.replace("_", "").isalnum():
-            raise ConfigError(f"env file line {lineno}: expected KEY=VALUE")
+        if not sep or not _KEY_RE.fullmatch(key):
+            raise ConfigError(f"{source} line {lineno}: expected KEY=VALUE")
         value = value.strip()
         if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
             value = value[1:-1]
-        out[key] = value
+        out[key] = (value, lineno)
     return out
 
 
+def decode_env_file(data: bytes, source: str) -> str:
+    """The env file's text; ConfigError naming the line when it is not UTF-8 (systemd reads
+    UTF-8 only, so the agent and the service would disagree on anything else)."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError(f"{source} line 1: UTF-16 text (byte-order mark); save it as UTF-8")
+    if data.startswith(codecs.BOM_UTF8):
+        raise ConfigError(f"{source} line 1: starts with a byte-order mark; save it as UTF-8 "
+                          "without BOM")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ConfigError(f"{source} line {line}: byte 0x{data[e.start]:02x} is not UTF-8; "
+                          "save the file as UTF-8") from None
+
+
+# Seconds a wait or a timeout may last at most. A week is far beyond any factory use, and far
+# below what the clock, sockets and locks accept (1e300 s overflows them mid-run).
+MAX_SECONDS = 7 * 24 * 3600.0
+MAX_COUNT = 1000
+# Zero would make these spin or never wait.
 _POSITIVE = frozenset({"retry_base", "http_timeout", "fcc_start_timeout", "fcc_exit_timeout"})
 _HINTS = get_type_hints(Settings)
 _FIELDS = {f.name for f in fields(Settings)}
 
 
-def _convert(name: str, raw: Any) -> Any:
+def _shown(raw: object) -> str:
+    """A value for an error message: quoted and short, on one line."""
+    text = repr(raw)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _convert(name: str, raw: Any, label: str) -> Any:
+    """`raw` (a string from a file or the environment, or a typed CLI value) checked and typed.
+
+    `label` says where it came from, for the error message.
+    """
     if raw is None:
         return None
     kind = _HINTS[name]
     base = next(a for a in getattr(kind, "__args__", (kind,)) if a is not type(None))
-    if not isinstance(raw, str):
-        return raw
+    if isinstance(raw, str):
+        if "\x00" in raw:
+            raise ConfigError(f"{label}: contains a NUL byte")
+        value = _parse(base, raw, label)
+        if value is None and kind is str:
+            value = raw
+    else:
+        value = raw
+    if base in (int, float) and value is not None:
+        _check_number(name, value, label, raw)
+    return value
+
+
+def _parse(base: Any, raw: str, label: str) -> Any:
     if base is bool:
         low = raw.strip().lower()
         if low in ("1", "true", "yes", "on"):
             return True
         if low in ("0", "false", "no", "off"):
             return False
-        raise ConfigError(f"{env_name(name)}={raw!r} is not a boolean (true/false)")
+        raise ConfigError(f"{label}={_shown(raw)} is not a boolean (true/false)")
     if base in (int, float):
         try:
-            value = base(raw)
+            return base(raw)
         except ValueError:
-            raise ConfigError(f"{env_name(name)}={raw!r} is not a number") from None
-        # nan or inf would make a deadline or a backoff never end.
-        if not math.isfinite(value) or value < 0:
-            raise ConfigError(f"{env_name(name)}={raw!r} must be a finite number >= 0")
-        if value == 0 and name in _POSITIVE:
-            raise ConfigError(f"{env_name(name)}={raw!r} must be greater than 0")
-        return value
+            what = "a whole number" if base is int else "a number"
+            raise ConfigError(f"{label}={_shown(raw)} is not {what}") from None
     if base is Path:
         return Path(raw) if raw else None
-    return raw if raw != "" or kind is str else None
+    return raw or None
+
+
+def _check_number(name: str, value: Any, label: str, raw: Any) -> None:
+    high = MAX_COUNT if _HINTS[name] is int else MAX_SECONDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{label}={_shown(raw)} is not a number")
+    # nan or inf would make a deadline or a backoff never end.
+    if not math.isfinite(value) or not 0 <= value <= high:
+        raise ConfigError(f"{label}={_shown(raw)} must be a finite number from 0 to {high:g}")
+    if value == 0 and name in _POSITIVE:
+        raise ConfigError(f"{label}={_shown(raw)} must be greater than 0")
+
+
+def read_env_file(path: Path) -> dict[str, tuple[str, int]]:
+    """The env file's assignments, {} when it does not exist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
+    return parse_env_file(decode_env_file(data, str(path)), str(path))
 
 
 def load_settings(cli: Mapping[str, Any] | None = None,
@@ -168,26 +286,30 @@ def load_settings(cli: Mapping[str, Any] | None = None,
     if unknown:
         raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
 
-    root = Path(cli.get("root") or environ.get(env_name("root")) or "/")
+    root_raw = cli.get("root") or environ.get(env_name("root")) or "/"
+    if "\x00" in str(root_raw):
+        raise ConfigError(f"the root {_shown(str(root_raw))} contains a NUL byte")
+    root = Path(root_raw)
     merged: dict[str, Any] = {}
     env_file = Paths(root).env_file
-    try:
-        file_values = parse_env_file(env_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        file_values = {}
-    except OSError as e:
-        raise ConfigError(f"cannot read {env_file}: {e.strerror}") from None
-    for source in (file_values, environ):
-        for name in _FIELDS:
-            if env_name(name) in source:
-                merged[name] = _convert(name, source[env_name(name)])
+    file_values = read_env_file(env_file)
+    for name in _FIELDS:
+        key = env_name(name)
+        if key in file_values:
+            value, line = file_values[key]
+            merged[name] = _convert(name, value, f"{env_file} line {line}: {key}")
+        if key in environ:
+            merged[name] = _convert(name, environ[key], key)
     for name, value in cli.items():
-        merged[name] = _convert(name, value)
+        merged[name] = _convert(name, value, f"{env_name(name)} (command line)")
     merged["root"] = root
     settings = dataclasses.replace(Settings(), **merged)
     if settings.parsec not in ("auto", "true", "false"):
-        raise ConfigError(f"PEP_PARSEC={settings.parsec!r}: use auto, true or false")
+        raise ConfigError(f"PEP_PARSEC={_shown(settings.parsec)}: use auto, true or false")
     settings.platform  # noqa: B018 - validates the profile name early
+    settings.fss_interval = check_fss_interval(settings.fss_interval)
+    if settings.serial is not None:
+        settings.serial = normalise_serial(settings.serial, "the configuration")
     check_settings(settings)  # every URL, complete, before anything changes
     return settings
 

@@ -32,6 +32,7 @@ class Exit(IntEnum):
     SEALING = 23
     NOT_FOUND = 24
     ABORTED = 25
+    LED = 26
 
 
 class PepError(Exception):
@@ -142,3 +143,9 @@ class NotFoundError(PepError):
 
 class AbortedError(PepError):
     code = Exit.ABORTED
+
+
+class LedError(PepError):
+    code = Exit.LED
+    default_hint = ("check PEP_LED_BACKEND and PEP_LED_NAME (or PEP_LED_DIR, PEP_LED_COMMAND) "
+                    "against the board's LEDs")

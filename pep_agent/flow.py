@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any
 from pep_agent import state
 from pep_agent.config import Settings
 from pep_agent.errors import (
+    BadResponseError,
     ConfigError,
     Exit,
     FccStartError,
     NetworkError,
+    NotFoundError,
     PepError,
     ResumeError,
+    ServerUnreachableError,
 )
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
@@ -109,7 +112,7 @@ def preflight(ctx: Context) -> None:
         # edge-core or the identity are touched. The key stays in memory only.
         from pep_agent.system.sealing import setup_keys
 
-        ctx.verification_key = setup_keys(s.fss_interval)
+        ctx.verification_key = setup_keys(s.fss_interval, ctx.paths)
 
 
 def discover_serial(ctx: Context) -> None:
@@ -171,93 +174,197 @@ def request_identity(ctx: Context) -> None:
     client = ctx.client_factory()
     deadline = ctx.clock.monotonic() + s.server_deadline
     attempt = injections = 0
-    while True:
+    data: dict[str, Any] | None = None
+    elapsed = 0.0
+    while data is None:
         attempt += 1
-        ctx.journal.update(attempt=attempt, next_retry_in=None)
         ip, port = ctx.fcc_address
         query = s.identity_query(ctx.serial, ip, port, key)
+        earlier = bool(ctx.journal.data.get("injection"))
+        # The recovery rule starts here: journalled (fsync'd) before the request leaves.
+        ctx.journal.update(attempt=attempt, next_retry_in=None,
+                           injection=ident.rebuild_fields(query))
         try:
             started = time.monotonic()
-            data = client.identity(query, budget=deadline - ctx.clock.monotonic())
+            reply = client.identity(query, budget=deadline - ctx.clock.monotonic())
             elapsed = time.monotonic() - started
-            break
+            _crash_hook("request-identity", "answered")  # the 200 is here, not yet saved
+            ident.check_response(reply, ctx.serial)
+            data = reply
+            continue
         except PepError as e:
-            if _injected_anyway(ctx, wait=e.code == Exit.ALREADY_PROVISIONED):
-                data, elapsed = _rebuild_lost_answer(ctx, client, query), 0.0
-                break
-            if e.code == Exit.ALREADY_PROVISIONED:
+            err = e
+        if err.code == Exit.BAD_RESPONSE:
+            # A 200 that is not our identity still means the server injected FCC (case 3).
+            try:
+                data = recover(ctx, client, f"the server's answer failed the checks "
+                                            f"({err.message})")
+            except BadResponseError:
+                # Not a pep server at all: what it said about our record means nothing either,
+                # so nothing is discarded; a rerun asks again.
+                raise err from None
+            if data is None:
+                raise err
+        elif err.injection_failed:
+            discard(ctx, f"the server answered 500 ({err.message}): it deleted its record")
+            if injections >= s.injection_retries:
+                raise err
+            injections += 1
+            ctx.say(f"attempt {attempt}: the server could not inject FCC; restarting FCC "
+                    f"({injections}/{s.injection_retries})")
+            _stop_fcc(ctx)
+            start_fcc(ctx)
+        elif err.code == Exit.ALREADY_PROVISIONED:
+            if not earlier:
+                # No request of ours reached the server before: the record is someone else's,
+                # and nothing was injected into our FCC.
+                discard(ctx, "409 to our first request: the record is not from this gateway")
                 raise ident.already_provisioned(ctx.serial) from None
-            if e.injection_failed and injections < s.injection_retries:
+            data = recover(ctx, client, "409 after an earlier request of ours")
+            if data is None:
+                raise ident.already_provisioned(ctx.serial) from None
+        elif err.transient and _fcc_ended(ctx):
+            # FCC only ends after an exchange: the server injected it (or tried to).
+            data = recover(ctx, client, f"FCC ended but no answer came ({err.message})")
+            if data is None:
+                if injections >= s.injection_retries:
+                    raise err
                 injections += 1
-                ctx.say(f"attempt {attempt}: the server could not inject FCC; restarting FCC "
-                        f"({injections}/{s.injection_retries})")
-                _stop_fcc(ctx)
                 start_fcc(ctx)
-                continue
-            if not e.transient:
-                raise
-            delay = ident.retry_delay(attempt, s.retry_base, s.retry_cap, e.retry_after,
-                                      ctx.clock.uniform)
+        elif not err.transient:
+            raise err
+        else:
+            delay = retry_delay(ctx, attempt, err)
             if ctx.clock.monotonic() + delay > deadline:
-                raise
-            ctx.journal.update(next_retry_in=round(delay, 2), last_attempt_error=e.message)
+                raise err
+            ctx.journal.update(next_retry_in=round(delay, 2), last_attempt_error=err.message)
             ctx.led.show("waiting")
-            ctx.say(f"request-identity: attempt {attempt} failed ({e.message}); "
+            ctx.say(f"request-identity: attempt {attempt} failed ({err.message}); "
                     f"next try in {delay:.1f} s")
             ctx.clock.sleep(delay)
-    enrollment = ident.check_response(data, ctx.serial)
+    _commit(ctx, data, server_request_s=round(elapsed, 4))
+
+
+def retry_delay(ctx: Context, attempt: int, err: PepError) -> float:
+    """The one place computing the wait before the next request to the server: full jitter
+    under an exponential ceiling (`err` is what failed, for a server's own retry advice)."""
+    s = ctx.settings
+    return ident.retry_delay(attempt, s.retry_base, s.retry_cap, err.retry_after,
+                             ctx.clock.uniform)
+
+
+def _commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:
+    """The commit point: the answer is held in memory, then saved; from here on a failing
+    journal or state disk is logged and tolerated, so that this answer really is installed."""
     ctx.answer = data
+    ctx.journal.best_effort = True
     try:
         ident.save_response(ctx.paths.saved_response, data)
     except OSError as e:
         # The server will not answer twice: install from memory rather than give up.
         log.warning("cannot save the server's answer (%s); installing it directly",
                     e.strerror or type(e).__name__, extra=ctx.fields())
-    ctx.journal.update(enrollment_id=enrollment, response_saved=True, next_retry_in=None,
-                       server_request_s=round(elapsed, 4))
+    ctx.journal.update(enrollment_id=data.get("enrollmentID"), response_saved=True,
+                       next_retry_in=None, **more)
 
 
-def _injected_anyway(ctx: Context, *, wait: bool) -> bool:
-    """FCC took the credentials and exited 0, although the server's answer never arrived.
-
-    That happens when the connection drops or times out after the server injected FCC: the
-    server then holds a record for the serial and would answer any retry with 409.
-    """
+def _fcc_ended(ctx: Context) -> bool:
+    """FCC exited, or (without Parsec, where storage appears only with an injection) holds
+    staged credentials: the server got as far as the injection."""
     if ctx.fcc is None:
         return False
-    # FCC stores the credentials before it answers the factory tool: once they are staged,
-    # the injection happened and FCC is about to exit, so wait for it rather than asking the
-    # server again (which would answer 409). With Parsec, storage exists from FCC's start and
-    # says nothing, so only FCC's exit tells.
-    if not ctx.parsec and install.credentials_ready(ctx.paths, ctx.profile, False):
-        wait = True
-    code = proc.wait(ctx.fcc.child, deadline=time.monotonic() + (5.0 if wait else 0.0))
-    return code == 0 and install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec)
+    return ctx.fcc.child.poll() is not None or (
+        not ctx.parsec and install.credentials_ready(ctx.paths, ctx.profile, False))
 
 
-def _rebuild_lost_answer(ctx: Context, client: PepClient, query: dict[str, str]) -> dict[str, Any]:
-    """The identity the server would have sent: our query plus its record's enrollment id."""
-    log.warning("the server's answer was lost after it injected FCC; rebuilding identity.json "
-                "from the server's record", extra=ctx.fields())
-    # From here on the credentials in staging are the only copy: keep them whatever happens.
-    ctx.answer = {}
+# --- the recovery rule ------------------------------------------------------------------------
+#
+# From the moment the journal says an injection may have happened (written before every
+# identity request), FCC's credentials may be the only copy of an identity the server will
+# never hand out again. They are deleted only when the server says it holds no record for the
+# serial: a 500 to the identity request, or a 404 from GET /v3/enrollment-id. Without a saved
+# answer, in the same run or in a rerun after any kind of ending, `recover` decides.
+
+def recover(ctx: Context, client: PepClient, why: str) -> dict[str, Any] | None:
+    """The server's answer for an injection that may have happened, rebuilt from its record;
+    None after a 404 (no record: the staged credentials are discarded)."""
+    log.warning("an injection may have happened but no answer is saved (%s); asking the "
+                "server for its record of serial %s", why, ctx.serial, extra=ctx.fields())
+    _wait_for_injected_fcc(ctx)
+    enrollment = _server_record(ctx, client)
+    if enrollment is None:
+        discard(ctx, f"GET /v3/enrollment-id says the server holds no record of {ctx.serial}")
+        return None
+    if not install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec):
+        raise ResumeError(
+            f"the server holds a record of serial {ctx.serial} (enrollment id {enrollment}) "
+            "but FCC stored no credentials",
+            hint=f"remove the record of serial {ctx.serial} on the pep server, then run "
+                 "`pep-agent provision` again")
+    fields = ctx.journal.data.get("injection") or {}
+    log.info("the server holds the record of %s: identity.json is rebuilt from the journalled "
+             "request and its enrollment id", ctx.serial, extra=ctx.fields())
+    ctx.journal.update(rebuilt_answer=True)
+    return ident.rebuild_identity(fields, enrollment, ctx.clock.now())
+
+
+def _wait_for_injected_fcc(ctx: Context) -> None:
+    """Let FCC finish storing what it received, as long as wait-fcc would (with Parsec its exit
+    is the only sign that the store is complete)."""
+    limit = ctx.settings.fcc_exit_timeout
+    if ctx.fcc is not None:
+        if proc.wait(ctx.fcc.child, deadline=time.monotonic() + limit) is None:
+            log.warning("FCC did not exit within %g s; stopping it", limit, extra=ctx.fields())
+        _stop_fcc(ctx)
+        return
+    leftover = ctx.journal.data.get("fcc_pid")
+    if isinstance(leftover, int):
+        proc.reap_leftover(leftover, ctx.journal.data.get("fcc_started"), wait_first=limit)
+        ctx.journal.update(fcc_pid=None)
+
+
+def _server_record(ctx: Context, client: PepClient) -> str | None:
+    """The enrollment id of the server's record for our serial, None on a 404 (final).
+
+    Unreachable past the server deadline: everything stays as it is and the run ends with a
+    code systemd restarts, so that the next run asks again.
+    """
     s = ctx.settings
     deadline = ctx.clock.monotonic() + s.server_deadline
-    for attempt in range(1, 11):
+    attempt = 0
+    while True:
+        attempt += 1
         try:
-            enrollment = client.enrollment_id(ctx.serial)
-            break
+            return ident.check_enrollment_id(client.enrollment_id(ctx.serial), ctx.serial)
+        except NotFoundError:
+            return None
+        except BadResponseError:
+            raise  # not a pep server's answer: asking again will not make it one
         except PepError as e:
-            delay = ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
-            if attempt == 10 or ctx.clock.monotonic() + delay > deadline:
-                raise ResumeError(
-                    f"the server injected FCC for serial {ctx.serial} but its answer was lost, "
-                    f"and its record cannot be read ({e.message})",
-                    hint="the credentials stay staged; run `pep-agent provision` again once "
-                         "the server answers GET /v3/enrollment-id") from None
+            delay = retry_delay(ctx, attempt, e)
+            if ctx.clock.monotonic() + delay > deadline:
+                raise ServerUnreachableError(
+                    f"the server may hold an identity for serial {ctx.serial} that FCC stored, "
+                    f"but its record cannot be read ({e.message})",
+                    hint="the credentials stay staged; the next run (systemd restarts this "
+                         "one) asks GET /v3/enrollment-id again: make the server reachable"
+                ) from None
+            ctx.say(f"recovery: reading the server's record failed ({e.message}); "
+                    f"next try in {delay:.1f} s")
             ctx.clock.sleep(delay)
-    ctx.journal.update(rebuilt_answer=True)
-    return ident.rebuild_identity(query, enrollment, ctx.clock.now())
+
+
+def discard(ctx: Context, reason: str) -> None:
+    """The server holds no record: FCC's staged credentials (with Parsec, the store it wrote in
+    mcc_config, whose previous content was moved aside) are worth nothing; delete them."""
+    staged = install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec)
+    log.info("%s; %s", reason, "discarding the staged credentials" if staged
+             else "nothing was staged", extra=ctx.fields())
+    _stop_fcc(ctx)
+    fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
+    if ctx.parsec:
+        fsutil.remove(install.targets(ctx.paths, ctx.profile)[0])
+    ctx.journal.update(injection=None)
 
 
 def wait_fcc(ctx: Context) -> None:
@@ -278,12 +385,13 @@ def unmask_edge_core(ctx: Context) -> None:
 
 
 def mark_provisioned(ctx: Context) -> None:
+    install.make_durable(ctx.paths, ctx.profile)
     install.drop_previous(ctx.paths, ctx.profile)
     fsutil.atomic_write(ctx.paths.provisioned_marker, f"{ctx.serial}\n".encode(), mode=0o644)
     fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
     # The identity is installed; the saved copy is no longer the commit point.
     fsutil.remove(ctx.paths.saved_response)
-    ctx.journal.update(state=state.DONE, finished_at=time.time())
+    ctx.journal.update(state=state.DONE, finished_at=time.time(), injection=None)
     ctx.led.show("success")
 
 
@@ -354,11 +462,13 @@ def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
                     ctx.notifier.ready()
         finally:
             _stop_fcc(ctx)
-            # Before the server answered, nothing in staging is worth keeping: leave no trace.
-            if ctx.answer is None and not ctx.paths.saved_response.exists():
+            # Nothing was sent to the server, so nothing in staging is worth keeping. Once an
+            # injection may have happened, only `discard` (the server holds no record) deletes.
+            if not (ctx.journal.data.get("injection") or ctx.paths.saved_response.exists()
+                    or ctx.paths.provisioned_marker.exists()):
                 fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
                 if ctx.parsec and ctx.extra.get("cleared"):
-                    # FCC writes a Parsec store in place: without an answer it is partial.
+                    # FCC writes a Parsec store in place from its start: it holds nothing.
                     fsutil.remove(install.targets(ctx.paths, ctx.profile)[0])
         return "provisioned"
 
@@ -391,6 +501,24 @@ def plan(ctx: Context) -> int | None:
             raise err
         log.info("resuming after a saved server answer", extra=ctx.fields())
         return STEP_NAMES.index("install")
+    if j.data.get("injection"):
+        # An earlier run may have been injected and ended without the answer: the recovery rule.
+        ctx.serial = str(j.data.get("serial") or "")
+        ctx.parsec = bool(j.data.get("parsec"))
+        ctx.interface = str(j.data.get("interface") or "")
+        j.update(state=state.RUNNING, pid=os.getpid(), pid_start=state.start_ticks(os.getpid()),
+                 resumed=True, error=None)
+        try:
+            data = recover(ctx, ctx.client_factory(), "an earlier run ended before its answer "
+                                                      "was saved")
+        except PepError as e:
+            _fail(ctx, e)
+            raise
+        if data is not None:
+            _commit(ctx, data)
+            return STEP_NAMES.index("install")
+        log.info("starting over: the server holds no record of %s", ctx.serial,
+                 extra=ctx.fields())
     if isinstance(leftover, int) and proc.reap_leftover(leftover, j.data.get("fcc_started")):
         log.info("stopped FCC left over from an interrupted run (pid %d)", leftover)
     fsutil.remove(install.staging_dir(paths, ctx.profile))
@@ -453,9 +581,11 @@ def _stop_fcc(ctx: Context) -> None:
 
 
 def _crash_hook(step: str, when: str) -> None:
-    """Test-only: PEP_TEST_CRASH_AT=<step>:<before|after> kills the agent there (a power cut)."""
+    """Test-only: PEP_TEST_CRASH_AT=<step>:<before|after|answered> sends the agent
+    PEP_TEST_CRASH_SIGNAL there (KILL by default: a power cut; TERM: a factory script's kill)."""
     if os.environ.get("PEP_TEST_CRASH_AT") == f"{step}:{when}":
-        os.kill(os.getpid(), signal.SIGKILL)
+        name = os.environ.get("PEP_TEST_CRASH_SIGNAL", "KILL")
+        os.kill(os.getpid(), signal.Signals[f"SIG{name}"])
 
 
 # --- wiring -----------------------------------------------------------------------------------

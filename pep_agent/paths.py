@@ -52,12 +52,9 @@ class Paths:
         return self.state_dir / "verified"
 
     @property
-    def run_dir(self) -> Path:
-        return self.under("/run/pep-agent")
-
-    @property
     def lock(self) -> Path:
-        return self.run_dir / "lock"
+        # Not the runtime directory: systemd deletes that whenever the unit stops or restarts.
+        return self.state_dir / "lock"
 
     @property
     def sandbox_services(self) -> Path:

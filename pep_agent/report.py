@@ -1,10 +1,12 @@
 """`pep-agent status`: the journal turned into a stable document and a human summary.
 
-Side effects: reads the journal; `edge_core` makes one local HTTP GET to edge-core's status.
+Side effects: reads the journal and the markers; `edge_core` makes one local HTTP GET to
+edge-core's status.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pep_agent import state
@@ -13,7 +15,7 @@ from pep_agent.paths import Paths
 # The keys of `status --json`, a contract for factory tools (README, "Status JSON").
 KEYS = ("state", "step", "serial", "enrollment_id", "attempt", "next_retry_in", "error",
         "started_at", "finished_at", "updated_at", "verified_at", "resumed", "interface",
-        "fcc_ip", "fcc_port", "parsec", "profile", "server", "steps", "timings")
+        "fcc_ip", "fcc_port", "parsec", "profile", "server", "steps", "timings", "verify")
 
 
 def status_document(paths: Paths) -> dict[str, Any]:
@@ -24,8 +26,29 @@ def status_document(paths: Paths) -> dict[str, Any]:
     doc["steps"] = data.get("steps") or {}
     doc["timings"] = timings(data)
     doc["provisioned"] = paths.provisioned_marker.exists()
+    if doc["provisioned"] and doc["state"] == state.NOT_STARTED:
+        # The markers outlive a missing or reset journal: they say what the gateway is.
+        doc["state"] = state.VERIFIED if paths.verified_marker.exists() else state.DONE
+        doc["serial"] = doc["serial"] or _read_marker(paths.provisioned_marker)
+    doc["verify"] = verify_outcome(data)
     doc["edge_core"] = None
     return doc
+
+
+def verify_outcome(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The last `verify`: its state ("verified" or "failed") and its error; None before one."""
+    outcome = data.get("verify_state")
+    if outcome not in ("verified", "failed"):
+        return None
+    error = data.get("verify_error")
+    return {"state": outcome, "error": error if isinstance(error, dict) else None}
+
+
+def _read_marker(path: Path) -> str | None:
+    try:
+        return str(path.read_text(encoding="utf-8").strip()) or None
+    except (OSError, ValueError):
+        return None
 
 
 def edge_core(status_url: str) -> dict[str, Any]:
@@ -78,14 +101,22 @@ def human(doc: dict[str, Any]) -> str:
         lines.append(f"attempt:       {doc['attempt']}{more}")
     err = doc.get("error")
     if err:
-        lines.append(f"error:         {err.get('message')} (exit {err.get('code')})")
+        code = f" (exit {err['code']})" if err.get("code") is not None else ""
+        lines.append(f"error:         {err.get('message') or 'not recorded'}{code}")
         if err.get("hint"):
             lines.append(f"hint:          {err['hint']}")
     edge = doc.get("edge_core")
     if edge:
         detail = edge.get("endpoint-name") or edge.get("detail") or ""
         lines.append(f"edge-core:     {edge.get('status')}" + (f" ({detail})" if detail else ""))
-    if doc.get("verified_at"):
+    verify = doc.get("verify") or {}
+    if verify.get("state") == "failed":
+        failure = verify.get("error") or {}
+        lines.append(f"verify:        failed: {failure.get('message')} "
+                     f"(exit {failure.get('code')})")
+        if failure.get("hint"):
+            lines.append(f"verify hint:   {failure['hint']}")
+    elif doc.get("verified_at"):
         lines.append("verified:      edge-core connected as the serial")
     t = doc.get("timings") or {}
     if t.get("total_s") is not None:

@@ -8,8 +8,11 @@ The journal holds no secrets: the identity response lives in its own 0600 file.
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,9 @@ class Journal:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data: dict[str, Any] = load(path)
+        # Set at the commit point: from then on a failed write is logged, not raised, so that
+        # an answer held in memory is still installed on a full state disk.
+        self.best_effort = False
 
     def reset(self, **fields: Any) -> None:
         now = time.time()
@@ -60,18 +66,89 @@ class Journal:
         from pep_agent.system.fsutil import atomic_write
 
         self.data["updated_at"] = time.time()
-        # 0600 like the rest of the state: it names the server, the serial and the errors.
-        atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True) + "\n").encode(),
-                     mode=0o600)
+        try:
+            # 0600 like the rest of the state: it names the server, the serial and the errors.
+            atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True)
+                                     + "\n").encode(), mode=0o600)
+        except OSError as e:
+            if not self.best_effort:
+                raise
+            logging.getLogger("pep_agent").warning(
+                "cannot update the journal %s (%s); carrying on with the install", self.path,
+                e.strerror or type(e).__name__)
 
 
 def load(path: Path) -> dict[str, Any]:
-    """The journal's content, or {} when absent or unreadable (a torn file cannot happen)."""
+    """The journal's content, or {} when absent or unreadable (a torn file cannot happen).
+
+    A value of the wrong type (a hand-edited or foreign file) is dropped, as if absent, so
+    that every reader (status, a resumed run) can trust the types in FIELDS.
+    """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
         return {}
-    return data if isinstance(data, dict) else {}
+    return checked(data) if isinstance(data, dict) else {}
+
+
+_STR, _INT, _NUM, _BOOL, _DICT = "str", "int", "number", "bool", "dict"
+# The type of every field the agent reads back; null is always allowed (not set).
+FIELDS: dict[str, str] = {
+    **dict.fromkeys(("state", "step", "serial", "serial_source", "enrollment_id", "interface",
+                     "ip", "fcc_ip", "profile", "server", "run_id", "last_attempt_error",
+                     "verify_state"), _STR),
+    **dict.fromkeys(("schema", "attempt", "pid", "pid_start", "fcc_pid", "fcc_port"), _INT),
+    **dict.fromkeys(("next_retry_in", "started_at", "updated_at", "finished_at", "verified_at",
+                     "verify_failed_at", "server_request_s", "fcc_started"), _NUM),
+    # The query fields journalled before an identity request (the recovery rule rebuilds
+    # identity.json from them): text only, checked entry by entry below.
+    "injection": _DICT,
+    **dict.fromkeys(("parsec", "resumed", "response_saved", "rebuilt_answer"), _BOOL),
+}
+ERROR_FIELDS = {"code": _INT, "name": _STR, "message": _STR, "hint": _STR}
+STEP_FIELDS = {"status": _STR, "started_at": _NUM, "ended_at": _NUM, "duration_s": _NUM}
+
+
+def _is(kind: str, value: Any) -> bool:
+    if value is None:
+        return True
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _DICT:
+        return isinstance(value, dict)
+    if isinstance(value, bool):  # JSON true is not a number here
+        return False
+    if kind == _INT:
+        return isinstance(value, int)
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def _typed(data: Mapping[str, Any], kinds: Mapping[str, str], *,
+           only_known: bool = False) -> dict[str, Any]:
+    return {k: v for k, v in data.items()
+            if (_is(kinds[k], v) if k in kinds else not only_known)}
+
+
+def checked(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`data` without the values whose type is not the journal's (see FIELDS)."""
+    out = _typed(data, FIELDS)
+    for key in ("error", "verify_error"):
+        error = out.get(key)
+        if error is not None:
+            # Only the known fields: status prints these objects whole (no NaN in its JSON).
+            out[key] = (_typed(error, ERROR_FIELDS, only_known=True) if isinstance(error, dict)
+                        else None)
+    injection = out.get("injection")
+    if injection is not None:
+        out["injection"] = {k: v for k, v in injection.items() if isinstance(v, str)}
+    steps = out.get("steps")
+    if steps is not None:
+        out["steps"] = ({name: _typed(entry, STEP_FIELDS, only_known=True)
+                         for name, entry in steps.items()
+                         if isinstance(entry, dict)} if isinstance(steps, dict) else {})
+    return out
 
 
 def effective_state(data: dict[str, Any]) -> str:

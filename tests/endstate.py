@@ -7,7 +7,7 @@ import json
 import stat
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,69 @@ def end_state(root: Path, server: SimServer, serial: str) -> str:
     assert not (root / STATE_DIR / "response.json").exists()
     assert not install.staging_dir(Paths(root), get_profile("lmp")).exists()
     return "provisioned"
+
+
+def assert_no_wasted_identity(server: SimServer, gateways: dict[str, Path],
+                              previous: str | None = None,
+                              foreign: Collection[str] = ()) -> dict[str, str]:
+    """Issue 9's invariant: no identity the server handed out is lost, none is half-kept.
+
+    For every serial the server holds a record for, its gateway has those credentials
+    installed ("installed"), or staged with the journal saying an injection may have happened,
+    which the next run recovers ("recovery-pending"). For every serial without a record, the
+    gateway holds no staged credentials and is cleanly unprovisioned ("unprovisioned"), or back
+    on its `previous` identity with edge-core released ("previous"). A `foreign` serial's record
+    belongs to another gateway (the test made it): ours is judged as if there were none.
+    Returns the verdicts.
+    """
+    verdicts = {}
+    for serial, root in gateways.items():
+        record = server.get("/v3/enrollment-id", serialNumber=serial)
+        assert record.status_code in (200, 404), record.text
+        ident, mcc = root / IDENTITY, root / MCC
+        installed = json.loads(ident.read_text()) if ident.is_file() else {}
+        # Staged: in FCC's staging folder, or (Parsec, or an install undone halfway) in
+        # mcc_config without an identity.json beside it.
+        staged = _staged_serial(root) or (None if ident.exists() else _credentials_of(mcc))
+        pending = (journal(root).get("injection") or {}).get("serialNumber")
+        if record.status_code == 200 and serial not in foreign:
+            if (installed.get("serialNumber") == serial
+                    and installed.get("enrollmentID") == record.text.strip()
+                    and _credentials_of(mcc) in (serial, "<parsec>")):
+                verdicts[serial] = "installed"
+            else:
+                assert pending == serial and staged in (serial, "<parsec>"), (
+                    f"WASTED IDENTITY: the server holds a record of {serial}, but the gateway "
+                    f"has neither installed nor staged its credentials (installed "
+                    f"{installed.get('serialNumber')!r}, staged {staged!r}, journal {pending!r})")
+                verdicts[serial] = "recovery-pending"
+            continue
+        assert staged is None, f"credentials of {staged!r} staged although no record exists"
+        assert not pending, "the journal expects a recovery although the server has no record"
+        if previous is not None and installed.get("serialNumber") == previous:
+            ops = edge_core_ops(root)
+            assert ops and ops[-1] == "unmask", f"edge-core not released: {ops}"
+            verdicts[serial] = "previous"
+        else:
+            assert not ident.exists() and not mcc.exists(), (
+                f"{serial} has no record, yet the gateway holds an identity or credentials")
+            assert not (root / STATE_DIR / "provisioned").exists()
+            verdicts[serial] = "unprovisioned"
+    return verdicts
+
+
+def _credentials_of(mcc: Path) -> str | None:
+    """The endpoint name in FCC's stored credentials (pal/WORKING, or a Parsec store's pst),
+    "<parsec>" for a Parsec store without one yet, or None."""
+    for endpoint in (mcc / "WORKING" / "mbed.EndpointName", mcc / "pst" / "mbed.EndpointName"):
+        if endpoint.is_file():
+            return endpoint.read_text().strip()
+    return "<parsec>" if (mcc / "pst").exists() else None
+
+
+def _staged_serial(root: Path) -> str | None:
+    """Whose credentials wait in staging (or were put back there), if any."""
+    return _credentials_of(install.staged_pal(Paths(root), get_profile("lmp")))
 
 
 def provision_argv(root: Path, server_url: str, serial: str, fcc: str) -> list[str]:

@@ -15,12 +15,29 @@ from pep_agent.errors import Exit, PepError
 F = TypeVar("F", bound=Callable[..., Any])
 
 # rich_markup_mode=None keeps rich out of --help; no pretty tracebacks, which would print
-# local variables (and with them secrets).
+# local variables (and with them secrets). Completion (--install-completion,
+# --show-completion) costs no measurable start-up time: typer loads its completion code only
+# when one of those options is used or the shell asks for completions.
 app = typer.Typer(
-    name="pep-agent", add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+    name="pep-agent", no_args_is_help=True, rich_markup_mode=None,
     pretty_exceptions_enable=False,
     help="Provision an Izuma/Pelion Edge gateway with its production identity.",
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from pep_agent import __version__
+
+        print(f"pep-agent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[Optional[bool], typer.Option(
+        "--version", help="Print the version and exit.", callback=_print_version,
+        is_eager=True)] = None) -> None:
+    """Provision an Izuma/Pelion Edge gateway with its production identity."""
 
 RootOpt = Annotated[Optional[Path], typer.Option(
     "--root", help="Run inside DIR instead of / (sandbox: the host is never touched).",
@@ -84,4 +101,5 @@ def main() -> None:
     wanted = _MODULE_OF.get(word)
     for module in (wanted,) if wanted else COMMAND_MODULES:
         importlib.import_module(f"pep_agent.cli.{module}")
-    app()
+    # One name however started (console script, python -m): usage lines and completion.
+    app(prog_name="pep-agent")

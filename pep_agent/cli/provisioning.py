@@ -125,8 +125,16 @@ def status(root: RootOpt = None,
         time.sleep(0.5)
         doc = report.status_document(paths)
     if doc["provisioned"] and not paths.sandboxed:
-        settings = settings_from(root=root)
-        doc["edge_core"] = report.edge_core(settings.status_url or settings.platform.status_url)
+        from pep_agent.errors import PepError
+
+        try:
+            settings = settings_from(root=root)
+        except PepError as e:
+            # A broken env file must not hide where provisioning is: report it here.
+            doc["edge_core"] = {"status": "unknown", "detail": e.message}
+        else:
+            doc["edge_core"] = report.edge_core(settings.status_url
+                                                or settings.platform.status_url)
     if as_json:
         import json
 
@@ -154,14 +162,24 @@ def verify(root: RootOpt = None, debug: DebugOpt = False,
 @handles_errors
 def led(state: Annotated[str, typer.Argument(help="off, provisioning, waiting, success, "
                                               "verified, failed, failed-<class>")],
-        root: RootOpt = None) -> None:
-    """Show an LED state by hand, to test a board's LED on the line."""
+        root: RootOpt = None, debug: DebugOpt = False) -> None:
+    """Show an LED state by hand, to test a board's LED on the line (exit 26 if it cannot)."""
+    import logging
+
+    from pep_agent.errors import LedError
     from pep_agent.flow import make_led_for
     from pep_agent.system.leds import STATES
 
+    setup_logs(debug)
     if state not in STATES:
         raise UsageError(f"unknown LED state {state!r}", hint="one of: " + ", ".join(STATES))
-    make_led_for(settings_from(root=root)).show(state)
+    led = make_led_for(settings_from(root=root))
+    if not debug:
+        # The problems become the error's reason below: not also one warning each.
+        logging.getLogger("pep_agent.system.leds").setLevel(logging.ERROR)
+    problems = led.show(state)
+    if problems:
+        raise LedError(f"LED state {state} not shown: " + "; ".join(dict.fromkeys(problems)))
 
 
 def _paths(root: Optional[Path]) -> Any:

@@ -139,7 +139,7 @@ def get_one_identity(
         from pep_agent.system.sealing import setup_keys
 
         _say(verbose, f"setting up journald sealing keys (interval {settings.fss_interval})")
-        key = setup_keys(settings.fss_interval)
+        key = setup_keys(settings.fss_interval, settings.paths)
     query = settings.identity_query(sn, ip, port, key)
     shown = " ".join(f"{k}={v!r}" for k, v in query.items() if k != "verificationKey")
     _say(verbose, f"GET {settings.server_url}/v3/identity {shown} "

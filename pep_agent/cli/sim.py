@@ -26,7 +26,11 @@ def sim_server(
     fcc_timeout: Annotated[float, typer.Option(help="Socket timeout towards FCC.")] = 30.0,
 ) -> None:
     """A pep server: the v3 API, records in SQLite, the real FCC exchange."""
+    from pep_agent.errors import UsageError
     from pep_agent.sim.server import serve
+
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port {port}: use 0 to 65535 (0: any free port)")
 
     serve(host, port, db, fail_next=fail_next, fail_status=fail_status, delay=delay,
           drop_next=drop_next, fcc_timeout=fcc_timeout)

@@ -171,6 +171,9 @@ class Handler(BaseHTTPRequestHandler):
             self.server.records.delete(record_id)
             raise
         deployed = self.server.records.deploy(record_id, enrollment)
+        answer_delay = float(faults.get("answer_delay"))
+        if answer_delay > 0:
+            time.sleep(answer_delay)
         if faults.take("drop_after_next"):
             # The record stays deployed and FCC holds the credentials; only the answer is lost.
             self.log_message("dropping the connection after the injection (fault knob)")

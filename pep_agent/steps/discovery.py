@@ -6,36 +6,15 @@ serial command; reads interface addresses. Nothing is written.
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pep_agent.config import Settings
+# The serial rule lives with the settings, which strip every configured serial at load time.
+from pep_agent.config import Settings, validate_serial
 from pep_agent.errors import NetworkError, SerialError
 from pep_agent.system import netinfo, proc
-
-# The pep server re-decodes the serial with decodeURI; these are the characters it survives.
-SERIAL_RE = re.compile(r"^[A-Za-z0-9'+,\-.:/= ]+$")
-SERIAL_MAX = 64  # the serial becomes the LwM2M endpoint name
-
-
-def validate_serial(serial: str, source: str) -> str:
-    """The serial, stripped; SerialError when empty, too long or with a forbidden character."""
-    value = serial.strip().strip("\x00").strip()
-    if not value:
-        raise SerialError(f"the serial number from {source} is empty")
-    if len(value) > SERIAL_MAX:
-        raise SerialError(f"the serial number from {source} has {len(value)} characters "
-                          f"(at most {SERIAL_MAX})")
-    if not SERIAL_RE.match(value):
-        bad = sorted({c for c in value if not SERIAL_RE.match(c)})
-        raise SerialError(
-            f"the serial number from {source} contains forbidden character(s) "
-            f"{' '.join(repr(c) for c in bad)}",
-            hint="allowed: letters, digits, space and ' + , - . : / =")
-    return value
 
 
 def cpuinfo_serial(text: str) -> str | None:

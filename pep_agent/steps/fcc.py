@@ -36,6 +36,34 @@ def parse_fcc_address(line: str) -> tuple[str, int] | None:
     return ip, port
 
 
+# What FCC prints once an injection went through, in order (PLATFORM.md, section 3).
+PROCESSED = "Successfully processed comm message"
+COMPLETED = "Successfully completed factory flow"
+# wait_exit runs once the server has answered, and its answer is saved: a rerun never asks
+# the server again; it installs what FCC stored, and stops with exit 22 if FCC stored nothing.
+_RESUMES = "`pep-agent provision` again resumes from the server's saved answer"
+
+
+def exchange_hint(lines: Sequence[str], exit_status: int | None) -> str:
+    """The operator's hint after FCC failed to end cleanly, from what FCC printed last.
+
+    `exit_status` is None when FCC did not exit in time (it was stopped).
+    """
+    text = [ANSI_RE.sub("", line) for line in lines]
+    if any(COMPLETED in line for line in text):
+        seen = f"FCC printed '{COMPLETED}'"
+        if exit_status is None:
+            return (f"{seen} but did not exit, so the credentials should be stored; "
+                    f"{_RESUMES} and installs them")
+        return (f"{seen} but exited with status {exit_status}; {_RESUMES} and installs the "
+                "credentials if FCC stored them")
+    if any(PROCESSED in line for line in text):
+        seen = "FCC processed the server's message but never reported a completed factory flow"
+    else:
+        seen = "FCC did not complete the factory exchange (see its output in the journal)"
+    return f"{seen}; {_RESUMES}, which stops with exit 22 if FCC stored no credentials"
+
+
 def fcc_environment(interface: str, entropy: str | None,
                     base: Mapping[str, str] | None = None) -> dict[str, str]:
     """FCC's environment: ours, plus the interface it binds and the entropy source if set."""
@@ -111,9 +139,12 @@ class FccSession:
         if code is None:
             self.stop()
             raise FccExchangeError("FCC did not exit after the factory exchange in time"
-                                   + self._tail_hint())
+                                   + self._tail_hint(), hint=exchange_hint(self.tail, None))
         if code != 0:
-            raise FccExchangeError(f"FCC exited with status {code}" + self._tail_hint())
+            # Its last lines arrive with its exit: read them all before choosing the hint.
+            self._reader.join(timeout=5)
+            raise FccExchangeError(f"FCC exited with status {code}" + self._tail_hint(),
+                                   hint=exchange_hint(self.tail, code))
 
     def stop(self) -> None:
         proc.stop(self.child)

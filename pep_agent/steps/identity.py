@@ -7,6 +7,7 @@ Side effects: none of its own beyond what the callers pass in (HTTP client, cloc
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,15 +49,37 @@ def check_response(data: dict[str, Any], serial: str) -> str:
     return enrollment
 
 
+# The query fields the real server echoes in its 200 answer: all that rebuilding it needs.
+# Not ip/port (FCC's, gone by then), and never the verification key (a secret).
+ECHOED = ("serialNumber", "hardwareVersion", "radioConfig", "ledConfig", "category",
+          "apiAddress", "gatewayServicesAddress")
+
+
+def rebuild_fields(query: dict[str, str]) -> dict[str, str]:
+    """What the journal keeps of an identity request, to rebuild its answer after a loss."""
+    return {k: query[k] for k in ECHOED}
+
+
+# A real one is "A-" and 32 hex pairs joined by ':'; anything with spaces, quotes or markup
+# is a proxy's page or a server that is not a pep server.
+_ENROLLMENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9:._-]{0,255}")
+
+
+def check_enrollment_id(text: str, serial: str) -> str:
+    """GET /v3/enrollment-id's answer, after checking it looks like an enrollment id."""
+    if not _ENROLLMENT_ID.fullmatch(text):
+        raise BadResponseError(f"the server's record of serial {serial} holds no usable "
+                               "enrollment id")
+    return text
+
+
 def rebuild_identity(query: dict[str, str], enrollment_id: str, now: float) -> dict[str, Any]:
     """A 200 answer rebuilt from the query the server received and its record's enrollment id.
 
-    The real server echoes these query fields, adds cloudAddress, deployed, enrollmentID and
-    createdAt (ms), and never returns the verification key.
+    The real server echoes the ECHOED query fields, adds cloudAddress, deployed, enrollmentID
+    and createdAt (ms), and never returns the verification key.
     """
-    echoed = ("serialNumber", "hardwareVersion", "radioConfig", "ledConfig", "category",
-              "apiAddress", "gatewayServicesAddress")
-    data: dict[str, Any] = {k: query[k] for k in echoed}
+    data: dict[str, Any] = {k: query[k] for k in ECHOED}
     data.update(cloudAddress=query["gatewayServicesAddress"], deployed=True,
                 enrollmentID=enrollment_id, createdAt=int(now * 1000))
     return data

@@ -7,6 +7,7 @@ Side effects: renames credential and identity directories under the root, writes
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 
@@ -103,6 +104,48 @@ def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> No
             with contextlib.suppress(OSError):
                 os.rename(mcc, staged_pal(paths, profile))
         raise install_error(f"writing {identity_path}", e) from None
+
+
+def make_durable(paths: Paths, profile: Profile) -> None:
+    """Everything the `provisioned` marker vouches for reaches the disk before it is written.
+
+    FCC does not fsync its files, and mkdir and rename are metadata that a file system need not
+    order: fsync every file and directory of the new identity and their parents, then sync the
+    rest (the unmask lives in /etc, possibly another file system).
+    """
+    try:
+        for top in targets(paths, profile):
+            for dirpath, _dirs, files in os.walk(top if top.is_dir() else top.parent):
+                for name in files:
+                    _fsync(Path(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                _fsync(Path(dirpath), os.O_RDONLY | os.O_DIRECTORY)
+            _fsync(top.parent.parent, os.O_RDONLY | os.O_DIRECTORY)
+            _fsync(top.parent, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError as e:
+        raise install_error("making the new identity durable", e) from None
+    os.sync()
+
+
+def _fsync(path: Path, flags: int) -> None:
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return  # a symlink FCC left: its target is not ours to sync
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def restore_previous(paths: Paths, profile: Profile) -> None:
+    """Undo clear_identity: what a failed run left in place goes, the previous identity returns."""
+    mcc, identity = targets(paths, profile)
+    for src, backup in zip((mcc, identity.parent), backups(paths, profile)):
+        if backup.exists():
+            remove(src)
+            os.rename(backup, src)
 
 
 def drop_previous(paths: Paths, profile: Profile) -> None:

@@ -3,8 +3,9 @@
 Side effects: writes attributes of existing sysfs LED directories (trigger, brightness,
 delay_on, delay_off, pattern), reads the `ledConfig` key of identity.json, or runs the
 configured LED command. Nothing here ever raises from `show()`: a broken LED is logged as a
-warning and provisioning carries on. Files are never created in the LED directory, and writes
-are plain writes because sysfs attributes cannot be replaced by rename.
+warning and provisioning carries on; `show()` returns those problems, so that
+`pep-agent led` can fail when the LED could not be driven. Files are never created in the LED
+directory, and writes are plain writes because sysfs attributes cannot be replaced by rename.
 
 How failures are signalled on one colour: the kernel `timer` trigger only blinks at a steady
 rate, so it cannot say "N blinks, then a pause". The `pattern` trigger (kernel 4.20+,
@@ -107,8 +108,8 @@ RGB: dict[str, dict[str, Signal]] = {
 
 
 class Led(Protocol):
-    def show(self, state: str) -> None:
-        """Display `state`; never raises."""
+    def show(self, state: str) -> list[str]:
+        """Display `state`; never raises. Returns the problems met, [] when the LED shows it."""
 
 
 class _Warnings:
@@ -117,12 +118,13 @@ class _Warnings:
     def __init__(self) -> None:
         self._seen: set[str] = set()
 
-    def __call__(self, message: str) -> None:
+    def __call__(self, message: str) -> str:
         if message in self._seen:
             log.debug("LED: %s", message)
         else:
             self._seen.add(message)
             log.warning("LED: %s", message)
+        return message
 
 
 class _SysfsChannel:
@@ -132,10 +134,9 @@ class _SysfsChannel:
         self.path = path
         self._warn = warn
 
-    def apply(self, signal: Signal) -> None:
+    def apply(self, signal: Signal) -> list[str]:
         if not self.path.is_dir():
-            self._warn(f"{self.path} does not exist; LED left alone")
-            return
+            return [self._warn(f"{self.path} does not exist; LED left alone")]
         try:
             if signal.kind == "off":
                 self._solid(0)
@@ -146,7 +147,8 @@ class _SysfsChannel:
             elif not self._pattern(code_pattern(signal.count, self._max_brightness())):
                 self._timer(signal.count * FALLBACK_ON_MS_PER_BLINK, CODE_PAUSE_MS)
         except OSError as e:
-            self._warn(f"cannot drive {self.path}: {e.strerror or e}")
+            return [self._warn(f"cannot drive {self.path}: {e.strerror or e}")]
+        return []
 
     def _solid(self, level: int) -> None:
         self._write("trigger", "none")
@@ -205,14 +207,14 @@ class SysfsLed:
     """A single-colour LED at <leds_dir>/<name>."""
 
     def __init__(self, path: Path) -> None:
-        self._channel = _SysfsChannel(path, _Warnings())
+        self._warn = _Warnings()
+        self._channel = _SysfsChannel(path, self._warn)
 
-    def show(self, state: str) -> None:
+    def show(self, state: str) -> list[str]:
         signal = SINGLE.get(state)
         if signal is None:
-            log.warning("LED: unknown state %r", state)
-            return
-        self._channel.apply(signal)
+            return [self._warn(f"unknown state {state!r}")]
+        return self._channel.apply(signal)
 
 
 class RgbLed:
@@ -246,16 +248,17 @@ class RgbLed:
         value = data.get("ledConfig") if isinstance(data, dict) else None
         return value if isinstance(value, str) else "01"
 
-    def show(self, state: str) -> None:
+    def show(self, state: str) -> list[str]:
         wanted = RGB.get(state)
         if wanted is None:
-            log.warning("LED: unknown state %r", state)
-            return
+            return [self._warn(f"unknown state {state!r}")]
         swap = self.led_config() == "02"
+        problems: list[str] = []
         # Dark channels first so that two colours never mix during a change.
         for colour in sorted(self.COLOURS, key=lambda c: c in wanted):
             physical = {"green": "blue", "blue": "green"}.get(colour, colour) if swap else colour
-            self._channels[physical].apply(wanted.get(colour, OFF))
+            problems += self._channels[physical].apply(wanted.get(colour, OFF))
+        return problems
 
 
 class CommandLed:
@@ -264,20 +267,24 @@ class CommandLed:
     def __init__(self, argv: list[str]) -> None:
         self._argv = argv
 
-    def show(self, state: str) -> None:
+    def show(self, state: str) -> list[str]:
         try:
             proc.run([*self._argv, state], timeout=COMMAND_TIMEOUT)
         except proc.ProcessError as e:
-            log.warning("LED: command failed for state %s: %s", state, e)
+            problem = f"command failed for state {state}: {e}"
+            log.warning("LED: %s", problem)
             if e.stderr:
                 log.debug("LED: command stderr: %s", e.stderr.strip())
+            return [problem]
+        return []
 
 
 class NullLed:
     """No LED on this board."""
 
-    def show(self, state: str) -> None:
-        pass
+    def show(self, state: str) -> list[str]:
+        # Not a warning: a board without an LED is a normal configuration.
+        return ["no LED is configured (LED backend none)"]
 
 
 def make_led(backend: str, *, leds_dir: Path, name: str = "status",

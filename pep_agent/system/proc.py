@@ -14,6 +14,10 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
 
 # The handle of a spawned child, so that callers need not import subprocess themselves.
 Child = subprocess.Popen
@@ -128,10 +132,14 @@ def process_start_time(pid: int) -> float | None:
 
 def reap_leftover(pid: int, started: float | None, *, grace: float = 5.0,
                   wait_first: float = 0.0) -> bool:
-    """End a process left over from a crashed run, if it is still the same process.
+    """End a process left over from a crashed run, and its process group, if it is still the
+    same process.
 
-    Waits up to `wait_first` seconds for it to exit on its own, then SIGTERM, then SIGKILL.
-    Returns True when such a process was found.
+    FCC was spawned as the leader of its own group, so a wrapper that does not `exec` (and
+    anything else it started) is ended with it. Waits up to `wait_first` seconds for the
+    group to exit on its own, then SIGTERM, then SIGKILL. Returns True when such a process was
+    found. Nothing is signalled unless the leader's start time matches: a reused pid belongs to
+    somebody else.
     """
     import psutil
 
@@ -139,25 +147,51 @@ def reap_leftover(pid: int, started: float | None, *, grace: float = 5.0,
         p = psutil.Process(pid)
         if started is not None and abs(p.create_time() - started) > 0.05:
             return False  # the pid now belongs to somebody else
-    except psutil.Error:
+        group = os.getpgid(pid) == pid
+    except (psutil.Error, ProcessLookupError):
         return False
-    if wait_first > 0:
-        try:
-            p.wait(timeout=wait_first)
-            return True
-        except psutil.TimeoutExpired:
-            pass
-        except psutil.Error:
-            return True
+    members = _group_members(pid) if group else [p]
+    if wait_first > 0 and _all_gone(members, time.monotonic() + wait_first):
+        return True
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        # While any member lives, the group id cannot be reused, so the group is still ours.
+        if group:
+            _signal_group(pid, sig)
+        else:
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(sig)
+        if _all_gone(members, time.monotonic() + grace):
+            break
+    return True
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    """The live processes of process group `pgid`."""
+    import psutil
+
+    members = []
+    for p in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
+            if os.getpgid(p.pid) == pgid:
+                members.append(p)
+    return members
+
+
+def _all_gone(members: list[psutil.Process], deadline: float) -> bool:
+    """Wait until every process has ended (a zombie has) or the monotonic deadline passes."""
+    import psutil
+
+    def gone(p: psutil.Process) -> bool:
         try:
-            p.send_signal(sig)
-            p.wait(timeout=grace)
-            return True
-        except psutil.TimeoutExpired:
-            continue
+            return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
         except psutil.Error:
             return True
+
+    # Bounded by the deadline; the pause keeps the poll cheap on a two-core gateway.
+    while not all(gone(p) for p in members):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
     return True
 
 

@@ -1,23 +1,30 @@
 """journald forward-secure sealing: generate the keys and hand back the verification key.
 
-Side effects: runs `journalctl --setup-keys --force`, which replaces the journal's sealing key
-(the file `fss` in the persistent journal directory) through the process funnel. The
-verification key it prints is a secret: it is returned to the caller and never logged, and no
-error raised here carries journalctl's standard output.
+Side effects: on a gateway (root /), runs `journalctl --setup-keys --force`, which replaces the
+journal's sealing key (the file `fss` in the persistent journal directory) through the process
+funnel. The verification key it prints is a secret: it is returned to the caller and never
+logged, and no error raised here carries journalctl's standard output.
+
+Under any other root (the sandbox) journalctl is never run: its sealing key belongs to the
+host. Like the sandbox service manager, the sandbox appends the command it would have run to
+the sandbox log under the root and returns SANDBOX_KEY, a fake key that no journalctl prints,
+so that the demo and the tests still run the whole flow, and a record made with it on a
+server is recognisable at a glance.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 
-from pep_agent.errors import ConfigError, SealingError
+from pep_agent.config import check_fss_interval
+from pep_agent.errors import SealingError
+from pep_agent.paths import Paths
 from pep_agent.system import proc
 
 DEFAULT_TIMEOUT = 60.0  # seeding reads the kernel's entropy pool; allow a slow board
-# systemd time spans: "10s", "15min", "1h 30min", "2d"; anything else is refused before
-# journalctl sees it, so that a typo is a configuration error and not a sealing failure.
-_INTERVAL = re.compile(r"^\d+(\.\d+)?\s*[a-zA-Z]*(\s+\d+(\.\d+)?\s*[a-zA-Z]*)*$")
+SANDBOX_KEY = "sandbox-fake-sealing-key"
 # What journalctl prints: hex groups joined by '-', then '/', then two hex numbers.
 _KEY = re.compile(r"^[0-9a-f]+(-[0-9a-f]+)*/[0-9a-f]+-[0-9a-f]+$")
 _KEY_LIKE = re.compile(r"[0-9a-f]{6}(-[0-9a-f]{6})+(/[0-9a-f]+-[0-9a-f]+)?")
@@ -25,16 +32,19 @@ _KEY_LIKE = re.compile(r"[0-9a-f]{6}(-[0-9a-f]{6})+(/[0-9a-f]+-[0-9a-f]+)?")
 
 def setup_keys_argv(interval: str, journalctl: Sequence[str] = ("journalctl",)) -> list[str]:
     """The journalctl command line that (re)generates the sealing keys."""
-    if not _INTERVAL.match(interval.strip()):
-        raise ConfigError(f"invalid FSS interval {interval!r}",
-                          hint="use a systemd time span such as 10s, 15min or 1h")
-    return [*journalctl, "--setup-keys", "--force", f"--interval={interval.strip()}"]
+    return [*journalctl, "--setup-keys", "--force", f"--interval={check_fss_interval(interval)}"]
 
 
-def setup_keys(interval: str, *, journalctl: Sequence[str] = ("journalctl",),
+def setup_keys(interval: str, paths: Paths, *, journalctl: Sequence[str] = ("journalctl",),
                timeout: float = DEFAULT_TIMEOUT) -> str:
-    """Generate new sealing keys; return the verification key (first line of stdout)."""
+    """Generate new sealing keys; return the verification key (first line of stdout).
+
+    In the sandbox, only record the call and return SANDBOX_KEY.
+    """
     argv = setup_keys_argv(interval, journalctl)
+    if paths.sandboxed:
+        _record(paths, argv)
+        return SANDBOX_KEY
     try:
         result = proc.run(argv, timeout=timeout, check=False)
     except proc.ProcessError as e:
@@ -53,6 +63,17 @@ def setup_keys(interval: str, *, journalctl: Sequence[str] = ("journalctl",),
         raise SealingError("cannot seal the journal: journalctl printed no verification key",
                            hint="run `journalctl --setup-keys` by hand to see why")
     return key
+
+
+def _record(paths: Paths, argv: Sequence[str]) -> None:
+    """Append `<epoch> <command>` to the sandbox log, as the sandbox service manager does."""
+    try:
+        paths.sandbox_services.parent.mkdir(parents=True, exist_ok=True)
+        with paths.sandbox_services.open("a", encoding="utf-8") as f:
+            f.write(f"{time.time():.3f} {' '.join(argv)}\n")
+    except OSError as e:
+        raise SealingError(f"cannot record the sealing call in {paths.sandbox_services}: "
+                           f"{e.strerror or type(e).__name__}", hint="") from None
 
 
 def failure_reason(stderr: str) -> str:

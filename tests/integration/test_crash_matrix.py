@@ -17,6 +17,7 @@ from pep_agent import flow
 from tests.agentprocs import agent_env, provision, status
 from tests.endstate import (
     STATE_DIR,
+    assert_no_wasted_identity,
     end_leftover,
     end_state,
     fcc_process,
@@ -70,6 +71,7 @@ def test_crash_at_step_boundary_then_rerun(tmp_path: Path, server: SimServer, st
         rerun = provision(root, server.url, serial, fcc_command())
         assert rerun.returncode == 0, rerun.stderr
         assert end_state(root, server, serial) == "provisioned"
+        assert_no_wasted_identity(server, {serial: root})
         # Exactly one identity request: never a second one once the server had answered.
         assert len(identity_requests(server, serial)) == 1
         assert fcc_process(after_crash) is None, "the crashed run's FCC still runs"
@@ -106,6 +108,7 @@ def test_kill_while_fcc_is_paused_after_the_exchange(tmp_path: Path, server: Sim
                           env=agent_env(PEP_FCC_EXIT_TIMEOUT="2"))
         assert rerun.returncode == 0, rerun.stderr
         assert end_state(root, server, serial) == "provisioned"
+        assert_no_wasted_identity(server, {serial: root})
         assert len(identity_requests(server, serial)) == 1
         assert fcc_process(before_kill) is None, "the paused FCC was left running"
     finally:

@@ -24,6 +24,7 @@ from tests.endstate import (
     IDENTITY,
     MCC,
     STATE_DIR,
+    assert_no_wasted_identity,
     end_leftover,
     end_state,
     fcc_process,
@@ -131,6 +132,7 @@ def test_read_only_userdata(tmp_path: Path, server: SimServer) -> None:
         out = run_inside(ns, root, server, serial, fcc_command(), agent_env())
         assert_failed_cleanly(out, "read-only")
         assert end_state(root, server, serial) == "not-provisioned"
+        assert_no_wasted_identity(server, {serial: root})
         # FCC stages its credentials under /userdata, so this fails before the server is
         # asked; asking first would spend the serial on a gateway that cannot install it.
         assert identity_requests(server, serial) == []
@@ -140,6 +142,7 @@ def test_read_only_userdata(tmp_path: Path, server: SimServer) -> None:
     rerun = provision(root, server.url, serial, fcc_command())
     assert rerun.returncode == 0, rerun.stderr
     assert end_state(root, server, serial) == "provisioned"
+    assert_no_wasted_identity(server, {serial: root})
     assert len(identity_requests(server, serial)) == 1
 
 
@@ -159,6 +162,7 @@ def test_full_disk_before_the_run(tmp_path: Path, server: SimServer) -> None:
         rerun = run_inside(ns, root, server, serial, fcc_command(), agent_env())
         assert rerun.returncode == 0, rerun.stderr
         assert end_state(view, server, serial) == "provisioned"
+        assert_no_wasted_identity(server, {serial: view})
     finally:
         ns.close()
 
@@ -186,10 +190,12 @@ def test_full_disk_after_the_server_answered(tmp_path: Path, server: SimServer) 
         assert code == 18, f"exit {code}, expected 18:\n{agent.err()}"
         assert "disk is full" in agent.err() and "Traceback" not in agent.err(), agent.err()
         assert end_state(view, server, serial) == "not-provisioned"
+        assert_no_wasted_identity(server, {serial: view})
         filler.unlink()
         rerun = run_inside(ns, root, server, serial, fcc_command(), agent_env())
         assert rerun.returncode == 0, rerun.stderr
         assert end_state(view, server, serial) == "provisioned"
+        assert_no_wasted_identity(server, {serial: view})
         assert len(identity_requests(server, serial)) == 1
     finally:
         if agent is not None:
@@ -224,6 +230,7 @@ def test_identity_folder_turns_read_only_during_the_install(tmp_path: Path,
         assert code == 18, f"exit {code}, expected 18:\n{agent.err()}"
         assert "read-only" in agent.err(), agent.err()
         assert end_state(root, server, serial) == "not-provisioned"
+        assert_no_wasted_identity(server, {serial: root})
     finally:
         if agent is not None:
             agent.kill()
@@ -231,4 +238,41 @@ def test_identity_folder_turns_read_only_during_the_install(tmp_path: Path,
     rerun = provision(root, server.url, serial, fcc_command())
     assert rerun.returncode == 0, rerun.stderr
     assert end_state(root, server, serial) == "provisioned"
+    assert_no_wasted_identity(server, {serial: root})
     assert len(identity_requests(server, serial)) == 1
+
+
+def test_full_state_disk_when_the_answer_arrives(tmp_path: Path, server: SimServer) -> None:
+    """Issue 9, case 4: the state disk fills while the 200 is in flight. The answer cannot be
+    saved nor the journal written, yet the identity is installed from memory; the marker
+    cannot be written either (exit 18), and the rerun finishes without asking the server."""
+    root, serial = tmp_path / "gw", "GW-FULL-STATE"
+    state_dir = root / STATE_DIR
+    state_dir.mkdir(parents=True)
+    ns = Namespace(f"mount -t tmpfs -o size=1m,mode=0700 tmpfs {shlex.quote(str(state_dir))}")
+    agent = None
+    try:
+        view = ns.view(root)
+        server.set_faults(delay=2)
+        agent = start_agent(ns.argv(provision_argv(root, server.url, serial, fcc_command())),
+                            tmp_path / "agent", agent_env())
+        wait_until("the identity request reaches the server",
+                   lambda: len(identity_requests(server, serial)) >= 1, 60,
+                   alive=agent.process)
+        filler = fill(view / STATE_DIR)
+        code = agent.wait(90)
+        assert code == 18, f"exit {code}, expected 18:\n{agent.err()}"
+        assert "installing it directly" in agent.err() and "Traceback" not in agent.err()
+        assert (view / IDENTITY).exists(), "the answer held in memory was not installed"
+        assert assert_no_wasted_identity(server, {serial: view}) == {serial: "installed"}
+        filler.unlink()
+        server.set_faults(delay=0)
+        rerun = run_inside(ns, root, server, serial, fcc_command(), agent_env())
+        assert rerun.returncode == 0, rerun.stderr
+        assert end_state(view, server, serial) == "provisioned"
+        assert len(identity_requests(server, serial)) == 1
+        assert assert_no_wasted_identity(server, {serial: view}) == {serial: "installed"}
+    finally:
+        if agent is not None:
+            agent.kill()
+        ns.close()

@@ -21,6 +21,7 @@ from tests.agentprocs import agent_env, free_port
 from tests.endstate import (
     IDENTITY,
     Background,
+    assert_no_wasted_identity,
     end_state,
     fcc_process,
     has_retried,
@@ -82,6 +83,7 @@ def test_line_of_gateways_against_a_server_that_comes_up_late(tmp_path: Path) ->
         eids = []
         for serial in serials:
             assert end_state(roots[serial], srv, serial) == "provisioned"
+            assert_no_wasted_identity(srv, {serial: roots[serial]})
             eids.append(json.loads((roots[serial] / IDENTITY).read_text())["enrollmentID"])
             assert fcc_process(journal(roots[serial])) is None
         assert len(set(eids)) == GATEWAYS, "duplicate enrollment ids"

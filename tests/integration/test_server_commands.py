@@ -39,8 +39,8 @@ JQ_FILTER = (
 
 def pep(*args: str, cwd: Path, wrap: tuple[str, ...] = (), timeout: float = 90,
         **env: str) -> subprocess.CompletedProcess[str]:
-    """Run pep-agent in cwd with PEP_ROOT in cwd, so no host env file is read."""
-    full_env = agent_env(PEP_ROOT=str(cwd / "root"), **env)
+    """Run pep-agent in cwd with PEP_ROOT in cwd (unless given), so no host env file is read."""
+    full_env = agent_env(**{"PEP_ROOT": str(cwd / "root"), **env})
     return subprocess.run([*wrap, *AGENT, *args], cwd=cwd, env=full_env, capture_output=True,
                           text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
@@ -364,10 +364,15 @@ def _namespace_ok() -> bool:
 
 
 def journal_namespace(persistent: bool) -> tuple[str, ...]:
-    """Run the agent where /var/log/journal is a fresh tmpfs: the host's is never touched."""
+    """Run the agent where /var/log/journal is a fresh tmpfs: the host's is never touched.
+
+    /etc/default is an empty tmpfs too, so that the agent, running with root / (the only root
+    where it runs journalctl), reads no env file of the host.
+    """
     mkdir = 'mkdir -p "/var/log/journal/$(cat /etc/machine-id)" && ' if persistent else ""
     return ("unshare", "-m", "--propagation", "private", "sh", "-c",
-            f'mount -t tmpfs tmpfs /var/log/journal && {mkdir}exec "$@"', "sh")
+            "mount -t tmpfs tmpfs /var/log/journal && mount -t tmpfs tmpfs /etc/default && "
+            f'{mkdir}exec "$@"', "sh")
 
 
 @pytest.mark.skipif(not _namespace_ok(), reason="needs root, unshare and journalctl")
@@ -377,7 +382,7 @@ def test_fss_sends_the_verification_key(work: Path, sim_server: SimServer,
     assert fcc.ip and fcc.port
     out = pep("get-one-identity", "-s", "GW-FSS", "-i", fcc.ip, "-p", str(fcc.port), "-k",
               "-e", "15min", "-v", "--debug", "--server", sim_server.url, cwd=work,
-              wrap=journal_namespace(persistent=True))
+              wrap=journal_namespace(persistent=True), PEP_ROOT="/")
     assert out.returncode == 0, out.stderr
     key = pep("get-verification-key", "-s", "GW-FSS", "--server", sim_server.url, cwd=work)
     value = key.stdout.strip()
@@ -387,7 +392,8 @@ def test_fss_sends_the_verification_key(work: Path, sim_server: SimServer,
     assert seed not in (work / "identity.json").read_text()
 
     failed = pep("get-one-identity", "-s", "GW-FSS-2", "-i", fcc.ip, "-p", str(fcc.port), "-k",
-                 "--server", sim_server.url, cwd=work, wrap=journal_namespace(persistent=False))
+                 "--server", sim_server.url, cwd=work, wrap=journal_namespace(persistent=False),
+                 PEP_ROOT="/")
     assert failed.returncode == 23, failed.stderr
     assert "cannot seal the journal" in failed.stderr
     asked = [e["url"] for e in requests.get(sim_server.url + "/v3/requestLog", timeout=10).json()]

@@ -21,6 +21,7 @@ from tests.agentprocs import agent_env, free_port, provision, status
 from tests.endstate import (
     STATE_DIR,
     Background,
+    assert_no_wasted_identity,
     end_leftover,
     end_state,
     fcc_process,
@@ -83,6 +84,7 @@ def test_server_down_at_start_and_up_later(tmp_path: Path) -> None:
         srv = start_server(tmp_path / "server", port=port)
         assert agent.wait(60) == 0, agent.err()
         assert end_state(root, srv, serial) == "provisioned"
+        assert_no_wasted_identity(srv, {serial: root})
         attempts = status(root)["attempt"]
         print(f"\nserver down {SERVER_DOWN_FOR:g} s: provisioned at attempt {attempts}")
         assert attempts > 1
@@ -108,6 +110,7 @@ def test_retried_then_provisioned(tmp_path: Path, knobs: dict[str, Any], attempt
                         env=agent_env(PEP_SERVER_DEADLINE="30", **env))
         assert out.returncode == 0, out.stderr
         assert end_state(root, srv, serial) == "provisioned"
+        assert_no_wasted_identity(srv, {serial: root})
         assert status(root)["attempt"] == attempts
         assert len(identity_requests(srv, serial)) == requests_seen
         assert 409 not in identity_statuses(srv)
@@ -126,6 +129,7 @@ def test_answer_lost_after_injection(tmp_path: Path, server: SimServer) -> None:
                     env=agent_env(PEP_SERVER_DEADLINE="30"))
     assert out.returncode == 0, out.stderr
     assert end_state(root, server, serial) == "provisioned"  # enrollment id = server's record
+    assert_no_wasted_identity(server, {serial: root})
     assert journal(root).get("rebuilt_answer") is True
     assert identity_statuses(server).count(409) == 0, (
         "the agent asked again after the server had provisioned the serial: "
@@ -151,6 +155,7 @@ def test_answer_slower_than_the_http_timeout(tmp_path: Path, server: SimServer,
             server.set_faults(delay=0)
         assert agent.wait(90) == 0, agent.err()
         assert end_state(root, server, serial) == "provisioned"
+        assert_no_wasted_identity(server, {serial: root})
         doc = status(root)
         assert doc["attempt"] >= 2, "the first request timed out, so there was a retry"
         if not all_late:
@@ -176,6 +181,7 @@ def test_409_is_final_and_never_retried(tmp_path: Path, server: SimServer) -> No
     assert out.returncode == 15, out.stderr
     assert "remove its record there or use another serial" in out.stderr
     assert end_state(root, server, serial) == "not-provisioned"
+    assert_no_wasted_identity(server, {serial: root}, foreign={serial})
     assert status(root)["error"]["code"] == 15
     assert len(identity_requests(server, serial)) == 2  # the other gateway's, then ours only
     assert server.get("/v3/enrollment-id", serialNumber=serial).text == record
@@ -191,6 +197,7 @@ def test_injection_failing_more_often_than_allowed(tmp_path: Path) -> None:
         assert out.returncode == 16, out.stderr
         assert "could not inject FCC" in out.stderr
         assert end_state(root, srv, serial) == "not-provisioned"
+        assert_no_wasted_identity(srv, {serial: root})
         assert len(identity_requests(srv, serial)) == 3  # the first try and two restarts
         assert srv.get("/v3/enrollment-id", serialNumber=serial).status_code == 404
         assert fcc_process(journal(root)) is None
@@ -223,11 +230,13 @@ def test_fcc_ignoring_sigterm_while_the_agent_waits_for_it(tmp_path: Path,
         assert agent.wait(60) == 13, agent.err()
         assert fcc_process(journal(root)) is None, "FCC survived SIGTERM: no SIGKILL followed"
         assert end_state(root, server, serial) == "not-provisioned"
+        assert_no_wasted_identity(server, {serial: root})
         # The server's answer was saved before FCC hung: a rerun installs it without asking.
         assert (root / STATE_DIR / "response.json").exists()
         rerun = provision(root, server.url, serial, fcc_command())
         assert rerun.returncode == 0, rerun.stderr
         assert end_state(root, server, serial) == "provisioned"
+        assert_no_wasted_identity(server, {serial: root})
         assert len(identity_requests(server, serial)) == 1
     finally:
         agent.kill()

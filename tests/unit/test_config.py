@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent.config import load_settings, parse_env_file
-from pep_agent.errors import ConfigError
+from pep_agent.errors import ConfigError, Exit, PepError
 
 
 def test_sources_are_layered(tmp_path: Path) -> None:
@@ -41,7 +41,13 @@ def test_fcc_argv_from_profile_lives_under_root(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("environ", "needle"), [
     ({"PEP_REBOOT": "maybe"}, "not a boolean"),
     ({"PEP_HTTP_TIMEOUT": "soon"}, "not a number"),
-    ({"PEP_RETRY_CAP": "-1"}, ">= 0"),
+    ({"PEP_RETRY_CAP": "-1"}, "from 0 to 604800"),
+    ({"PEP_HTTP_TIMEOUT": "1e300"}, "from 0 to 604800"),
+    ({"PEP_FCC_START_TIMEOUT": "1e300"}, "from 0 to 604800"),
+    ({"PEP_INJECTION_RETRIES": "1e3"}, "not a whole number"),
+    ({"PEP_INJECTION_RETRIES": "1000000"}, "from 0 to 1000"),
+    ({"PEP_FSS_INTERVAL": "ten seconds"}, "FSS interval"),
+    ({"PEP_SERIAL": "   "}, "empty"),
     ({"PEP_NETWORK_DEADLINE": "nan"}, "finite"),
     ({"PEP_SERVER_DEADLINE": "inf"}, "finite"),
     ({"PEP_RETRY_BASE": "0"}, "greater than 0"),
@@ -50,12 +56,53 @@ def test_fcc_argv_from_profile_lives_under_root(tmp_path: Path) -> None:
 ])
 def test_bad_values_are_one_line_errors(tmp_path: Path, environ: dict[str, str],
                                         needle: str) -> None:
-    with pytest.raises(ConfigError) as e:
+    with pytest.raises(PepError) as e:
         load_settings({"root": tmp_path}, environ)
     assert needle in str(e.value)
+    assert e.value.code == (Exit.SERIAL if "PEP_SERIAL" in environ else Exit.CONFIG)
     assert "\n" not in str(e.value)
 
 
 def test_env_file_syntax_error() -> None:
     with pytest.raises(ConfigError, match="line 2"):
         parse_env_file("PEP_A=1\nthis is not an assignment\n")
+
+
+def _env_file(root: Path, data: bytes) -> Path:
+    path = root / "etc/default/pep-agent"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(("data", "line", "needle"), [
+    (b"PEP_SERIAL=A\nPEP_CATEGORY=caf\xe9\n", 2, "byte 0xe9 is not UTF-8"),
+    ("PEP_SERIAL=A\n".encode("utf-16"), 1, "UTF-16"),
+    (b"\xef\xbb\xbfPEP_SERIAL=A\n", 1, "byte-order mark"),
+    (b"# ok\n\nPEP_HTTP_TIMEOUT=1e300\n", 3, "PEP_HTTP_TIMEOUT='1e300' must be"),
+    (b"PEP_A=1\nPEP_REBOOT=maybe\n", 2, "not a boolean"),
+    (b"PEP_A=1\n\nPEP B=2\n", 3, "expected KEY=VALUE"),
+    (b"PEP_SERIAL=a\x00b\n", 1, "NUL byte"),
+])
+def test_env_file_errors_name_the_file_and_the_line(tmp_path: Path, data: bytes, line: int,
+                                                    needle: str) -> None:
+    path = _env_file(tmp_path, data)
+    with pytest.raises(ConfigError) as e:
+        load_settings({"root": tmp_path}, {})
+    assert str(e.value).startswith(f"{path} line {line}: ")
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_numbers_from_the_command_line_are_checked_too(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="PEP_VERIFY_TIMEOUT"):
+        load_settings({"root": tmp_path, "verify_timeout": 1e300}, {})
+    with pytest.raises(ConfigError, match="PEP_VERIFY_TIMEOUT"):
+        load_settings({"root": tmp_path, "verify_timeout": float("inf")}, {})
+    assert load_settings({"root": tmp_path, "verify_timeout": 5.0}, {}).verify_timeout == 5.0
+
+
+def test_a_serial_is_stripped_wherever_it_is_configured(tmp_path: Path) -> None:
+    _env_file(tmp_path, b"PEP_SERIAL=' from file '\n")
+    assert load_settings({"root": tmp_path}, {}).serial == "from file"
+    assert load_settings({"root": tmp_path}, {"PEP_SERIAL": " lead"}).serial == "lead"
+    assert load_settings({"root": tmp_path, "serial": " lead "}, {}).serial == "lead"

@@ -37,3 +37,17 @@ def test_environment() -> None:
     assert env == {"PATH": "/bin", "ETHERNET_LINUX_IFACE_NAME": "wlan0",
                    "ENTROPYSOURCE": "/dev/urandom"}
     assert "ENTROPYSOURCE" not in fcc_environment("eth0", None, {})
+
+
+def test_exchange_hint_matches_what_fcc_printed() -> None:
+    from pep_agent.steps.fcc import exchange_hint
+
+    done = ["Storage is erased", "Successfully processed comm message",
+            "\x1b[32mSuccessfully completed factory flow\x1b[0m"]
+    hung = exchange_hint(done, None)
+    assert "printed 'Successfully completed factory flow' but did not exit" in hung
+    assert "did not complete" not in hung and "resumes" in hung
+    assert "exited with status 3" in exchange_hint(done, 3)
+    assert "never reported a completed factory flow" in exchange_hint(done[:2], None)
+    nothing = exchange_hint(["Client is waiting for incoming connection..."], 1)
+    assert "did not complete the factory exchange" in nothing and "exit 22" in nothing

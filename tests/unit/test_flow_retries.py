@@ -12,6 +12,7 @@ from pep_agent.config import load_settings
 from pep_agent.errors import (
     AlreadyProvisionedError,
     BadResponseError,
+    NotFoundError,
     PepError,
     ServerError,
     ServerUnreachableError,
@@ -43,9 +44,21 @@ class FakeClock:
 
 
 class ScriptedClient:
-    def __init__(self, *answers: Any) -> None:
+    def __init__(self, *answers: Any, records: dict[str, Any] | None = None) -> None:
         self.answers = list(answers)
         self.queries: list[dict[str, str]] = []
+        # GET /v3/enrollment-id: serial -> enrollment id (or an error to raise); else 404.
+        self.records = records or {}
+        self.lookups: list[str] = []
+
+    def enrollment_id(self, serial: str) -> str:
+        self.lookups.append(serial)
+        found = self.records.get(serial)
+        if found is None:
+            raise NotFoundError(f"enrollment id of {serial!r}: not found on the server")
+        if isinstance(found, PepError):
+            raise found
+        return str(found)
 
     def identity(self, query: dict[str, str], **_: Any) -> dict[str, Any]:
         self.queries.append(query)

@@ -250,3 +250,19 @@ def test_failure_states_and_blink_codes() -> None:
     assert BLINK_CODES[Exit.SERIAL] == 1
     assert BLINK_CODES[Exit.SEALING] == 14
     assert len(set(BLINK_CODES.values())) == len(BLINK_CODES) == 13
+
+
+def test_show_returns_the_problems_a_line_test_must_see(tmp_path: Path) -> None:
+    leds = tmp_path / "leds"
+    fake_led(leds / "status")
+    assert make_led("sysfs", leds_dir=leds).show("verified") == []
+    assert make_led("sysfs", leds_dir=leds, name="absent").show("verified") == [
+        f"{leds / 'absent'} does not exist; LED left alone"]
+    fake_led(leds / "red")
+    fake_led(leds / "green")
+    problems = make_led("rgb", leds_dir=leds).show("verified")
+    assert problems == [f"{leds / 'blue'} does not exist; LED left alone"]
+    assert make_led("command", leds_dir=leds, command="false").show("off")
+    assert make_led("none", leds_dir=leds).show("off") == [
+        "no LED is configured (LED backend none)"]
+    assert make_led("sysfs", leds_dir=leds).show("disco") == ["unknown state 'disco'"]

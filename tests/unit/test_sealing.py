@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import ConfigError, Exit, SealingError
-from pep_agent.system.sealing import failure_reason, setup_keys, setup_keys_argv
+from pep_agent.paths import Paths
+from pep_agent.system.sealing import SANDBOX_KEY, failure_reason, setup_keys, setup_keys_argv
 
+HOST = Paths()  # root /: journalctl runs (the fakes and the namespace keep the host safe)
 KEY = "ad4f0a-14851d-585ac8-fda3ec/ab3d325-989680"
 JOURNAL_DIR = Path("/var/log/journal")
 
@@ -66,7 +68,7 @@ def test_argv_is_the_reference_command() -> None:
 @needs_namespace
 def test_real_journalctl_returns_the_verification_key(tmp_path: Path) -> None:
     host_before = sorted(p.name for p in JOURNAL_DIR.iterdir())
-    key = setup_keys("10s", journalctl=namespaced_journalctl(tmp_path, persistent=True))
+    key = setup_keys("10s", HOST, journalctl=namespaced_journalctl(tmp_path, persistent=True))
     # seed groups / start-interval: the format journalctl --verify-key expects
     seed, _, rest = key.partition("/")
     assert all(len(g) == 6 and int(g, 16) >= 0 for g in seed.split("-"))
@@ -79,7 +81,7 @@ def test_real_journalctl_returns_the_verification_key(tmp_path: Path) -> None:
 @needs_namespace
 def test_real_journalctl_without_persistent_journal_is_exit_23(tmp_path: Path) -> None:
     with pytest.raises(SealingError) as info:
-        setup_keys("10s", journalctl=namespaced_journalctl(tmp_path, persistent=False))
+        setup_keys("10s", HOST, journalctl=namespaced_journalctl(tmp_path, persistent=False))
     err = info.value
     assert err.code == Exit.SEALING and int(err.code) == 23
     assert "cannot seal the journal" in err.message
@@ -92,7 +94,7 @@ def test_failure_never_carries_the_key(tmp_path: Path) -> None:
                                      f'echo "writing key {KEY} failed: Permission denied" >&2\n'
                                      "exit 1")
     with pytest.raises(SealingError) as info:
-        setup_keys("10s", journalctl=argv)
+        setup_keys("10s", HOST, journalctl=argv)
     err = info.value
     assert err.code == Exit.SEALING
     for text in (err.message, err.hint or "", str(err), repr(err.args)):
@@ -106,7 +108,7 @@ def test_old_systemd_message_gets_the_persistent_hint(tmp_path: Path) -> None:
     argv = fake_journalctl(tmp_path, 'echo "/var/log/journal/0123 is not a directory, must be '
                                      'using persistent logging for FSS." >&2; exit 1')
     with pytest.raises(SealingError) as info:
-        setup_keys("10s", journalctl=argv)
+        setup_keys("10s", HOST, journalctl=argv)
     assert "persistent logging" in info.value.message
     assert "Storage=persistent" in (info.value.hint or "")
 
@@ -114,21 +116,21 @@ def test_old_systemd_message_gets_the_persistent_hint(tmp_path: Path) -> None:
 def test_success_without_a_key_is_an_error(tmp_path: Path) -> None:
     argv = fake_journalctl(tmp_path, "echo 'something else'")
     with pytest.raises(SealingError, match="no verification key"):
-        setup_keys("10s", journalctl=argv)
+        setup_keys("10s", HOST, journalctl=argv)
 
 
 def test_first_line_only(tmp_path: Path) -> None:
     argv = fake_journalctl(tmp_path, f'echo "{KEY}"; echo "QR code follows"')
-    assert setup_keys("15min", journalctl=argv) == KEY
+    assert setup_keys("15min", HOST, journalctl=argv) == KEY
 
 
 def test_missing_journalctl_and_timeout(tmp_path: Path) -> None:
     with pytest.raises(SealingError) as info:
-        setup_keys("10s", journalctl=[str(tmp_path / "absent")])
+        setup_keys("10s", HOST, journalctl=[str(tmp_path / "absent")])
     assert "not installed" in (info.value.hint or "")
     argv = fake_journalctl(tmp_path, f'echo "{KEY}"; exec sleep 30')
     with pytest.raises(SealingError, match="timed out") as info:
-        setup_keys("10s", journalctl=argv, timeout=0.5)
+        setup_keys("10s", HOST, journalctl=argv, timeout=0.5)
     assert KEY not in info.value.message
     # The ProcessError behind it holds stdout (the key): it must not show in a traceback.
     assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -140,3 +142,17 @@ def test_failure_reason_picks_the_error_line() -> None:
               "Unable to set file attribute 0x1 on n/a, ignoring\n")
     assert failure_reason(stderr).startswith("Failed to open")
     assert failure_reason("") == ""
+
+
+def test_sandbox_records_the_call_and_never_runs_journalctl(tmp_path: Path) -> None:
+    ran = tmp_path / "journalctl-ran"
+    argv = fake_journalctl(tmp_path, f'touch "{ran}"; echo "{KEY}"')
+    paths = Paths(tmp_path / "root")
+    assert setup_keys(" 15min ", paths, journalctl=argv) == SANDBOX_KEY
+    assert not ran.exists()
+    recorded = paths.sandbox_services.read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in recorded] == [
+        f"{argv[0]} --setup-keys --force --interval=15min"]
+    with pytest.raises(ConfigError, match="FSS interval"):
+        setup_keys("soon", paths, journalctl=argv)
+    assert len(paths.sandbox_services.read_text().splitlines()) == 1

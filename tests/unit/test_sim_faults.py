@@ -13,7 +13,8 @@ from pep_agent.sim.server import redact
 def test_defaults_and_start_values() -> None:
     faults = Faults(fail_next=2, delay=1)
     snap = faults.snapshot()
-    assert snap == {"fail_next": 2, "fail_status": 503, "delay": 1.0, "drop_next": 0,
+    assert snap == {"fail_next": 2, "fail_status": 503, "delay": 1.0, "answer_delay": 0.0,
+                    "drop_next": 0,
                     "drop_after_next": 0, "fail_injection_next": 0, "fcc_timeout": 30.0}
     assert isinstance(snap["delay"], float)
 
