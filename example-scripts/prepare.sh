@@ -1,7 +1,7 @@
 #!/bin/sh
 # Upstream step 1 ("prepare"), the pep-agent way: instead of masking edge-core and deleting
 # mcc_config/edge_gw_config by hand, configure the agent once; `pep-agent provision` does the
-# masking, stopping and clearing itself (keeping the old identity until the new one is in).
+# holding, stopping and clearing itself (keeping the old identity until the new one is in).
 #
 # Usage: prepare.sh SERVER_URL [SERIAL]
 #   SERVER_URL  the pep server, e.g. http://192.168.1.10:5151

@@ -142,9 +142,8 @@ def wait_network(ctx: Context) -> None:
 
 
 def stop_edge_core(ctx: Context) -> None:
-    unit = ctx.profile.edge_core_unit
-    ctx.services.act("mask", unit)
-    ctx.services.act("stop", unit)
+    # Held, not masked: masking fails for a unit file in /etc (services.py says how).
+    ctx.services.hold(ctx.profile.edge_core_unit)
 
 
 def clear_identity(ctx: Context) -> None:
@@ -381,7 +380,7 @@ def install_identity(ctx: Context) -> None:
 
 
 def unmask_edge_core(ctx: Context) -> None:
-    ctx.services.act("unmask", ctx.profile.edge_core_unit)
+    ctx.services.release(ctx.profile.edge_core_unit)
 
 
 def mark_provisioned(ctx: Context) -> None:
@@ -448,12 +447,22 @@ def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
         ctx.journal.data = state.load(ctx.journal.path)
         if before is not None:
             before(ctx)
+        # READY=1 only once edge-core is held: the unit is ordered Before=edge-core, so
+        # systemd keeps edge-core back until then. The hold lives in /run: a run resumed
+        # after a power cut takes it again before anything else, before the recovery rule
+        # may wait on FCC or the server (and may fail: edge-core must not start on an empty
+        # identity and create its own mcc_config meanwhile).
+        held = False
+        if not ctx.paths.provisioned_marker.exists() and (
+                ctx.journal.data.get("injection") or ctx.paths.saved_response.exists()):
+            stop_edge_core(ctx)
+            held = True
         start = plan(ctx)
         if start is None:
             return "already-provisioned"
-        # READY=1 only once edge-core is masked: the unit is ordered Before=edge-core, so
-        # systemd holds edge-core back until then.
         if start > STEP_NAMES.index("stop-edge-core"):
+            if not held:
+                stop_edge_core(ctx)
             ctx.notifier.ready()
         try:
             for step in STEPS[start:]:

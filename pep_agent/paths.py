@@ -56,6 +56,10 @@ class Paths:
         # Not the runtime directory: systemd deletes that whenever the unit stops or restarts.
         return self.state_dir / "lock"
 
+    def unit_hold(self, unit: str) -> Path:
+        """The runtime drop-in that keeps `unit` from starting while the agent holds it."""
+        return self.under(f"/run/systemd/system/{unit}.d/50-pep-agent-hold.conf")
+
     @property
     def sandbox_services(self) -> Path:
         """Where the sandbox service manager records what it would have done."""

@@ -112,7 +112,7 @@ def seed_old_identity(root: Path) -> None:
 
 def edge_core_ops(root: Path) -> list[str]:
     return [op.split()[0] for op in service_log(root)
-            if op.split()[0] in ("mask", "unmask") and "edge-core" in op]
+            if op.split()[0] in ("hold", "release") and "edge-core" in op]
 
 
 def end_state(root: Path, server: SimServer, serial: str) -> str:
@@ -138,7 +138,7 @@ def end_state(root: Path, server: SimServer, serial: str) -> str:
     assert record.status_code == 200, record.text
     assert data["enrollmentID"] == record.text.strip(), "enrollment id differs from the server's"
     ops = edge_core_ops(root)
-    assert ops and ops[-1] == "unmask", f"edge-core left masked: {ops}"
+    assert ops and ops[-1] == "release", f"edge-core left held: {ops}"
     assert (root / STATE_DIR / "provisioned").exists()
     assert doc["state"] == "provisioned" and doc["enrollment_id"] == data["enrollmentID"]
     assert not (root / STATE_DIR / "response.json").exists()
@@ -185,7 +185,7 @@ def assert_no_wasted_identity(server: SimServer, gateways: dict[str, Path],
         assert not pending, "the journal expects a recovery although the server has no record"
         if previous is not None and installed.get("serialNumber") == previous:
             ops = edge_core_ops(root)
-            assert ops and ops[-1] == "unmask", f"edge-core not released: {ops}"
+            assert ops and ops[-1] == "release", f"edge-core not released: {ops}"
             verdicts[serial] = "previous"
         else:
             assert not ident.exists() and not mcc.exists(), (

@@ -111,7 +111,7 @@ def make_durable(paths: Paths, profile: Profile) -> None:
 
     FCC does not fsync its files, and mkdir and rename are metadata that a file system need not
     order: fsync every file and directory of the new identity and their parents, then sync the
-    rest (the unmask lives in /etc, possibly another file system).
+    rest (the state directory and the marker may live on another file system).
     """
     try:
         for top in targets(paths, profile):

@@ -1,7 +1,8 @@
 """The process funnel: every child process the agent runs or spawns goes through here.
 
 Side effects: starts processes, sends them signals. Every call has a timeout or a deadline,
-stdin is /dev/null, and failures raise ProcessError carrying argv, exit code and output.
+stdin is /dev/null, children never inherit the variables systemd meant for the agent alone
+(NOTIFY_SOCKET, WATCHDOG_*), and failures raise ProcessError carrying argv, exit code and output.
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ if TYPE_CHECKING:
 
 # The handle of a spawned child, so that callers need not import subprocess themselves.
 Child = subprocess.Popen
+
+# systemd addresses these to the unit's main process only. A child that inherits them sends
+# its own notifications, which PID 1 rejects and logs ("reception only permitted for main
+# PID") or, with NotifyAccess=all, would take as the agent's (a READY=1 from FCC).
+MAIN_PROCESS_ONLY = frozenset({"NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"})
 
 
 class ProcessError(Exception):
@@ -50,7 +56,7 @@ def run(argv: Sequence[str], *, timeout: float, check: bool = True,
     try:
         cp = subprocess.run(
             list(argv), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-            timeout=timeout, env=None if env is None else dict(env), cwd=cwd, check=False,
+            timeout=timeout, env=child_environment(env), cwd=cwd, check=False,
         )
     except FileNotFoundError:
         raise ProcessError(argv, "command not found") from None
@@ -66,6 +72,12 @@ def run(argv: Sequence[str], *, timeout: float, check: bool = True,
     return result
 
 
+def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a child gets: `env` (default: ours) without MAIN_PROCESS_ONLY."""
+    base = os.environ if env is None else env
+    return {k: v for k, v in base.items() if k not in MAIN_PROCESS_ONLY}
+
+
 def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
           cwd: Path | None = None) -> subprocess.Popen[bytes]:
     """Start a long-running child whose stdout (merged with stderr) the caller reads.
@@ -75,7 +87,7 @@ def spawn(argv: Sequence[str], *, env: Mapping[str, str] | None = None,
     try:
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=None if env is None else dict(env), cwd=cwd,
+            stderr=subprocess.STDOUT, env=child_environment(env), cwd=cwd,
             start_new_session=True,
         )
     except FileNotFoundError:

@@ -53,6 +53,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "incremental: steps that build on the previous ones")
+    config.addinivalue_line("markers", "power_cut: the power cut after an injection (issue 9)")
 
 
 @pytest.fixture(scope="session")
@@ -74,10 +75,14 @@ def agent_wheel(e2e_dir: Path) -> Path:
 @pytest.fixture(scope="class")
 def testbed(request: pytest.FixtureRequest, base_root: Path, agent_wheel: Path,
             tmp_path_factory: pytest.TempPathFactory) -> Iterator[Testbed]:
-    """One testbed per test class: the steps of a class share the gateway's life."""
+    """One testbed per test class: the steps of a class share the gateway's life.
+
+    A class's `testbed_options` (Testbed's keyword arguments) choose how the gateway is built.
+    """
     name = request.node.name.lower()
+    options = getattr(request.cls, "testbed_options", {})
     bed = Testbed(tmp_path_factory.mktemp(name), base_root, agent_wheel,
-                  serial=f"E2E-{name[:20]}-{os.getpid()}")
+                  serial=f"E2E-{name[:20]}-{os.getpid()}", **options)
     try:
         bed.set_up()
         yield bed

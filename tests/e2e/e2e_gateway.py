@@ -157,12 +157,14 @@ class Gateway:
         self._reap()
 
     def kill(self) -> None:
+        """A power cut: SIGKILL to the container's PID 1 and to systemd-nspawn."""
         for pid in (self._leader, self._proc.pid if self._proc else None):
             if pid is not None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         if self._proc is not None:
             self._proc.wait(timeout=30)
+        self._reap()
 
     def _reap(self) -> None:
         if self._console is not None:

@@ -41,6 +41,8 @@ PACKAGES = (
     "python3-rich",
     "python3-shellingham",
     "python3-typing-extensions",
+    # For the gateway that installs the agent with pip (into /usr/local).
+    "python3-pip",
 )
 WHEELS = ("typer>=0.9,<0.29", "annotated-doc")
 

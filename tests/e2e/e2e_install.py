@@ -1,7 +1,8 @@
 """Lays the agent into a virtual gateway's root the way an image build would.
 
 Side effects: builds the agent's wheel on the host (pip wheel), writes files into the given
-root (an overlay, never the cache below it) and enables units there with `systemctl --root`.
+root (an overlay, never the cache below it), runs the root's own pip in a chroot for the
+pip-installed variant, and enables units there with `systemctl --root`.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ REPO = HERE.parents[1]
 GATEWAY_FILES = HERE / "gateway-files"
 LED_DIR = "/var/lib/fake-leds"
 LED_NAME = "status"
+ETC_UNITS = "etc/systemd/system"
+EDGE_CORE_UNIT = "edge-core.service"
 ENABLED_UNITS = (
     "pep-agent.service",
     "pep-agent-verify.service",
@@ -71,12 +74,34 @@ def install_agent(root: Path, wheel: Path) -> None:
         path.chmod(0o755)
 
 
-def install_units(root: Path) -> None:
-    """The agent's units as the image installs them, plus the stand-ins for edge-core & co."""
+def install_agent_with_pip(root: Path, wheel: Path) -> None:
+    """As on a Debian-based gateway: the root's own pip installs the wheel into /usr/local."""
+    inbox = root / "tmp" / wheel.name
+    shutil.copy2(wheel, inbox)
+    try:
+        subprocess.run(["chroot", str(root), "python3", "-m", "pip", "install", "-q",
+                        "--no-deps", "--no-index", "--break-system-packages",
+                        "--root-user-action=ignore", f"/tmp/{wheel.name}"],
+                       check=True, timeout=300, capture_output=True, stdin=subprocess.DEVNULL,
+                       env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"})
+    finally:
+        inbox.unlink()
+    if not (root / "usr/local/bin/pep-agent").is_file():
+        raise RuntimeError("pip did not install /usr/local/bin/pep-agent")
+
+
+def install_units(root: Path, *, edge_core_in_etc: bool = False) -> None:
+    """The agent's units as the image installs them, plus the stand-ins for edge-core & co.
+
+    With `edge_core_in_etc`, edge-core's unit file sits in /etc/systemd/system, where snapd
+    and hand installs put theirs (and where it cannot be masked).
+    """
     unit_dir = root / "usr/lib/systemd/system"
-    for unit in sorted((REPO / "systemd").glob("*.service")):
-        shutil.copy2(unit, unit_dir / unit.name)
+    for source in sorted((REPO / "systemd").glob("*.service")):
+        shutil.copy2(source, unit_dir / source.name)
     shutil.copytree(GATEWAY_FILES, root, dirs_exist_ok=True, symlinks=True)
+    if edge_core_in_etc:
+        (unit_dir / EDGE_CORE_UNIT).rename(root / ETC_UNITS / EDGE_CORE_UNIT)
     # The LED command backend example, as an integrator would install it.
     shutil.copy2(REPO / "example-scripts/led-command.sh", root / "usr/local/bin/led-command.sh")
     # The fake LED tree lives outside /sys, so the integrator's drop-in opens it for writing,
@@ -107,13 +132,17 @@ def write_env_file(root: Path, settings: dict[str, str]) -> None:
     path.chmod(0o644)
 
 
-def install_gateway(root: Path, wheel: Path, hostname: str, settings: dict[str, str]) -> None:
-    """Everything a test gateway needs before its first boot."""
+def install_gateway(root: Path, wheel: Path, hostname: str, settings: dict[str, str], *,
+                    pip: bool = False, edge_core_in_etc: bool = False) -> None:
+    """Everything a test gateway needs before its first boot (see the two options above)."""
     (root / "etc/hostname").write_text(hostname + "\n")
     # A fixed machine id keeps one journal directory across the gateway's reboots.
     (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
     (root / "userdata").mkdir(exist_ok=True)
-    install_agent(root, wheel)
-    install_units(root)
+    if pip:
+        install_agent_with_pip(root, wheel)
+    else:
+        install_agent(root, wheel)
+    install_units(root, edge_core_in_etc=edge_core_in_etc)
     install_fake_leds(root)
     write_env_file(root, settings)

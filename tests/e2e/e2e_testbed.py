@@ -7,6 +7,7 @@ venv, inside the server's namespace); close() undoes all of it, also after a fai
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from itertools import count
 from pathlib import Path
+from typing import Any
 
 from e2e_gateway import Gateway, wait_for
 from e2e_image import remove_run, runs_dir
@@ -35,8 +37,10 @@ class Testbed:
 
     __test__ = False
 
-    def __init__(self, logs: Path, base: Path, wheel: Path, serial: str) -> None:
+    def __init__(self, logs: Path, base: Path, wheel: Path, serial: str, *, pip: bool = False,
+                 edge_core_in_etc: bool = False) -> None:
         self.logs = logs
+        self.install_options = {"pip": pip, "edge_core_in_etc": edge_core_in_etc}
         self.serial = serial
         self.tag = f"{os.getpid() % 100000}{next(_numbers)}"
         self.work = runs_dir() / f"{os.getpid()}-{self.tag}"
@@ -67,7 +71,8 @@ class Testbed:
         self.gateway = Gateway(f"pepgw-{self.tag}", self.base, self.work / "gateway",
                                self.net.gateway_ns_path)
         self.gateway.mount()
-        install_gateway(self.gateway.root, self.wheel, f"pepgw-{self.tag}", self.settings)
+        install_gateway(self.gateway.root, self.wheel, f"pepgw-{self.tag}", self.settings,
+                        **self.install_options)
 
     @property
     def gw(self) -> Gateway:
@@ -96,6 +101,38 @@ class Testbed:
              f"sport = :{SERVER_PORT}"], capture_output=True, text=True, timeout=10,
             check=False)
         return True if probe.stdout.strip() else None
+
+    def server_call(self, method: str, path: str, body: dict[str, Any] | None = None
+                    ) -> tuple[int, str]:
+        """One request to the pep server, from inside its namespace: (status, body text)."""
+        assert self.net is not None
+        script = (
+            "import sys, urllib.request, urllib.error\n"
+            "data = sys.argv[3].encode() or None\n"
+            "req = urllib.request.Request(sys.argv[2], data=data, method=sys.argv[1],\n"
+            "                             headers={'Content-Type': 'application/json'})\n"
+            "try:\n"
+            "    r = urllib.request.urlopen(req, timeout=10)\n"
+            "    print(r.status); print(r.read().decode())\n"
+            "except urllib.error.HTTPError as e:\n"
+            "    print(e.code); print(e.read().decode())\n")
+        url = f"http://{self.net.server_ip}:{SERVER_PORT}{path}"
+        out = subprocess.run(
+            ["ip", "netns", "exec", self.net.server_ns, sys.executable, "-c", script, method,
+             url, json.dumps(body) if body is not None else ""],
+            capture_output=True, text=True, timeout=30, check=True, stdin=subprocess.DEVNULL)
+        status, _, text = out.stdout.partition("\n")
+        return int(status), text.strip()
+
+    def set_faults(self, **knobs: float) -> None:
+        status, text = self.server_call("POST", "/_sim/faults", knobs)
+        assert status == 200, text
+
+    def identity_requests(self) -> int:
+        """How many identity requests the server has logged."""
+        status, text = self.server_call("GET", "/v3/requestLog")
+        assert status == 200, text
+        return sum(1 for entry in json.loads(text) if "/v3/identity" in json.dumps(entry))
 
     def stop_server(self) -> None:
         if self.server is not None and self.server.poll() is None:

@@ -8,79 +8,25 @@ of the units, edge-core's status endpoint), not the agent's own word only.
 from __future__ import annotations
 
 import json
-import stat
-from typing import Any
 
 import pytest
-from e2e_gateway import REBOOT_STATUS, Gateway, wait_for
-from e2e_install import LED_DIR, LED_NAME
+from e2e_checks import (
+    HELD,
+    PROVISION_TIMEOUT,
+    STATE_DIR,
+    assert_provisioned_files,
+    edge_core_in_boot,
+    journal_json,
+    led,
+    no_unit_restarts,
+    notify_rejections,
+    probes,
+    wait_verified,
+)
+from e2e_gateway import REBOOT_STATUS, wait_for
 from e2e_testbed import Testbed
 
-PROVISION_TIMEOUT = 300.0
-VERIFY_TIMEOUT = 180.0
 RETRY_SEEN_TIMEOUT = 120.0
-IDENTITY = "/userdata/edge_gw_config/identity.json"
-MCC_CONFIG = "/userdata/mbed/mcc_config"
-STATE_DIR = "/var/lib/pep-agent"
-PROBE = "pep-e2e-probe"
-
-
-def _read(gw: Gateway, path: str) -> str:
-    return gw.path(path).read_text(encoding="utf-8").strip()
-
-
-def _led(gw: Gateway) -> dict[str, str]:
-    led = gw.path(LED_DIR) / LED_NAME
-    return {name: (led / name).read_text().strip()
-            for name in ("trigger", "brightness", "delay_on", "delay_off")}
-
-
-def _journal_json(gw: Gateway, *args: str) -> list[dict[str, Any]]:
-    out = gw.journal("-o", "json", *args)
-    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-
-
-def _edge_core_status(gw: Gateway) -> dict[str, Any]:
-    script = ("import json, urllib.request; print(urllib.request.urlopen("
-              "'http://127.0.0.1:9101/status', timeout=5).read().decode())")
-    return dict(json.loads(gw.run(["python3", "-c", script]).stdout))
-
-
-def _assert_provisioned_files(gw: Gateway, serial: str) -> None:
-    identity = gw.path(IDENTITY)
-    assert identity.is_file(), "identity.json not installed"
-    assert stat.S_IMODE(identity.stat().st_mode) == 0o600
-    assert json.loads(identity.read_text())["serialNumber"] == serial
-    assert _read(gw, f"{MCC_CONFIG}/WORKING/mbed.EndpointName") == serial
-    assert _read(gw, f"{STATE_DIR}/provisioned") == serial
-    # Unmasked again before the reboot, so that edge-core starts on the next boot.
-    mask = gw.path("/etc/systemd/system/edge-core.service")
-    assert not mask.is_symlink(), "edge-core is still masked"
-
-
-def _no_unit_restarts(gw: Gateway) -> None:
-    """A first boot with a reachable server never needs systemd to restart the agent."""
-    restarts = gw.run(["systemctl", "show", "-P", "NRestarts", "pep-agent.service"],
-                      check=False).stdout.strip()
-    if restarts not in ("", "0"):
-        tail = gw.journal("-u", "pep-agent", "-n", "15", "-q")
-        raise AssertionError(f"pep-agent.service was restarted {restarts} time(s):\n{tail}")
-
-
-def _wait_verified(gw: Gateway, serial: str) -> None:
-    marker = gw.path(f"{STATE_DIR}/verified")
-    wait_for(lambda: True if marker.is_file() else None, timeout=VERIFY_TIMEOUT,
-             what="the verified marker")
-    assert _read(gw, f"{STATE_DIR}/verified") == serial
-    status = _edge_core_status(gw)
-    assert (status["status"], status["endpoint-name"]) == ("connected", serial)
-    wait_for(lambda: True if gw.unit_property("pep-agent-verify.service", "ActiveState")
-             == "inactive" else None, timeout=60, what="pep-agent-verify to end")
-    assert gw.unit_property("pep-agent-verify.service", "Result") == "success"
-    assert gw.unit_property("pep-agent-verify.service", "ExecMainStatus") == "0"
-    # The success LED: solid on.
-    led = _led(gw)
-    assert (led["trigger"], led["brightness"]) == ("none", "255"), led
 
 
 @pytest.mark.incremental
@@ -89,24 +35,29 @@ class TestGatewayLife:
         gw = testbed.gw
         testbed.start_server()
         gw.boot()
-        status = gw.wait_exit(PROVISION_TIMEOUT, watch=lambda: _no_unit_restarts(gw))
+        status = gw.wait_exit(PROVISION_TIMEOUT, watch=lambda: no_unit_restarts(gw))
         assert status == REBOOT_STATUS, f"the gateway stopped with {status}, not a reboot"
 
-        _assert_provisioned_files(gw, testbed.serial)
-        # Observed by the FCC wrapper at the moment FCC started (tests/e2e/gateway-files).
-        probes = [e["MESSAGE"] for e in _journal_json(gw, "-t", PROBE)]
-        assert probes == ["edge-core while FCC runs: enabled=masked active=inactive"], probes
+        assert_provisioned_files(gw, testbed.serial)
+        # Observed by the FCC wrapper at the moment FCC started (tests/e2e/gateway-files),
+        # after it asked systemd to start edge-core.
+        assert probes(gw) == [HELD], probes(gw)
+        # On this boot edge-core never ran: not at boot (the agent is ordered before it and
+        # reports ready only once it holds it; its stop cancels the boot's start job), and
+        # the wrapper's start was skipped by the hold.
+        started, held = edge_core_in_boot(gw, 1)
+        assert (started, held) == (0, 1), (started, held)
         status = json.loads(gw.path(f"{STATE_DIR}/state.json").read_text())
         assert (status["state"], status["serial"]) == ("provisioned", testbed.serial)
         assert status["enrollment_id"]
         # The last LED state before the reboot: success (nearly solid blink).
-        led = _led(gw)
-        assert (led["trigger"], led["delay_on"], led["delay_off"]) == ("timer", "1800", "200")
+        shown = led(gw)
+        assert (shown["trigger"], shown["delay_on"], shown["delay_off"]) == ("timer", "1800", "200")
 
     def test_second_boot_verifies(self, testbed: Testbed) -> None:
         gw = testbed.gw
         gw.boot()
-        _wait_verified(gw, testbed.serial)
+        wait_verified(gw, testbed.serial)
         assert gw.unit_property("pep-agent.service", "ConditionResult") == "no"
         assert gw.unit_property("pep-agent.service", "ActiveState") == "inactive"
         assert gw.unit_property("edge-core.service", "ActiveState") == "active"
@@ -120,15 +71,16 @@ class TestGatewayLife:
         plain = gw.run(["journalctl", "--no-pager", "-u", "pep-agent",
                         "PEP_STEP=request-identity"]).stdout
         assert "request-identity" in plain, plain
-        entries = _journal_json(gw, "-u", "pep-agent", "PEP_STEP=request-identity")
+        entries = journal_json(gw, "-u", "pep-agent", "PEP_STEP=request-identity")
         assert entries
         assert {e.get("PEP_SERIAL") for e in entries} == {testbed.serial}
         assert all(e.get("PEP_ATTEMPT") for e in entries)
-        steps = {e.get("PEP_STEP") for e in _journal_json(gw, "-u", "pep-agent")}
+        steps = {e.get("PEP_STEP") for e in journal_json(gw, "-u", "pep-agent")}
         for step in ("preflight", "stop-edge-core", "start-fcc", "request-identity",
                      "install", "mark-provisioned", "reboot"):
             assert step in steps, f"no journal line with PEP_STEP={step}: {sorted(map(str, steps))}"
-        verified = _journal_json(gw, "-u", "pep-agent-verify", "PEP_STEP=verify")
+        assert notify_rejections(gw) == []
+        verified = journal_json(gw, "-u", "pep-agent-verify", "PEP_STEP=verify")
         assert any(f"connected as {testbed.serial}" in e["MESSAGE"] for e in verified)
 
     def test_reprovision_with_a_new_serial(self, testbed: Testbed) -> None:
@@ -140,11 +92,11 @@ class TestGatewayLife:
                         check=False, timeout=PROVISION_TIMEOUT)
         assert result.returncode in (0, -9, 137), (result.returncode, result.stderr)
         assert gw.wait_exit(PROVISION_TIMEOUT) == REBOOT_STATUS
-        _assert_provisioned_files(gw, new_serial)
+        assert_provisioned_files(gw, new_serial)
         assert not gw.path(f"{STATE_DIR}/verified").exists()
 
         gw.boot()
-        _wait_verified(gw, new_serial)
+        wait_verified(gw, new_serial)
         gw.poweroff()
 
 
@@ -165,12 +117,12 @@ class TestServerLate:
         assert gw.unit_property("pep-agent.service", "ActiveState") == "active"
         assert not gw.path(f"{STATE_DIR}/provisioned").exists()
         # The LED says "waiting" (slow blink) between attempts.
-        led = _led(gw)
-        assert (led["trigger"], led["delay_on"]) == ("timer", "1000"), (led, status_text)
+        blink = led(gw)
+        assert (blink["trigger"], blink["delay_on"]) == ("timer", "1000"), (blink, status_text)
 
         testbed.start_server()
-        assert gw.wait_exit(PROVISION_TIMEOUT, watch=lambda: _no_unit_restarts(gw)) \
+        assert gw.wait_exit(PROVISION_TIMEOUT, watch=lambda: no_unit_restarts(gw)) \
             == REBOOT_STATUS
-        _assert_provisioned_files(gw, testbed.serial)
+        assert_provisioned_files(gw, testbed.serial)
         state = json.loads(gw.path(f"{STATE_DIR}/state.json").read_text())
         assert state["attempt"] >= 2, state

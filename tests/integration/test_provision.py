@@ -46,8 +46,7 @@ def test_happy_path(tmp_path: Path, server: SimServer) -> None:
     assert len(data["enrollmentID"]) == 97
     assert "verificationKey" not in data
     assert (root / MCC / "WORKING/mbed.EndpointName").read_text().strip() == "LINE 7/GW-001"
-    assert service_log(root) == ["mask edge-core.service", "stop edge-core.service",
-                                 "unmask edge-core.service"]
+    assert service_log(root) == ["hold edge-core.service", "release edge-core.service"]
     doc = status(root)
     assert doc["state"] == "provisioned" and doc["enrollment_id"] == data["enrollmentID"]
     assert all(s["status"] == "done" for s in doc["steps"].values())

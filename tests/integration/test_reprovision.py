@@ -56,7 +56,7 @@ def _tree(root: Path) -> dict[str, str]:
     found = {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
-        if rel.startswith("run/"):
+        if rel == f"{STATE_DIR}/lock":
             continue  # the run lock records the pid of whoever held it last
         if path.is_dir():
             found[rel] = "<dir>"
@@ -120,8 +120,8 @@ def test_a_failed_reprovision_restores_the_previous_identity(tmp_path: Path, ser
             assert (root / PARSEC_STATE / "tpm-state").read_text() == "old TPM state"
         assert not list(root.rglob("*.pep-previous")), "backups left behind"
         ops = [line.split()[:2] for line in service_log(root)[ops_before:]]
-        assert ["mask", "edge-core.service"] in ops
-        assert ops[-2:] == [["unmask", "edge-core.service"], ["restart", "edge-core.service"]]
+        assert ["hold", "edge-core.service"] in ops
+        assert ops[-2:] == [["release", "edge-core.service"], ["restart", "edge-core.service"]]
         assert_no_wasted_identity(fresh, {SERIAL: root}, previous=SERIAL)
         assert_no_wasted_identity(server, {SERIAL: root})
     finally:

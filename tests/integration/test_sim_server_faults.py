@@ -29,8 +29,8 @@ def test_start_time_knobs(tmp_path: Path, sim_fcc: StartFcc) -> None:
     try:
         knobs = server.faults()
         assert knobs == {"fail_next": 1, "fail_status": 502, "delay": 0.0, "answer_delay": 0.0,
-                         "drop_next": 1,
-                         "drop_after_next": 0, "fail_injection_next": 1, "fcc_timeout": 7.0}
+                         "drop_next": 1, "drop_after_next": 0, "fail_injection_next": 1,
+                         "fcc_timeout": 7.0}
         fcc = sim_fcc()
         with pytest.raises(requests.ConnectionError):
             identity(server, "GW-1", fcc)
