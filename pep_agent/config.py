@@ -21,6 +21,7 @@ from typing import Any, Optional, Union, get_type_hints
 from pep_agent.errors import ConfigError, SerialError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile, get_profile
+from pep_agent.urls import check_settings
 
 ENV_PREFIX = "PEP_"
 
@@ -309,6 +310,7 @@ def load_settings(cli: Mapping[str, Any] | None = None,
     settings.fss_interval = check_fss_interval(settings.fss_interval)
     if settings.serial is not None:
         settings.serial = normalise_serial(settings.serial, "the configuration")
+    check_settings(settings)  # every URL, complete, before anything changes
     return settings
 
 

@@ -44,6 +44,8 @@ class PepError(Exception):
     # injection that is worth retrying after restarting FCC.
     transient = False
     injection_failed = False
+    # Seconds the server asked to wait before a retry (its Retry-After), when it said.
+    retry_after: float | None = None
     # Set once the error went to the log (with its journald fields), so that the CLI prints
     # only the hint and the operator does not read the same line twice.
     logged = False

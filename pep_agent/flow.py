@@ -185,7 +185,7 @@ def request_identity(ctx: Context) -> None:
                            injection=ident.rebuild_fields(query))
         try:
             started = time.monotonic()
-            reply = client.identity(query)
+            reply = client.identity(query, budget=deadline - ctx.clock.monotonic())
             elapsed = time.monotonic() - started
             _crash_hook("request-identity", "answered")  # the 200 is here, not yet saved
             ident.check_response(reply, ctx.serial)
@@ -248,7 +248,8 @@ def retry_delay(ctx: Context, attempt: int, err: PepError) -> float:
     """The one place computing the wait before the next request to the server: full jitter
     under an exponential ceiling (`err` is what failed, for a server's own retry advice)."""
     s = ctx.settings
-    return ctx.clock.uniform(0, ident.backoff_ceiling(attempt, s.retry_base, s.retry_cap))
+    return ident.retry_delay(attempt, s.retry_base, s.retry_cap, err.retry_after,
+                             ctx.clock.uniform)
 
 
 def _commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:

@@ -67,8 +67,9 @@ class Journal:
 
         self.data["updated_at"] = time.time()
         try:
+            # 0600 like the rest of the state: it names the server, the serial and the errors.
             atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True)
-                                     + "\n").encode(), mode=0o644)
+                                     + "\n").encode(), mode=0o600)
         except OSError as e:
             if not self.best_effort:
                 raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,19 @@ NO_VERIFICATION_KEY = "verification-key-does-not-exist"  # what the reference CL
 def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
     """The upper bound of the wait after failed attempt number `attempt` (1-based)."""
     return float(min(cap, base * (2 ** min(attempt - 1, 30))))
+
+
+def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None,
+                uniform: Callable[[float, float], float]) -> float:
+    """The wait before the next attempt: full-jitter backoff, or the server's Retry-After.
+
+    A Retry-After is honoured up to `cap`, plus up to `base` seconds of jitter (never past
+    `cap`), so that a line of gateways told the same wait does not come back in lockstep.
+    """
+    if retry_after is None:
+        return uniform(0, backoff_ceiling(attempt, base, cap))
+    low = min(retry_after, cap)
+    return uniform(low, min(cap, low + base))
 
 
 def check_response(data: dict[str, Any], serial: str) -> str:

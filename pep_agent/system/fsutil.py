@@ -2,7 +2,9 @@
 
 Side effects: writes, renames and removes files; fsyncs files and directories. Every write that
 matters goes temp-file → fsync → chmod → rename → fsync(dir), so a power cut leaves either
-the old content or the new, never a torn file.
+the old content or the new, never a torn file. No write follows a symlink at its final
+component: the temp file is created exclusively (O_EXCL), os.replace swaps a link rather than
+writing through it, and appends open with O_NOFOLLOW.
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(path.parent)
+
+
+def append_line(path: Path, line: str, *, mode: int = 0o600) -> None:
+    """Append `line` to `path`, creating it with `mode`; refuses to write through a symlink."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise InstallError(f"{path} is a symbolic link; refusing to write through it",
+                               hint="remove the link and run again") from None
+        raise
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(line)
 
 
 def install_error(what: str, exc: OSError) -> InstallError:

@@ -1,21 +1,31 @@
 """The HTTP funnel: one client for the pep server's v3 API over a requests.Session.
 
-Side effects: network requests, each with a timeout. HTTP failures become PepErrors with the
-documented exit codes; response bodies that may hold identity data are never put in messages.
+Side effects: network requests to the configured server only. Each request is bounded as a
+whole (a watchdog shuts its socket down at the deadline, however slowly the server trickles);
+redirects are never followed; HTTP failures become PepErrors with the documented exit codes.
+Every value sent as a secret is redacted from any text built from an answer (messages, logs).
 """
 
 from __future__ import annotations
 
+import contextlib
+import email.utils
 import json
 import logging
 import re
+import socket
+import threading
+import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import connection as u3conn
+from urllib3 import connectionpool as u3pool
 
 from pep_agent.errors import (
     AlreadyProvisionedError,
@@ -26,10 +36,30 @@ from pep_agent.errors import (
     ServerError,
     ServerUnreachableError,
 )
+from pep_agent.urls import check_url
 
 MAX_BODY = 1_000_000  # a pep answer is a few hundred bytes; anything huge is not one
-TRANSIENT_STATUS = frozenset({502, 503, 504})
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+SECRET_PARAMS = ("verificationKey",)
 _SECRET_PARAM = re.compile(r"(verificationKey=)[^&\s\"]*", re.IGNORECASE)
+REDACTED = "[redacted]"
+# Every secret value this process sent; shorter strings would mask ordinary words.
+_sent_secrets: set[str] = set()
+_MIN_SECRET = 6
+
+
+def remember_secret(value: str) -> None:
+    """From now on, `value` is masked in every text that redact() sees."""
+    if len(value) >= _MIN_SECRET:
+        _sent_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """`text` with every sent secret, raw or URL-encoded, and any verificationKey= masked."""
+    for secret in _sent_secrets:
+        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+            text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
+    return _SECRET_PARAM.sub(r"\1" + REDACTED, text)
 
 
 class _RedactSecrets(logging.Filter):
@@ -37,36 +67,125 @@ class _RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
-        if "verificationkey=" in text.lower():
-            record.msg, record.args = _SECRET_PARAM.sub(r"\1[redacted]", text), None
+        masked = redact(text)
+        if masked != text:
+            record.msg, record.args = masked, None
         return True
 
 
 logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
 
 
-def validate_url(url: str) -> str:
-    """The URL without a trailing slash, or ConfigError when it is not http(s)://host[:port]."""
-    parts = urlsplit(url)
+# --- the whole-request deadline ----------------------------------------------------------------
+# The read timeout bounds each socket read only: a server sending one byte a second would hold
+# a request forever. So every socket a request opens is registered (a dup of its descriptor,
+# which shares the connection) and a timer shuts the connection down when the request's time
+# is up; the blocked read then returns at once and the request fails as a timeout.
+
+_current = threading.local()
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.socks: list[socket.socket] = []
+        self.fired = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.socks.append(sock.dup())
+            if self.fired:
+                self._shut(self.socks[-1])
+
+    def fire(self) -> None:
+        with self.lock:
+            self.fired = True
+            for sock in self.socks:
+                self._shut(sock)
+
+    def close(self) -> None:
+        with self.lock:
+            for sock in self.socks:
+                sock.close()
+            self.socks.clear()
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        with contextlib.suppress(OSError):  # already closed by the other side
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[_Watch]:
+    watch = _Watch()
+    timer = threading.Timer(seconds, watch.fire)
+    timer.daemon = True
+    _current.watch = watch
+    timer.start()
     try:
-        port_ok = parts.port is None or 0 < parts.port < 65536
-    except ValueError:
-        port_ok = False
-    if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
-        raise ConfigError(f"invalid server URL {url!r}",
-                          hint="use http://HOST:PORT or https://HOST:PORT")
-    return url.rstrip("/")
+        yield watch
+    finally:
+        timer.cancel()
+        _current.watch = None
+        watch.close()
+
+
+def _watched(sock: socket.socket) -> socket.socket:
+    watch = getattr(_current, "watch", None)
+    if watch is not None:
+        watch.add(sock)
+    return sock
+
+
+class _HTTPConnection(u3conn.HTTPConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+
+class _HTTPSConnection(u3conn.HTTPSConnection):
+    def _new_conn(self) -> socket.socket:
+        return _watched(super()._new_conn())
+
+
+class _HTTPPool(u3pool.HTTPConnectionPool):
+    ConnectionCls = _HTTPConnection
+
+
+class _HTTPSPool(u3pool.HTTPSConnectionPool):
+    ConnectionCls = _HTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _WatchedAdapter(HTTPAdapter):
+    """requests' adapter with connections whose sockets the deadline watchdog can reach."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **kwargs)
+        if not proxy.lower().startswith("socks"):  # SOCKS has connection classes of its own
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
 
 
 class PepClient:
-    """Talks to one pep server. Every call has a (connect, read) timeout."""
+    """Talks to one pep server. `timeout` bounds each request as a whole, reading included."""
 
     def __init__(self, base_url: str, *, timeout: float = 60.0, connect_timeout: float = 5.0,
                  ca_cert: Path | None = None, insecure: bool = False) -> None:
-        self.base_url = validate_url(base_url)
-        self.timeout = (connect_timeout, timeout)
+        self.base_url = check_url(base_url, name="server URL")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self.session = requests.Session()
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, _WatchedAdapter())
         self.session.headers["User-Agent"] = "pep-agent"
+        # One connection per request: only a socket opened by the request is watched.
+        self.session.headers["Connection"] = "close"
         if insecure:
             self.session.verify = False
             warnings.filterwarnings("ignore", message="Unverified HTTPS request")
@@ -75,9 +194,14 @@ class PepClient:
                 raise ConfigError(f"CA certificate {ca_cert} does not exist")
             self.session.verify = str(ca_cert)
 
-    def identity(self, query: Mapping[str, str]) -> dict[str, Any]:
-        """GET /v3/identity: the server injects FCC and returns the identity JSON."""
-        return self._json(self._get("/v3/identity", query, what="identity request"))
+    def identity(self, query: Mapping[str, str], *,
+                 budget: float | None = None) -> dict[str, Any]:
+        """GET /v3/identity: the server injects FCC and returns the identity JSON.
+
+        `budget` (seconds) shortens this request to what is left of a caller's deadline.
+        """
+        return self._json(self._get("/v3/identity", query, what="identity request",
+                                    budget=budget))
 
     def enrollment_id(self, serial: str) -> str:
         return self._text(self._get("/v3/enrollment-id", {"serialNumber": serial},
@@ -95,29 +219,47 @@ class PepClient:
 
     def follow(self, href: str) -> dict[str, Any]:
         """GET a HAL link (absolute or relative to the server) and decode its JSON."""
-        return self._json(self._get(urljoin(self.base_url + "/", href), None,
-                                    what="enrollment id list"))
+        url = urljoin(self.base_url + "/", href)
+        if _origin(url) != _origin(self.base_url):
+            # A link is data from the server: it must not send us, or our headers, elsewhere.
+            raise BadResponseError(f"the server's next-page link points to another server "
+                                   f"({_shown_url(url)}); not followed")
+        return self._json(self._get(url, None, what="enrollment id list"))
 
-    def _get(self, path: str, query: Mapping[str, str] | None, *, what: str) -> requests.Response:
+    def _get(self, path: str, query: Mapping[str, str] | None, *, what: str,
+             budget: float | None = None) -> requests.Response:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
+        for name in SECRET_PARAMS:
+            if query and query.get(name):
+                remember_secret(query[name])
+        limit = self.timeout if budget is None else min(self.timeout, budget)
+        if limit <= 0:
+            raise _transient(ServerUnreachableError(f"{what}: no time left before the deadline"))
         try:
-            # verify is passed on every call because requests lets REQUESTS_CA_BUNDLE /
-            # CURL_CA_BUNDLE override a session's verify, which would silently drop
-            # --ca-cert and --insecure.
-            resp = self.session.get(url, params=query, timeout=self.timeout, stream=True,
-                                    verify=self.session.verify)
-            body = _read_capped(resp)
+            with _deadline(limit) as watch:
+                try:
+                    # verify is passed on every call because requests lets REQUESTS_CA_BUNDLE /
+                    # CURL_CA_BUNDLE override a session's verify, which would silently drop
+                    # --ca-cert and --insecure. The pep server never redirects: a redirect is
+                    # answered as an error, so nothing (least of all the key) goes elsewhere.
+                    resp = self.session.get(url, params=query, stream=True,
+                                            timeout=(min(self.connect_timeout, limit), limit),
+                                            verify=self.session.verify, allow_redirects=False)
+                    body = _read_capped(resp)
+                except (requests.exceptions.RequestException, OSError):
+                    if watch.fired:
+                        raise _timeout(what, self.base_url, limit) from None
+                    raise
         except requests.exceptions.SSLError as e:
             raise ServerUnreachableError(
                 f"TLS failure talking to {self.base_url}: {_short(e)}",
                 hint="check --ca-cert, or the server certificate") from None
         except requests.exceptions.Timeout:
-            raise _transient(ServerUnreachableError(
-                f"{what}: no answer from {self.base_url} within {self.timeout[1]:g} s")) from None
+            raise _timeout(what, self.base_url, limit) from None
         except requests.exceptions.ConnectionError as e:
             raise _transient(ServerUnreachableError(
                 f"{what}: cannot reach {self.base_url} ({_short(e)})")) from None
-        except requests.exceptions.RequestException as e:
+        except (requests.exceptions.RequestException, OSError) as e:
             raise _transient(ServerUnreachableError(f"{what}: {_short(e)}")) from None
         resp._content = body
         _raise_for_status(resp, what)
@@ -128,9 +270,9 @@ class PepClient:
         try:
             data = json.loads(resp.content)
         except ValueError:
-            raise BadResponseError(f"server answered {resp.url.split('?')[0]} with non-JSON "
-                                   f"({resp.headers.get('Content-Type', 'no content type')})"
-                                   ) from None
+            ctype = redact(resp.headers.get("Content-Type", "no content type"))[:80]
+            raise BadResponseError(f"server answered {_shown_url(resp.url)} with non-JSON "
+                                   f"({ctype})") from None
         if not isinstance(data, dict):
             raise BadResponseError("server answered with JSON that is not an object")
         return data
@@ -141,6 +283,11 @@ class PepClient:
 
 
 def _read_capped(resp: requests.Response) -> bytes:
+    declared = resp.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY:
+        resp.close()
+        raise BadResponseError(f"server answer of {int(declared)} bytes is larger than "
+                               f"{MAX_BODY} bytes; refused")
     chunks: list[bytes] = []
     size = 0
     for chunk in resp.iter_content(65536):
@@ -154,6 +301,12 @@ def _read_capped(resp: requests.Response) -> bytes:
 
 def _raise_for_status(resp: requests.Response, what: str) -> None:
     code = resp.status_code
+    if 300 <= code < 400:
+        location = resp.headers.get("Location")
+        where = _shown_url(urljoin(resp.url, location)) if location else "no Location"
+        raise ServerError(f"{what}: the server redirects ({code}) to {where}; "
+                          "redirects are never followed",
+                          hint="set --server / PEP_SERVER_URL to the pep server's own URL")
     if code < 400:
         return
     reason = _server_text(resp)
@@ -165,12 +318,36 @@ def _raise_for_status(resp: requests.Response, what: str) -> None:
         raise ServerError(f"{what}: server rejected the request (400 {reason})".rstrip(),
                           hint="check the values passed to the server")
     err = ServerError(f"{what}: server error {code} {reason}".rstrip())
+    if code in (401, 403, 407):
+        # The pep server has no authentication: this comes from something in between.
+        err.hint = ("the pep server does not authenticate: a proxy or gateway between this "
+                    "device and the server refused the request; check the server URL and the "
+                    "HTTP(S)_PROXY / NO_PROXY settings")
     if code in TRANSIENT_STATUS:
         _transient(err)
+        err.retry_after = retry_after(resp.headers.get("Retry-After"))
+        if code == 429:
+            err.hint = "the server (or a proxy) limits the request rate; retried until the deadline"
     if code == 500:
         err.injection_failed = True
         err.hint = "the server could not inject FCC: check that FCC runs at the ip:port sent"
     raise err
+
+
+def retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value[:12]), 10**9))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _server_text(resp: requests.Response) -> str:
@@ -179,8 +356,36 @@ def _server_text(resp: requests.Response) -> str:
     if "json" in ctype:
         return ""
     text = resp.content[:300].decode("utf-8", errors="replace")
-    line = " ".join(text.split())
+    line = redact(" ".join("".join(c if c.isprintable() else " " for c in text).split()))
     return f"({line[:200]})" if line else ""
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+        return parts.scheme, (parts.hostname or ""), port
+    except ValueError:
+        return "", "", None
+
+
+def _shown_url(url: str) -> str:
+    """A URL from the server for a message: no query (it may echo ours), no credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        shown = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + parts.path
+        if parts.query:
+            shown += "?..."
+    except ValueError:
+        shown = url
+    shown = "".join(c if c.isprintable() and not c.isspace() else "?" for c in shown)
+    return redact(shown[:200])
+
+
+def _timeout(what: str, base_url: str, limit: float) -> PepError:
+    return _transient(ServerUnreachableError(
+        f"{what}: no complete answer from {base_url} within {limit:g} s"))
 
 
 def _transient(err: PepError) -> PepError:

@@ -179,8 +179,9 @@ class _SysfsChannel:
     def _write(self, name: str, value: str, *, optional: bool = False) -> None:
         target = self.path / name
         try:
-            # No O_CREAT: a missing attribute must stay missing.
-            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+            # No O_CREAT: a missing attribute must stay missing. sysfs attributes are never
+            # links (only the LED directory is), so a link here was planted: refuse it.
+            fd = os.open(target, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW)
         except FileNotFoundError:
             if optional:
                 log.debug("LED: %s absent, not written", target)

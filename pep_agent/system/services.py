@@ -149,9 +149,7 @@ class SandboxServices:
         self._record("reboot")
 
     def _record(self, line: str) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("a", encoding="utf-8") as f:
-            f.write(f"{time.time():.3f} {line}\n")
+        fsutil.append_line(self.log, f"{time.time():.3f} {line}\n", mode=0o644)
 
 
 def make_services(paths: Paths) -> ServiceManager:

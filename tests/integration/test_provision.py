@@ -118,7 +118,8 @@ def test_fcc_that_never_accepts(tmp_path: Path) -> None:
     try:
         root = tmp_path / "gw"
         out = provision(root, srv.url, "GW-NOACCEPT", fcc_command(fault="no-accept"),
-                        env=agent_env(PEP_INJECTION_RETRIES="1"))
+                        # Room for two 2 s injections: the deadline cuts a request in progress.
+                        env=agent_env(PEP_INJECTION_RETRIES="1", PEP_SERVER_DEADLINE="20"))
     finally:
         srv.stop()
     assert out.returncode == 16, out.stderr

@@ -60,7 +60,7 @@ class ScriptedClient:
             raise found
         return str(found)
 
-    def identity(self, query: dict[str, str]) -> dict[str, Any]:
+    def identity(self, query: dict[str, str], **_: Any) -> dict[str, Any]:
         self.queries.append(query)
         answer = self.answers.pop(0)
         if isinstance(answer, PepError):
