@@ -60,19 +60,37 @@ class Finished:
         return f"{self.argv[0]} {' '.join(self.argv[1:3])}: {why}: {tail[0][:200]}"
 
 
+def _die_with_parent(parent: int) -> None:
+    """In the forked child, before exec: SIGTERM when the process that started it dies."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 class Child:
-    """One running child, its output redirected to files."""
+    """One running child, its output redirected to files.
+
+    A long-lived child (the simulated server) takes `die_with_parent`: it gets SIGTERM if the
+    benchmark itself is killed (SIGKILL, or a test's timeout), where no `finally` can stop it.
+    Measured children do not: the extra step between fork and exec would count in their time.
+    """
 
     def __init__(self, argv: Sequence[str], *, out_dir: Path, name: str,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                 die_with_parent: bool = False) -> None:
         self.argv = list(argv)
         self.stdout = out_dir / f"{name}.out"
         self.stderr = out_dir / f"{name}.err"
+        parent = os.getpid()
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.started = time.perf_counter()
             self._popen = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env=None if env is None else dict(env), cwd=cwd, start_new_session=True)
+                env=None if env is None else dict(env), cwd=cwd, start_new_session=True,
+                preexec_fn=(lambda: _die_with_parent(parent)) if die_with_parent else None)
         self.pid = self._popen.pid
         # Nothing else waits for this child, so the pid stays ours until we reap it.
         self.pidfd = os.pidfd_open(self.pid)

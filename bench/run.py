@@ -5,7 +5,8 @@ Runs every measurement against a simulated pep server on 127.0.0.1 and sandbox g
 temporary directory, prints each figure (median and spread over repeated runs) as it finishes,
 and writes results.md, results.json and line-throughput.png to bench/results/.
 
-Side effects: starts and stops (by pid) the simulator and agent processes it measures, creates
+Side effects: starts and stops (by pid) the simulator and agent processes it measures, also when
+it fails or is sent SIGTERM (and the simulated server ends with it even on SIGKILL), creates
 and removes a temporary work directory, writes the results directory. Exit status: 0 when every
 measurement ran (targets missed are reported, not fatal), 1 when one failed or a gateway of a
 line run did not provision, 2 on a usage error.
@@ -18,6 +19,7 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -86,8 +88,16 @@ def meta(tools: Tools, smoke: bool) -> dict[str, str]:
             "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
+def _stop_on_signal(signum: int, _frame: object) -> None:
+    # SIGTERM/SIGHUP would end the process without running the `finally` below, leaving the
+    # simulated server running: raise instead, so that it is stopped (by pid) on the way out.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_on_signal)
     if args.list:
         for name, (what, _) in MEASUREMENTS.items():
             print(f"{name:10} {what}")
