@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint demo e2e bench clean
+.PHONY: setup test lint matrix demo e2e bench clean
 
 setup: $(STAMP)
 
@@ -15,6 +15,11 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q
+
+# The unit tests on Python 3.9, 3.10, 3.12, 3.13 and the integration tests on 3.9 and 3.13,
+# each in its own cached venv (see tests/matrix.py); `make test` covers the venv's own 3.11.
+matrix: $(STAMP)
+	$(PY) tests/matrix.py
 
 demo: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH ./example-scripts/demo.sh

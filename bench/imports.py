@@ -11,7 +11,6 @@ import functools
 import os
 import pkgutil
 import sys
-import sysconfig
 from collections import defaultdict
 from dataclasses import dataclass
 
@@ -66,11 +65,12 @@ def parse(text: str) -> list[ImportLine]:
 def _stdlib_names() -> frozenset[str]:
     if sys.version_info >= (3, 10):
         return frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
-    # 3.9 has no list: what the interpreter's own library directories hold (site-packages
-    # there is a plain directory, not a package, so it is not listed).
-    paths = sysconfig.get_paths()
-    where = {paths["stdlib"], paths["platstdlib"], os.path.join(paths["platstdlib"], "lib-dynload")}
-    found = {m.name for m in pkgutil.iter_modules(sorted(where))}
+    # 3.9 has no list: what the interpreter's own library directories on sys.path hold
+    # (lib/python3.9 and its lib-dynload; a venv's sysconfig paths would name the venv).
+    bases = tuple(os.path.join(p, "") for p in {sys.base_prefix, sys.base_exec_prefix})
+    own = (f"python{sys.version_info[0]}.{sys.version_info[1]}", "lib-dynload")
+    where = [p for p in sys.path if p.startswith(bases) and os.path.basename(p) in own]
+    found = {m.name for m in pkgutil.iter_modules(where)}
     return frozenset(found) | frozenset(sys.builtin_module_names)
 
 
