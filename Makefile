@@ -10,16 +10,16 @@ $(STAMP): pyproject.toml .ci/setup
 	VENV=$(VENV) ./.ci/setup
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pep_agent tests bench
+	$(VENV)/bin/ruff check pep_agent tests bench .ci/matrix.py
 	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest -q
 
 # The unit tests on Python 3.9, 3.10, 3.12, 3.13 and the integration tests on 3.9 and 3.13,
-# each in its own cached venv (see tests/matrix.py); `make test` covers the venv's own 3.11.
+# each in its own cached venv (see .ci/matrix.py); `make test` covers the venv's own 3.11.
 matrix: $(STAMP)
-	$(PY) tests/matrix.py
+	$(PY) .ci/matrix.py
 
 demo: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH ./example-scripts/demo.sh
