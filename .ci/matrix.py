@@ -83,13 +83,18 @@ def _run(argv: list[str], log: Path, timeout: float, cwd: Path | None = None) ->
                        check=True, timeout=timeout, cwd=cwd)
 
 
-def _remove_tree(path: Path) -> None:
+def _unmount_below(path: Path) -> None:
+    """Unmount what is mounted below path (debootstrap mounts proc and sys in its target)."""
     prefix = str(path.resolve()) + "/"
     with open("/proc/mounts") as mounts:
         points = sorted((ln.split()[1] for ln in mounts if ln.split()[1].startswith(prefix)),
                         key=len, reverse=True)
-    for point in points:  # debootstrap mounts proc and sys in its target
+    for point in points:
         subprocess.run(["umount", "-l", point], check=False, timeout=60)
+
+
+def _remove_tree(path: Path) -> None:
+    _unmount_below(path)
     subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False, timeout=600)
 
 
@@ -108,6 +113,8 @@ class Interpreter:
         inner = ("mount --rbind /dev \"$R/dev\" && mount -t proc proc \"$R/proc\" && "
                  "mount -t sysfs sys \"$R/sys\" && "
                  "mount --bind \"$S\" \"$R/src\" && cp /etc/resolv.conf \"$R/etc/resolv.conf\" && "
+                 # pip in the root trusts what the host trusts (a proxy's CA, say).
+                 "mount --bind /etc/ssl/certs \"$R/etc/ssl/certs\" && "
                  "exec chroot \"$R\" /usr/bin/env -C \"$C\" \"$@\"")
         return ["unshare", "--mount", "--propagation", "private", "--", "env",
                 f"R={self.root}", f"S={REPO}", f"C={cwd}", "sh", "-c", inner, "matrix", *argv]
@@ -145,7 +152,7 @@ def debian_interpreter(version: str, log: Path) -> Interpreter:
                       f"--include={','.join(ROOT_PACKAGES)}", suite, str(build), MIRROR],
                      log, SETUP_TIMEOUT)
             finally:
-                _remove_tree(build / "proc")  # only what debootstrap left mounted
+                _unmount_below(build)
             (build / "src").mkdir()
             (build / ".complete").write_text(key + "\n")
             build.rename(root)
