@@ -48,7 +48,8 @@ MIRROR = "http://deb.debian.org/debian"
 # What the tests need in a Debian root: the interpreter, a compiler and libsystemd's headers for
 # systemd-python, and the command-line tools the tests call.
 ROOT_PACKAGES = ("python3", "python3-venv", "python3-dev", "gcc", "libc6-dev", "pkg-config",
-                 "libsystemd-dev", "openssl", "jq", "iproute2", "ca-certificates", "procps")
+                 "libsystemd-dev", "openssl", "jq", "curl", "iproute2", "ca-certificates",
+                 "procps")
 ROOT_LAYOUT = "1"  # bump when the root preparation changes in a way the lists do not show
 
 SETUP_TIMEOUT = 1800.0
