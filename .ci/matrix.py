@@ -212,7 +212,7 @@ SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|skipped|error).*?)\s*=*$")
 
 def run_tests(interp: Interpreter, venv: Path, what: str, log: Path) -> Outcome:
     src = "/src" if interp.root else str(REPO)
-    argv = [f"{venv}/bin/python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+    argv = [f"{venv}/bin/python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
             "-o", "addopts=", f"tests/{what}"]
     started = time.monotonic()
     with open(log, "w") as out:
