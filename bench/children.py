@@ -17,7 +17,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,14 +60,23 @@ class Finished:
         return f"{self.argv[0]} {' '.join(self.argv[1:3])}: {why}: {tail[0][:200]}"
 
 
-def _die_with_parent(parent: int) -> None:
-    """In the forked child, before exec: SIGTERM when the process that started it dies."""
+def _die_with_parent() -> Callable[[], None]:
+    """A pre-exec hook: the child gets SIGTERM when the process that started it dies.
+
+    prctl is looked up here, in the parent: between fork and exec only that call runs.
+    """
     import ctypes
 
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
     pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, int(signal.SIGTERM))
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return hook
 
 
 class Child:
@@ -84,13 +93,13 @@ class Child:
         self.argv = list(argv)
         self.stdout = out_dir / f"{name}.out"
         self.stderr = out_dir / f"{name}.err"
-        parent = os.getpid()
+        hook = _die_with_parent() if die_with_parent else None
         with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
             self.started = time.perf_counter()
             self._popen = subprocess.Popen(
                 self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                 env=None if env is None else dict(env), cwd=cwd, start_new_session=True,
-                preexec_fn=(lambda: _die_with_parent(parent)) if die_with_parent else None)
+                preexec_fn=hook)
         self.pid = self._popen.pid
         # Nothing else waits for this child, so the pid stays ours until we reap it.
         self.pidfd = os.pidfd_open(self.pid)
