@@ -256,7 +256,7 @@ def main(argv: list[str]) -> int:
     outcomes: list[Outcome] = []
     started = time.monotonic()
     for version in args.versions:
-        setup_log = logs / f"setup-{version}.log"
+        setup_log = logs / f"setup-{version}-{os.getpid()}.log"
         setup_log.write_text("")
         try:
             interp = None if version in args.debian else pyenv_interpreter(version)
@@ -268,7 +268,8 @@ def main(argv: list[str]) -> int:
         for what in ("unit", "integration"):
             if what == "integration" and version not in args.integration:
                 continue
-            outcome = run_tests(interp, venv, what, logs / f"{what}-{version}.log")
+            slug = interp.origin.replace(" ", "-")
+            outcome = run_tests(interp, venv, what, logs / f"{what}-{version}-{slug}.log")
             outcomes.append(outcome)
             mark = "ok" if outcome.ok else "FAILED"
             print(f"matrix: {version} ({interp.origin}) {what}: {outcome.summary} "

@@ -104,6 +104,7 @@ class Child:
         # Nothing else waits for this child, so the pid stays ours until we reap it.
         self.pidfd = os.pidfd_open(self.pid)
         self.result: Finished | None = None
+        _RUNNING.add(self)
 
     def reap(self, *, timed_out: bool = False) -> Finished:
         """Collect the exit of a child that has ended (or is being killed)."""
@@ -112,6 +113,7 @@ class Child:
         os.close(self.pidfd)
         code = os.waitstatus_to_exitcode(status)
         self._popen.returncode = code  # so that Popen never waits for it again
+        _RUNNING.discard(self)
         self.result = Finished(self.argv, code, self.started, ended, usage.ru_utime,
                                usage.ru_stime, usage.ru_maxrss, timed_out, self.stdout,
                                self.stderr)
@@ -135,6 +137,16 @@ class Child:
         if _readable(self.pidfd, timeout):
             return self.reap()
         return self.kill()
+
+
+# Children not reaped yet: what kill_all stops when the benchmark ends early.
+_RUNNING: set[Child] = set()
+
+
+def kill_all() -> None:
+    """Stop every child still running (a measurement failed or the run was interrupted)."""
+    for child in list(_RUNNING):
+        child.kill()
 
 
 def run(argv: Sequence[str], *, out_dir: Path, name: str, timeout: float,

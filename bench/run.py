@@ -30,7 +30,7 @@ if __package__ in (None, ""):
     # Run as a script: import the bench package from the project, not from bench/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import coldstart, imports, line, provision, simthroughput
+from bench import children, coldstart, imports, line, provision, simthroughput
 from bench.context import Bench
 from bench.report import Section, show, write
 from bench.simserver import SimServer, Tools
@@ -129,6 +129,9 @@ def main(argv: list[str]) -> int:
                 show(section)
             sections.extend(new)
     finally:
+        # What an interrupted measurement left (a provision waiting for the server), then the
+        # server; both by pid.
+        children.kill_all()
         if server is not None:
             server.stop()
         if args.keep:

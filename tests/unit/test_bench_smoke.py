@@ -141,18 +141,28 @@ def test_stdlib_is_told_from_installed_packages() -> None:
     assert not is_stdlib("requests") and not is_stdlib("pep_agent.flow")
 
 
-def _server_of(bench: subprocess.Popen[str]) -> psutil.Process:
-    """Waits (bounded) for the benchmark's announcement of its server; returns that process."""
+def _started(bench: subprocess.Popen[str]) -> str:
+    """Waits (bounded) for the benchmark's announcement of its server; its work directory."""
     assert bench.stdout is not None
+    line = ""
     for _ in range(50):
         line = bench.stdout.readline()
         if not line or line.startswith("bench: simulated pep server at"):
             break
     assert line.startswith("bench: simulated pep server at"), line
-    servers = [p for p in psutil.Process(bench.pid).children()
-               if "server" in p.cmdline() and "sim" in p.cmdline()]
-    assert len(servers) == 1, servers
-    return servers[0]
+    return line.rsplit("work directory ", 1)[1].strip()
+
+
+def _inside(work: str) -> list[psutil.Process]:
+    """Processes started by a benchmark: their command line or directory is in its work dir."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if any(work in arg for arg in p.cmdline()) or p.cwd().startswith(work):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
 
 
 @needs_sim_extra
@@ -163,18 +173,23 @@ def test_the_simulated_server_ends_with_the_benchmark(tmp_path: Path,
                               "--out", str(tmp_path / "results")], stdout=subprocess.PIPE,
                              stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
                              start_new_session=True)
-    server: psutil.Process | None = None
+    work = ""
     try:
-        server = _server_of(bench)
+        work = _started(bench)
+        server = [p for p in _inside(work) if "server" in p.cmdline()]
+        assert len(server) == 1, server
         os.kill(bench.pid, how)
         assert bench.wait(timeout=60) == (-how if how == signal.SIGKILL else 128 + how)
-        gone, alive = psutil.wait_procs([server], timeout=30)
+        gone, alive = psutil.wait_procs(server, timeout=30)
         assert gone and not alive, f"{server} outlived the benchmark"
+        if how == signal.SIGTERM:  # it stops everything it started, not only the server
+            assert not _inside(work)
     finally:
         if bench.poll() is None:
             bench.kill()
             bench.wait(timeout=30)
-        if server is not None and server.is_running():  # this test failed: leave nothing behind
-            server.kill()
+        # After SIGKILL (or a failure here) a provision it had started may still be running.
+        for leftover in _inside(work) if work else []:
+            leftover.kill()
         assert bench.stdout is not None
         bench.stdout.close()
