@@ -1,7 +1,8 @@
 """Measured child processes: start, wait with a deadline, and per-child resource usage.
 
-Side effects: starts processes (each in its own session), writes their output to files, and on
-a timeout signals that child's process group and the descendants it started, by pid.
+Side effects: starts processes (each in its own session; a long-lived one with a parent-death
+signal), writes their output to files, and on a timeout (or kill_all) signals that child's
+process group and the descendants it started, by pid.
 
 Each child is waited for with os.wait4 on its own pid (through a pidfd, so that the exit is
 seen the moment it happens and a pid can never be confused with a reused one). wait4 gives the
