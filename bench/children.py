@@ -95,17 +95,24 @@ class Child:
         self.stdout = out_dir / f"{name}.out"
         self.stderr = out_dir / f"{name}.err"
         hook = _die_with_parent() if die_with_parent else None
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.started = time.perf_counter()
-            self._popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env=None if env is None else dict(env), cwd=cwd, start_new_session=True,
-                preexec_fn=hook)
-        self.pid = self._popen.pid
-        # Nothing else waits for this child, so the pid stays ours until we reap it.
-        self.pidfd = os.pidfd_open(self.pid)
-        self.result: Finished | None = None
-        _RUNNING.add(self)
+        global _spawning
+        _spawning = True
+        try:
+            with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+                self.started = time.perf_counter()
+                self._popen = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    env=None if env is None else dict(env), cwd=cwd, start_new_session=True,
+                    preexec_fn=hook)
+            self.pid = self._popen.pid
+            # Nothing else waits for this child, so the pid stays ours until we reap it.
+            self.pidfd = os.pidfd_open(self.pid)
+            self.result: Finished | None = None
+            _RUNNING.add(self)
+        finally:
+            _spawning = False
+        if _exit_pending is not None:
+            raise SystemExit(_exit_pending)
 
     def reap(self, *, timed_out: bool = False) -> Finished:
         """Collect the exit of a child that has ended (or is being killed)."""
@@ -142,6 +149,18 @@ class Child:
 
 # Children not reaped yet: what kill_all stops when the benchmark ends early.
 _RUNNING: set[Child] = set()
+# A SIGTERM during a spawn waits until the child is in _RUNNING: raised inside Popen, it would
+# leave a child that nothing knows of.
+_spawning = False
+_exit_pending: int | None = None
+
+
+def exit_on_signal(signum: int, _frame: object) -> None:
+    """Signal handler: end the benchmark through SystemExit, so that its `finally` runs."""
+    global _exit_pending
+    _exit_pending = 128 + signum
+    if not _spawning:
+        raise SystemExit(_exit_pending)
 
 
 def kill_all() -> None:

@@ -88,16 +88,12 @@ def meta(tools: Tools, smoke: bool) -> dict[str, str]:
             "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
-def _stop_on_signal(signum: int, _frame: object) -> None:
-    # SIGTERM/SIGHUP would end the process without running the `finally` below, leaving the
-    # simulated server running: raise instead, so that it is stopped (by pid) on the way out.
-    raise SystemExit(128 + signum)
-
-
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # SIGTERM/SIGHUP would end the process without running the `finally` below, leaving the
+    # simulated server running: they raise SystemExit instead.
     for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop_on_signal)
+        signal.signal(signum, children.exit_on_signal)
     if args.list:
         for name, (what, _) in MEASUREMENTS.items():
             print(f"{name:10} {what}")
@@ -129,6 +125,8 @@ def main(argv: list[str]) -> int:
                 show(section)
             sections.extend(new)
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut this short
+            signal.signal(signum, signal.SIG_IGN)
         # What an interrupted measurement left (a provision waiting for the server), then the
         # server; both by pid.
         children.kill_all()
