@@ -305,8 +305,8 @@ def make_pki(where: Path) -> tuple[Path, Path, Path]:
     """A factory CA and a server certificate for 127.0.0.1 signed by it (openssl CLI).
 
     Everything comes from our own config file, so the result does not depend on the system's
-    openssl.cnf; and no -addext, which OpenSSL 1.1.1 (Debian bullseye) refuses for an extension
-    its default config already adds, where 3.x replaces it.
+    openssl.cnf. With -addext on top of that file's v3_ca, OpenSSL 1.1.1 (Debian bullseye) gave
+    the CA basicConstraints twice (3.x replaces it), and verification refused the chain.
     """
     ca_key, ca, key, csr, cert = (where / n for n in ("ca.key", "ca.pem", "srv.key",
                                                       "srv.csr", "srv.pem"))
