@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check demo e2e bench clean
+.PHONY: setup test lint wheel-check matrix demo e2e bench clean
 
 setup: $(STAMP)
 
@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml .ci/setup
 	VENV=$(VENV) ./.ci/setup
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pep_agent tests bench packaging
+	$(VENV)/bin/ruff check pep_agent tests bench packaging .ci/matrix.py
 	$(VENV)/bin/mypy
 
 # The wheel as kirkstone's and scarthgap's build tools make it (see packaging/check-wheel.py).
@@ -19,6 +19,11 @@ wheel-check: $(STAMP)
 
 test: lint wheel-check
 	$(PY) -m pytest -q
+
+# The unit tests on Python 3.9, 3.10, 3.12, 3.13 and the integration tests on 3.9 and 3.13,
+# each in its own cached venv (see .ci/matrix.py); `make test` covers the venv's own 3.11.
+matrix: $(STAMP)
+	$(PY) .ci/matrix.py
 
 demo: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH ./example-scripts/demo.sh

@@ -1,7 +1,8 @@
 """Measured child processes: start, wait with a deadline, and per-child resource usage.
 
-Side effects: starts processes (each in its own session), writes their output to files, and on
-a timeout signals that child's process group and the descendants it started, by pid.
+Side effects: starts processes (each in its own session; a long-lived one with a parent-death
+signal), writes their output to files, and on a timeout (or kill_all) signals that child's
+process group and the descendants it started, by pid.
 
 Each child is waited for with os.wait4 on its own pid (through a pidfd, so that the exit is
 seen the moment it happens and a pid can never be confused with a reused one). wait4 gives the
@@ -17,7 +18,7 @@ import select
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,23 +61,58 @@ class Finished:
         return f"{self.argv[0]} {' '.join(self.argv[1:3])}: {why}: {tail[0][:200]}"
 
 
+def _die_with_parent() -> Callable[[], None]:
+    """A pre-exec hook: the child gets SIGTERM when the process that started it dies.
+
+    prctl is looked up here, in the parent: between fork and exec only that call runs.
+    """
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM))
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return hook
+
+
 class Child:
-    """One running child, its output redirected to files."""
+    """One running child, its output redirected to files.
+
+    A long-lived child (the simulated server) takes `die_with_parent`: it gets SIGTERM if the
+    benchmark itself is killed (SIGKILL, or a test's timeout), where no `finally` can stop it.
+    Measured children do not: the extra step between fork and exec would count in their time.
+    """
 
     def __init__(self, argv: Sequence[str], *, out_dir: Path, name: str,
-                 env: Mapping[str, str] | None = None, cwd: Path | None = None) -> None:
+                 env: Mapping[str, str] | None = None, cwd: Path | None = None,
+                 die_with_parent: bool = False) -> None:
         self.argv = list(argv)
         self.stdout = out_dir / f"{name}.out"
         self.stderr = out_dir / f"{name}.err"
-        with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
-            self.started = time.perf_counter()
-            self._popen = subprocess.Popen(
-                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                env=None if env is None else dict(env), cwd=cwd, start_new_session=True)
-        self.pid = self._popen.pid
-        # Nothing else waits for this child, so the pid stays ours until we reap it.
-        self.pidfd = os.pidfd_open(self.pid)
-        self.result: Finished | None = None
+        hook = _die_with_parent() if die_with_parent else None
+        global _spawning
+        _spawning = True
+        try:
+            with self.stdout.open("wb") as out, self.stderr.open("wb") as err:
+                self.started = time.perf_counter()
+                self._popen = subprocess.Popen(
+                    self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                    env=None if env is None else dict(env), cwd=cwd, start_new_session=True,
+                    preexec_fn=hook)
+            self.pid = self._popen.pid
+            # Nothing else waits for this child, so the pid stays ours until we reap it.
+            self.pidfd = os.pidfd_open(self.pid)
+            self.result: Finished | None = None
+            _RUNNING.add(self)
+        finally:
+            _spawning = False
+        if _exit_pending is not None:
+            raise SystemExit(_exit_pending)
 
     def reap(self, *, timed_out: bool = False) -> Finished:
         """Collect the exit of a child that has ended (or is being killed)."""
@@ -85,6 +121,7 @@ class Child:
         os.close(self.pidfd)
         code = os.waitstatus_to_exitcode(status)
         self._popen.returncode = code  # so that Popen never waits for it again
+        _RUNNING.discard(self)
         self.result = Finished(self.argv, code, self.started, ended, usage.ru_utime,
                                usage.ru_stime, usage.ru_maxrss, timed_out, self.stdout,
                                self.stderr)
@@ -108,6 +145,28 @@ class Child:
         if _readable(self.pidfd, timeout):
             return self.reap()
         return self.kill()
+
+
+# Children not reaped yet: what kill_all stops when the benchmark ends early.
+_RUNNING: set[Child] = set()
+# A SIGTERM during a spawn waits until the child is in _RUNNING: raised inside Popen, it would
+# leave a child that nothing knows of.
+_spawning = False
+_exit_pending: int | None = None
+
+
+def exit_on_signal(signum: int, _frame: object) -> None:
+    """Signal handler: end the benchmark through SystemExit, so that its `finally` runs."""
+    global _exit_pending
+    _exit_pending = 128 + signum
+    if not _spawning:
+        raise SystemExit(_exit_pending)
+
+
+def kill_all() -> None:
+    """Stop every child still running (a measurement failed or the run was interrupted)."""
+    for child in list(_RUNNING):
+        child.kill()
 
 
 def run(argv: Sequence[str], *, out_dir: Path, name: str, timeout: float,

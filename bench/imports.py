@@ -7,6 +7,9 @@ sandbox provision against the simulated server).
 
 from __future__ import annotations
 
+import functools
+import os
+import pkgutil
 import sys
 from collections import defaultdict
 from dataclasses import dataclass
@@ -58,9 +61,21 @@ def parse(text: str) -> list[ImportLine]:
     return result
 
 
+@functools.lru_cache(maxsize=1)
+def _stdlib_names() -> frozenset[str]:
+    if sys.version_info >= (3, 10):
+        return frozenset(sys.stdlib_module_names) | frozenset(sys.builtin_module_names)
+    # 3.9 has no list: what the interpreter's own library directories on sys.path hold
+    # (lib/python3.9 and its lib-dynload; a venv's sysconfig paths would name the venv).
+    bases = tuple(os.path.join(p, "") for p in {sys.base_prefix, sys.base_exec_prefix})
+    own = (f"python{sys.version_info[0]}.{sys.version_info[1]}", "lib-dynload")
+    where = [p for p in sys.path if p.startswith(bases) and os.path.basename(p) in own]
+    found = {m.name for m in pkgutil.iter_modules(where)}
+    return frozenset(found) | frozenset(sys.builtin_module_names)
+
+
 def is_stdlib(name: str) -> bool:
-    top = name.split(".")[0]
-    return top in sys.stdlib_module_names or top in sys.builtin_module_names
+    return name.split(".")[0] in _stdlib_names()
 
 
 def outside_stdlib(lines: list[ImportLine], baseline: set[str]) -> list[ImportLine]:
@@ -97,8 +112,10 @@ def importer(line: ImportLine, lines: list[ImportLine]) -> str:
     """The first pep_agent module above this line, or how it was reached."""
     by_name = {x.name: x for x in lines}
     current: ImportLine | None = line
-    chain = []
-    while current is not None and current.parent is not None:
+    chain: list[str] = []
+    # A circular import (click under typer 0.23) makes a parent chain loop: stop where a name
+    # comes back.
+    while current is not None and current.parent is not None and current.parent not in chain:
         chain.append(current.parent)
         if current.parent.startswith("pep_agent"):
             return current.parent

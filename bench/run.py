@@ -5,7 +5,8 @@ Runs every measurement against a simulated pep server on 127.0.0.1 and sandbox g
 temporary directory, prints each figure (median and spread over repeated runs) as it finishes,
 and writes results.md, results.json and line-throughput.png to bench/results/.
 
-Side effects: starts and stops (by pid) the simulator and agent processes it measures, creates
+Side effects: starts and stops (by pid) the simulator and agent processes it measures, also when
+it fails or is sent SIGTERM (and the simulated server ends with it even on SIGKILL), creates
 and removes a temporary work directory, writes the results directory. Exit status: 0 when every
 measurement ran (targets missed are reported, not fatal), 1 when one failed or a gateway of a
 line run did not provision, 2 on a usage error.
@@ -18,6 +19,7 @@ import datetime
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -28,7 +30,7 @@ if __package__ in (None, ""):
     # Run as a script: import the bench package from the project, not from bench/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import coldstart, imports, line, provision, simthroughput
+from bench import children, coldstart, imports, line, provision, simthroughput
 from bench.context import Bench
 from bench.report import Section, show, write
 from bench.simserver import SimServer, Tools
@@ -88,6 +90,10 @@ def meta(tools: Tools, smoke: bool) -> dict[str, str]:
 
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
+    # SIGTERM/SIGHUP would end the process without running the `finally` below, leaving the
+    # simulated server running: they raise SystemExit instead.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, children.exit_on_signal)
     if args.list:
         for name, (what, _) in MEASUREMENTS.items():
             print(f"{name:10} {what}")
@@ -119,6 +125,11 @@ def main(argv: list[str]) -> int:
                 show(section)
             sections.extend(new)
     finally:
+        for signum in (signal.SIGTERM, signal.SIGHUP):  # a second signal must not cut this short
+            signal.signal(signum, signal.SIG_IGN)
+        # What an interrupted measurement left (a provision waiting for the server), then the
+        # server; both by pid.
+        children.kill_all()
         if server is not None:
             server.stop()
         if args.keep:

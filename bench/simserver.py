@@ -94,7 +94,8 @@ class SimServer:
         work.mkdir(parents=True, exist_ok=True)
         argv = [tools.agent, "sim", "server", "--host", "127.0.0.1", "--port", "0",
                 "--db", str(work / "pep-sim.sqlite")]
-        self.child = Child(argv, out_dir=work, name="sim-server", env=tools.env())
+        self.child = Child(argv, out_dir=work, name="sim-server", env=tools.env(),
+                           die_with_parent=True)
         try:
             self.url = wait_for_line(self.child.stdout, SERVER_LINE, self.child).group(1)
         except RuntimeError:

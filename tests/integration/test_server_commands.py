@@ -302,21 +302,30 @@ def test_non_json_identity_is_exit_17(work: Path, recorder: Recorder) -> None:
 # --- https ----------------------------------------------------------------------------
 
 def make_pki(where: Path) -> tuple[Path, Path, Path]:
-    """A factory CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    """A factory CA and a server certificate for 127.0.0.1 signed by it (openssl CLI).
+
+    Everything comes from our own config file, so the result does not depend on the system's
+    openssl.cnf. With -addext on top of that file's v3_ca, OpenSSL 1.1.1 (Debian bullseye) gave
+    the CA basicConstraints twice (3.x replaces it), and verification refused the chain.
+    """
     ca_key, ca, key, csr, cert = (where / n for n in ("ca.key", "ca.pem", "srv.key",
                                                       "srv.csr", "srv.pem"))
-    ext = where / "srv.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\n"
-                   "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
-                   "authorityKeyIdentifier=keyid\nsubjectKeyIdentifier=hash\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    config = where / "pki.cnf"
+    config.write_text(
+        "[req]\ndistinguished_name = dn\nx509_extensions = ca_ext\n[dn]\n"
+        "[ca_ext]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n"
+        "subjectKeyIdentifier = hash\n"
+        "[srv_ext]\nsubjectAltName = IP:127.0.0.1\nbasicConstraints = critical,CA:FALSE\n"
+        "keyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n"
+        "authorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+          "-config", config]
     for argv in (
         ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
-         "-subj", "/CN=test factory CA", "-addext", "basicConstraints=critical,CA:TRUE",
-         "-addext", "keyUsage=critical,keyCertSign,cRLSign"],
+         "-subj", "/CN=test factory CA"],
         ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
         ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", cert, "-days", "2", "-extfile", ext],
+         "-out", cert, "-days", "2", "-extfile", config, "-extensions", "srv_ext"],
     ):
         subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True,
                        timeout=60)

@@ -4,20 +4,39 @@ the benchmark itself."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import psutil
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from bench.imports import importer, inside_other_package, outside_stdlib, parse  # noqa: E402
+from bench.imports import (  # noqa: E402
+    importer,
+    inside_other_package,
+    is_stdlib,
+    outside_stdlib,
+    parse,
+)
 from bench.stats import percentile, summarize  # noqa: E402
 
 RUN = REPO / "bench" / "run.py"
 SECTIONS = {"cold_start", "imports", "overhead", "memory", "line", "sim"}
+# The benchmarks run the simulated server (the 'sim' extra) and draw with matplotlib: the
+# 'bench' extra holds both.
+needs_bench_extra = pytest.mark.skipif(
+    any(importlib.util.find_spec(m) is None for m in ("matplotlib", "cryptography")),
+    reason="the 'bench' extra (matplotlib, cryptography) is not installed")
+needs_sim_extra = pytest.mark.skipif(importlib.util.find_spec("cryptography") is None,
+                                     reason="the 'sim' extra (cryptography) is not installed")
 
 
 def _bench(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:
@@ -25,6 +44,7 @@ def _bench(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
+@needs_bench_extra
 def test_smoke_run_measures_everything_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = _bench("--smoke", "--out", str(out))
@@ -100,3 +120,76 @@ def test_a_module_reported_twice_counts_once() -> None:
     lines = parse(text)
     assert [(x.name, x.parent) for x in lines] == [
         ("pkg.errors", "pkg"), ("pkg", "pkg.errors"), ("app", None)]
+
+
+def test_an_import_cycle_ends_the_walk() -> None:
+    # typer 0.23 imports click from inside click: the parent chain comes back on itself.
+    text = ("import time:        10 |         10 |       click\n"
+            "import time:        20 |         30 |     click.core\n"
+            "import time:        20 |         50 |   click\n"
+            "import time:         5 |         55 | typer\n")
+    lines = parse(text)
+    assert [(x.name, x.parent) for x in lines] == [
+        ("click", "click.core"), ("click.core", "click"), ("typer", None)]
+    assert importer(lines[0], lines) == "click"
+    assert importer(lines[1], lines) == "click.core"
+
+
+def test_stdlib_is_told_from_installed_packages() -> None:
+    assert is_stdlib("json") and is_stdlib("os.path") and is_stdlib("sys")
+    assert is_stdlib("_ssl") and is_stdlib("xml.etree")
+    assert not is_stdlib("requests") and not is_stdlib("pep_agent.flow")
+
+
+def _started(bench: subprocess.Popen[str]) -> str:
+    """Waits (bounded) for the benchmark's announcement of its server; its work directory."""
+    assert bench.stdout is not None
+    line = ""
+    for _ in range(50):
+        line = bench.stdout.readline()
+        if not line or line.startswith("bench: simulated pep server at"):
+            break
+    assert line.startswith("bench: simulated pep server at"), line
+    return line.rsplit("work directory ", 1)[1].strip()
+
+
+def _inside(work: str, *, by_cwd: bool = True) -> list[psutil.Process]:
+    """Processes of a benchmark: their command line (or directory) is in its work dir."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if any(work in arg for arg in p.cmdline()) or (by_cwd and p.cwd().startswith(work)):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
+
+
+@needs_sim_extra
+@pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
+def test_the_simulated_server_ends_with_the_benchmark(tmp_path: Path,
+                                                      how: signal.Signals) -> None:
+    bench = subprocess.Popen([sys.executable, str(RUN), "--smoke", "--only", "sim", "--no-plot",
+                              "--out", str(tmp_path / "results")], stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True,
+                             start_new_session=True)
+    work = ""
+    try:
+        work = _started(bench)
+        server = [p for p in _inside(work) if "server" in p.cmdline()]
+        assert len(server) == 1, server
+        os.kill(bench.pid, how)
+        assert bench.wait(timeout=60) == (-how if how == signal.SIGKILL else 128 + how)
+        gone, alive = psutil.wait_procs(server, timeout=30)
+        assert gone and not alive, f"{server} outlived the benchmark"
+        if how == signal.SIGTERM:  # it stops every child it started, not only the server
+            assert not _inside(work, by_cwd=False)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait(timeout=30)
+        # After SIGKILL (or a failure here) a provision it had started may still be running.
+        for leftover in _inside(work) if work else []:
+            leftover.kill()
+        assert bench.stdout is not None
+        bench.stdout.close()

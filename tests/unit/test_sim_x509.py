@@ -1,56 +1,74 @@
-"""Pure-Python P-256 keys and certificates, checked against OpenSSL when it is installed."""
+"""The simulators' keys and certificates, checked with OpenSSL when it is installed.
+
+They need the `sim` extra (cryptography); without it these tests skip, except the one that
+checks the simulated server then refuses to start with a one-line error naming the extra.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from pep_agent.sim import p256, x509
+HAVE_CRYPTOGRAPHY = importlib.util.find_spec("cryptography") is not None
+needs_crypto = pytest.mark.skipif(not HAVE_CRYPTOGRAPHY,
+                                  reason="the 'sim' extra (cryptography) is not installed")
 
 
-def test_scalar_multiplication_stays_on_the_curve() -> None:
-    assert p256.on_curve(p256.G)
-    for k in (1, 2, 3, p256.N - 1, 0xDEADBEEF):
-        assert p256.on_curve(p256.multiply(k))
-    assert p256.multiply(p256.N - 1) == (p256.G[0], p256.P - p256.G[1])  # -G
-    assert p256.multiply(2) == p256.multiply(1, p256.multiply(2))
+def x509() -> Any:
+    from pep_agent.sim import x509 as module
+
+    return module
 
 
-def test_known_answer_for_2g() -> None:
-    x, y = p256.multiply(2)
-    assert x == 0x7CF27B188D034F7E8A52380304B51AC3C08969E277F21B35A60B48FC47669978
-    assert y == 0x07775510DB8ED040293D9AC69F7430DBBA7DADE63CE982299E04B79D227873D1
+@needs_crypto
+def test_device_certificate_is_signed_by_the_authority() -> None:
+    from cryptography import x509 as cx
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    ca = x509().Authority.generate()
+    key, der = ca.issue("GW-1", "0123456789abcdef0123456789abcdef")
+    cert = cx.load_der_x509_certificate(der)
+    ca_cert = cx.load_der_x509_certificate(ca.cert_der)
+    assert cert.issuer == ca_cert.subject
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "GW-1"
+    public = ca_cert.public_key()
+    assert isinstance(public, ec.EllipticCurvePublicKey)
+    assert public.curve.name == "secp256r1"
+    public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+    # Another CA's key must not verify it: the check above can fail.
+    with pytest.raises(InvalidSignature):
+        x509().Authority.generate().key.private.public_key().verify(
+            cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(hashes.SHA256()))
+    assert cert.extensions.get_extension_for_class(cx.KeyUsage).value.digital_signature
+    assert ca_cert.extensions.get_extension_for_class(cx.BasicConstraints).value.ca
+    assert key.public_der == cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def test_signatures_verify_and_detect_tampering() -> None:
-    d = p256.new_private_key()
-    q = p256.multiply(d)
-    sig = p256.sign(d, b"message")
-    assert p256.verify(q, b"message", sig)
-    assert not p256.verify(q, b"messagf", sig)
-    assert not p256.verify(p256.multiply(d + 1), b"message", sig)
-
-
-def test_der_integers_and_oids() -> None:
-    assert x509.der_int(0) == b"\x02\x01\x00"
-    assert x509.der_int(127) == b"\x02\x01\x7f"
-    assert x509.der_int(128) == b"\x02\x02\x00\x80"
-    assert x509.der_oid("1.2.840.10045.2.1") == bytes.fromhex("06072a8648ce3d0201")
-
-
+@needs_crypto
 def test_enrollment_id_format() -> None:
-    eid = x509.enrollment_id(b"certificate")
+    eid = x509().enrollment_id(b"certificate")
     assert len(eid) == 97
     assert re.fullmatch(r"A-([0-9a-f]{2}:){31}[0-9a-f]{2}", eid)
+    assert eid[2:].replace(":", "") == hashlib.sha256(b"certificate").hexdigest()
 
 
+@needs_crypto
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_openssl_accepts_the_chain_and_the_key(tmp_path: Path) -> None:
-    ca = x509.Authority.generate()
+    ca = x509().Authority.generate()
     key, cert = ca.issue("LINE 7/GW+001,rev=2", "0123456789abcdef0123456789abcdef")
     (tmp_path / "ca.der").write_bytes(ca.cert_der)
     (tmp_path / "dev.der").write_bytes(cert)
@@ -65,8 +83,28 @@ def test_openssl_accepts_the_chain_and_the_key(tmp_path: Path) -> None:
     assert "dev.pem: OK" in openssl("verify", "-CAfile", "ca.pem", "dev.pem")
     subject = openssl("x509", "-in", "dev.pem", "-noout", "-subject", "-nameopt", "multiline")
     assert re.search(r"commonName\s+= LINE 7/GW\+001,rev=2$", subject, re.MULTILINE)
+    # FCC stores the device key as an RFC 5915 ECPrivateKey ("EC PRIVATE KEY"), not PKCS#8.
+    assert b"\x06\x08\x2a\x86\x48\xce\x3d\x03\x01\x07" in key.private_der  # prime256v1 OID
     openssl("ec", "-inform", "der", "-in", "key.der", "-check", "-noout")
     # The private key matches the certificate's public key.
     from_key = openssl("ec", "-inform", "der", "-in", "key.der", "-pubout")
     from_cert = openssl("x509", "-in", "dev.pem", "-noout", "-pubkey")
     assert from_key == from_cert
+
+
+def test_sim_server_without_the_extra_names_it(tmp_path: Path) -> None:
+    # A real process in which `import cryptography` fails, as where the extra is not installed.
+    blocker = tmp_path / "blocked" / "cryptography"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(blocker.parent),
+                                                      env.get("PYTHONPATH")]))
+    out = subprocess.run([sys.executable, "-m", "pep_agent", "sim", "server", "--port", "0",
+                          "--db", str(tmp_path / "db.sqlite")],
+                         cwd=Path(__file__).parents[2], env=env, capture_output=True, text=True,
+                         timeout=60, check=False)
+    assert out.returncode == 3, out.stderr
+    assert "'sim' extra" in out.stderr and "pep-agent[sim]" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "db.sqlite").exists()
