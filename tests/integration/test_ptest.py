@@ -41,12 +41,16 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def lay_out(where: Path) -> Path:
-    """The recipe's do_install_ptest: tests/unit, the helpers tests/*.py, run-ptest."""
+    """The recipe's do_install_ptest: tests/unit, the helpers tests/*.py, the unit files,
+    run-ptest."""
     tests = where / "tests"
     shutil.copytree(REPO / "tests/unit", tests / "unit",
                     ignore=shutil.ignore_patterns("__pycache__"))
     for helper in (REPO / "tests").glob("*.py"):
         shutil.copy(helper, tests)
+    (where / "systemd").mkdir()
+    for unit in (REPO / "systemd").glob("*.service"):
+        shutil.copy(unit, where / "systemd")
     shutil.copy(RUN_PTEST, where / "run-ptest")
     return where / "run-ptest"
 

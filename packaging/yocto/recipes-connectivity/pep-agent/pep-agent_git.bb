@@ -62,6 +62,9 @@ do_install_ptest () {
     if [ -d ${S}/tests/fixtures ]; then
         cp -R --no-preserve=ownership ${S}/tests/fixtures ${D}${PTEST_PATH}/tests/
     fi
+    # Some unit tests check the unit files the package ships (lock directory, restart codes).
+    install -d ${D}${PTEST_PATH}/systemd
+    install -m 0644 ${S}/systemd/*.service ${D}${PTEST_PATH}/systemd/
     find ${D}${PTEST_PATH} -name __pycache__ -prune -exec rm -rf {} +
 }
 
