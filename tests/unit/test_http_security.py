@@ -11,6 +11,7 @@ import pytest
 from pep_agent import flow
 from pep_agent.config import load_settings
 from pep_agent.errors import BadResponseError, ConfigError, Exit, InstallError, ServerError
+from pep_agent.paths import Paths
 from pep_agent.steps.identity import retry_delay
 from pep_agent.system import http
 from pep_agent.system.leds import make_led
@@ -127,17 +128,17 @@ def test_retry_after_past_the_deadline_ends_the_loop(tmp_path: Path) -> None:
 def test_sandbox_services_log_refuses_a_symlink(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    log = tmp_path / "state" / "sandbox-services.log"
-    log.parent.mkdir()
+    log = Paths(tmp_path).sandbox_services
+    log.parent.mkdir(parents=True)
     log.symlink_to(victim)
     with pytest.raises(InstallError, match="symbolic link"):
-        SandboxServices(log).act("mask", "edge-core.service")
+        SandboxServices(Paths(tmp_path)).act("mask", "edge-core.service")
     assert victim.read_text() == "precious\n"
 
 
 def test_sandbox_services_log_is_appended(tmp_path: Path) -> None:
-    log = tmp_path / "state" / "sandbox-services.log"
-    services = SandboxServices(log)
+    log = Paths(tmp_path).sandbox_services
+    services = SandboxServices(Paths(tmp_path))
     services.act("mask", "edge-core.service")
     services.reboot()
     assert [line.split(" ", 1)[1] for line in log.read_text().splitlines()] == [
