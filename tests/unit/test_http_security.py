@@ -128,22 +128,21 @@ def test_retry_after_past_the_deadline_ends_the_loop(tmp_path: Path) -> None:
 def test_sandbox_services_log_refuses_a_symlink(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
-    paths = Paths(tmp_path / "root")
-    log = paths.sandbox_services
+    log = Paths(tmp_path).sandbox_services
     log.parent.mkdir(parents=True)
     log.symlink_to(victim)
     with pytest.raises(InstallError, match="symbolic link"):
-        SandboxServices(paths).act("stop", "edge-core.service")
+        SandboxServices(Paths(tmp_path)).act("mask", "edge-core.service")
     assert victim.read_text() == "precious\n"
 
 
 def test_sandbox_services_log_is_appended(tmp_path: Path) -> None:
-    paths = Paths(tmp_path / "root")
-    services = SandboxServices(paths)
-    services.act("stop", "edge-core.service")
+    log = Paths(tmp_path).sandbox_services
+    services = SandboxServices(Paths(tmp_path))
+    services.act("mask", "edge-core.service")
     services.reboot()
-    assert [line.split(" ", 1)[1] for line in paths.sandbox_services.read_text().splitlines()] == [
-        "stop edge-core.service", "reboot"]
+    assert [line.split(" ", 1)[1] for line in log.read_text().splitlines()] == [
+        "mask edge-core.service", "reboot"]
 
 
 def test_led_attribute_planted_as_a_symlink_is_not_written(tmp_path: Path) -> None:
