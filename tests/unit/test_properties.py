@@ -15,6 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("hypothesis")  # the dev extra; an image's ptest brings python3-hypothesis
+
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 

@@ -119,4 +119,4 @@ RDEPENDS:${PN}-sim = " \
     python3-sqlite3 \
 "
 
-RDEPENDS:${PN}-ptest += "${PN}-sim python3-pytest"
+RDEPENDS:${PN}-ptest += "${PN}-sim python3-pytest python3-hypothesis"
