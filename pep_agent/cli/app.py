@@ -96,6 +96,14 @@ def main() -> None:
     """Console-script entry point."""
     import importlib
 
+    if sys.argv[1:] == ["--version"]:
+        # Answered here, before typer: typer 0.23 (the last for Python 3.9) ends a bare
+        # --version with "Missing command", and this costs no typer import on any version.
+        from pep_agent import __version__
+
+        print(f"pep-agent {__version__}")
+        return
+
     # No option comes before the command's name, so the first plain word is the command.
     word = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
     wanted = _MODULE_OF.get(word)
