@@ -7,9 +7,7 @@ ends, for the serial that is installed; status shows a failed verify and trusts 
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,47 +18,15 @@ from pep_agent.errors import Exit
 from pep_agent.paths import Paths
 from pep_agent.system.lock import RunLock
 from tests.agentprocs import agent_env, run_agent
+from tests.edgestatus import ScriptedStatus, scripted_status
 
 SECRET = "SECRET-DEVICE-KEY-9f3c"
 
 
-class EdgeCore:
-    """Answers every GET with `reply`; runs `on_first` inside the first request (mid-poll)."""
-
-    def __init__(self) -> None:
-        self.reply: dict[str, Any] = {"status": "connecting", "endpoint-name": "SN-1"}
-        self.on_first: Callable[[], None] | None = None
-        self.requests = 0
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                stub.requests += 1
-                if stub.requests == 1 and stub.on_first is not None:
-                    stub.on_first()
-                body = json.dumps(stub.reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/status"
-
-
 @pytest.fixture
-def edge() -> Iterator[EdgeCore]:
-    stub = EdgeCore()
-    thread = threading.Thread(target=stub.server.serve_forever, daemon=True)
-    thread.start()
-    yield stub
-    stub.server.shutdown()
-    stub.server.server_close()
-    thread.join(timeout=5)
+def edge() -> Iterator[ScriptedStatus]:
+    with scripted_status({"status": "connecting", "endpoint-name": "SN-1"}) as scripted:
+        yield scripted
 
 
 class Gateway:
@@ -84,7 +50,7 @@ class Gateway:
     def journal(self) -> dict[str, Any]:
         return dict(json.loads(self.paths.journal.read_text()))
 
-    def verify(self, edge: EdgeCore, timeout: float = 1.0) -> Any:
+    def verify(self, edge: ScriptedStatus, timeout: float = 1.0) -> Any:
         out = run_agent("verify", "--root", str(self.root), "--timeout", str(timeout),
                         env=agent_env(PEP_STATUS_URL=edge.url))
         assert SECRET not in out.stdout + out.stderr
@@ -104,7 +70,8 @@ def gateway(tmp_path: Path) -> Gateway:
     return Gateway(tmp_path / "root")
 
 
-def test_a_reprovision_during_the_poll_is_not_undone(gateway: Gateway, edge: EdgeCore) -> None:
+def test_a_reprovision_during_the_poll_is_not_undone(gateway: Gateway,
+                                                     edge: ScriptedStatus) -> None:
     gateway.provisioned_as("SN-1", journal=provisioned_journal("SN-1", "old"))
     new = provisioned_journal("SN-2", "new")
 
@@ -122,7 +89,7 @@ def test_a_reprovision_during_the_poll_is_not_undone(gateway: Gateway, edge: Edg
 
 
 def test_a_journal_change_during_the_poll_survives_a_failed_verify(gateway: Gateway,
-                                                                   edge: EdgeCore) -> None:
+                                                                   edge: ScriptedStatus) -> None:
     gateway.provisioned_as("SN-1", journal=provisioned_journal("SN-1", "old"))
 
     def another_run_writes() -> None:  # same serial; another run's fields must survive
@@ -140,10 +107,10 @@ def test_a_journal_change_during_the_poll_survives_a_failed_verify(gateway: Gate
 
 
 def test_verify_takes_the_serial_from_the_installed_identity(gateway: Gateway,
-                                                            edge: EdgeCore) -> None:
+                                                            edge: ScriptedStatus) -> None:
     # The journal still names the serial of an earlier run; identity.json is what edge-core uses.
     gateway.provisioned_as("SN-NEW", journal=provisioned_journal("SN-OLD", "old"))
-    edge.reply = {"status": "connected", "endpoint-name": "SN-NEW"}
+    edge.replies = [{"status": "connected", "endpoint-name": "SN-NEW"}]
 
     out = gateway.verify(edge)
 
@@ -153,10 +120,10 @@ def test_verify_takes_the_serial_from_the_installed_identity(gateway: Gateway,
 
 
 def test_the_marker_names_the_serial_without_identity_json(gateway: Gateway,
-                                                          edge: EdgeCore) -> None:
+                                                          edge: ScriptedStatus) -> None:
     gateway.provisioned_as("SN-M")
     gateway.identity.unlink()
-    edge.reply = {"status": "connected", "endpoint-name": "SN-M"}
+    edge.replies = [{"status": "connected", "endpoint-name": "SN-M"}]
 
     assert gateway.verify(edge).returncode == 0
     doc = json.loads(gateway.status("--json").stdout)
@@ -164,7 +131,7 @@ def test_the_marker_names_the_serial_without_identity_json(gateway: Gateway,
 
 
 def test_verify_records_nothing_while_a_run_holds_the_lock(gateway: Gateway,
-                                                          edge: EdgeCore) -> None:
+                                                          edge: ScriptedStatus) -> None:
     gateway.provisioned_as("SN-1", journal=provisioned_journal("SN-1", "old"))
     before = gateway.paths.journal.read_bytes()
 
@@ -176,7 +143,7 @@ def test_verify_records_nothing_while_a_run_holds_the_lock(gateway: Gateway,
     assert gateway.paths.journal.read_bytes() == before
 
 
-def test_status_shows_a_failed_verify(gateway: Gateway, edge: EdgeCore) -> None:
+def test_status_shows_a_failed_verify(gateway: Gateway, edge: ScriptedStatus) -> None:
     gateway.provisioned_as("SN-1", journal=provisioned_journal("SN-1", "old"))
     assert gateway.verify(edge).returncode == int(Exit.VERIFICATION)
 

@@ -2,60 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any
 
 import pytest
 
 from pep_agent.errors import VerificationError
 from pep_agent.system.edgecore import read_status
 from pep_agent.verify import verify
-
-Reply = Union[dict[str, Any], str, int]  # JSON object, raw text body, or HTTP error status
-
-
-class ScriptedStatus:
-    """Serves the scripted replies in order; the last one repeats."""
-
-    def __init__(self) -> None:
-        self.replies: list[Reply] = []
-        self.requests = 0
-        script = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                reply = script.replies[min(script.requests, len(script.replies) - 1)]
-                script.requests += 1
-                if isinstance(reply, int):
-                    self.send_error(reply)
-                    return
-                body = (json.dumps(reply) if isinstance(reply, dict) else reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/status"
+from tests.edgestatus import ScriptedStatus, scripted_status
 
 
 @pytest.fixture
 def edge() -> Iterator[ScriptedStatus]:
-    scripted = ScriptedStatus()
-    thread = threading.Thread(target=scripted.server.serve_forever, daemon=True)
-    thread.start()
-    yield scripted
-    scripted.server.shutdown()
-    scripted.server.server_close()
-    thread.join(timeout=5)
+    with scripted_status() as scripted:
+        yield scripted
 
 
 class FakeClock:
