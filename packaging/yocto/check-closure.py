@@ -3,7 +3,8 @@
 
   record  runs every command (sandbox mode, --root) against the simulators, with the import
           recorder (closure/sitecustomize.py) on PYTHONPATH, and writes what each process
-          imported, and who imported it, to closure/imports.json.
+          imported, and who imported it, to closure/imports-<branch>.json (run it with
+          the branch's Python and library versions: the modules imported differ).
   derive  reads a branch's python3-manifest.json (the standard library's split into packages)
           and the RDEPENDS of the recipes the agent uses, from oe-core and meta-python
           checkouts, and writes closure/<branch>.json.
@@ -148,8 +149,12 @@ def record(out_path: Path) -> None:
                     continue
                 roles[role].setdefault(module, importer)
     names = {m.split(".")[0] for found in roles.values() for m in found}
+    from importlib.metadata import distributions
+
     data = {
         "python": sysconfig.get_python_version(),
+        "versions": dict(sorted((d.metadata["Name"], d.version) for d in distributions()
+                                if d.metadata["Name"] not in ("pip", "setuptools"))),
         "exit_codes": codes,
         "origins": {name: _origin(name) for name in sorted(names)},
         "imports": {role: dict(sorted(found.items())) for role, found in roles.items()},
@@ -249,9 +254,53 @@ def derive(oe_meta: Path, meta_python: Path, branch: str, out_path: Path) -> Non
 
 # ---------------------------------------------------------------- check
 
+def own_imports(source: Path) -> dict[str, set[str]]:
+    """Modules the project's own code names in import statements: agent and sim apart.
+
+    An import inside `try: ... except ImportError` is optional (the code runs without it), and
+    one under `if TYPE_CHECKING:` never runs: neither is a need.
+    """
+    import ast
+
+    found: dict[str, set[str]] = {"agent": set(), "sim": set()}
+
+    def optional(node: ast.AST) -> bool:
+        if isinstance(node, ast.Try):
+            # Optional only when the code goes on without it: a handler that raises makes the
+            # import a need all the same.
+            handlers = [h for h in node.handlers if h.type is not None
+                        and {"ImportError", "ModuleNotFoundError"}
+                        & set(re.findall(r"\w+", ast.unparse(h.type)))]
+            return bool(handlers) and not any(isinstance(stmt, ast.Raise)
+                                              for h in handlers for stmt in h.body)
+        return isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
+
+    def walk(node: ast.AST, role: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if optional(child):
+                # The handlers and else branch of a try still run unguarded.
+                for part in (getattr(child, "handlers", []) + getattr(child, "orelse", [])
+                             + getattr(child, "finalbody", [])):
+                    walk(part, role)
+                continue
+            if isinstance(child, ast.Import):
+                found[role].update(a.name for a in child.names)
+            elif isinstance(child, ast.ImportFrom) and child.level == 0 and child.module:
+                found[role].add(child.module)
+            walk(child, role)
+
+    for path in sorted(source.rglob("*.py")):
+        role = "sim" if "sim" in path.relative_to(source).parts[:1] else "agent"
+        walk(ast.parse(path.read_text(), str(path)), role)
+    return found
+
+
 def provider(module: str, origins: dict[str, str], data: dict[str, Any]) -> str:
     top = module.split(".")[0]
-    kind = origins.get(top, "stdlib")
+    # A module the recording interpreter did not have (systemd-python where no libsystemd
+    # was at hand) is the standard library's only if the branch's manifest has it.
+    kind = origins.get(top) or ("stdlib" if top in data["modules"]
+                                or top in sys.builtin_module_names else "third-party")
     if kind == "project":
         return PN + "-sim" if module.startswith("pep_agent.sim") else PN
     if kind == "third-party":
@@ -277,7 +326,8 @@ def closure(start: Iterable[str], graph: dict[str, list[str]]) -> set[str]:
 
 
 def check(data: dict[str, Any], imports: dict[str, Any], recipe_text: str,
-          layer_recipes: dict[str, list[str]]) -> tuple[list[str], list[str]]:
+          layer_recipes: dict[str, list[str]], own_code: dict[str, set[str]],
+          ) -> tuple[list[str], list[str]]:
     """(gaps, superfluous), each a list of one-line findings."""
     origins = imports["origins"]
     graph: dict[str, list[str]] = {**data["stdlib_rdepends"], **data["recipes"],
@@ -294,16 +344,21 @@ def check(data: dict[str, Any], imports: dict[str, Any], recipe_text: str,
             if prov not in have:
                 gaps.append(f"{pkg}: {module} (imported by {found[module]}) needs {prov}, "
                             "which its RDEPENDS do not bring")
-        # Needs of the package's own code, as against those of the libraries it uses.
-        own = {prov for m, prov in need.items()
-               if provider(found[m], origins, data) == pkg or found[m] in ("<startup>",
-                                                                          "runpy", "__main__")}
+        # What the package's own code imports is listed directly, not left to happen to come
+        # with a library; what only the libraries import belongs in their recipes.
+        own = {provider(m, origins, data) for m in own_code[role]}
+        own -= {PN, PN + "-sim"}
+        for prov in sorted(own - set(graph[pkg])):
+            if not (role == "sim" and prov in have and prov in closure([PN], graph)):
+                gaps.append(f"{pkg}: its own code imports what {prov} provides; "
+                            "list it in its RDEPENDS")
         for dep in graph[pkg]:
             if dep in own or not dep.startswith("python3-"):
                 continue
             rest = closure([d for d in graph[pkg] if d != dep], graph)
             if all(prov in rest or prov == pkg for prov in need.values()):
-                superfluous.append(f"{pkg}: {dep} (every import is covered without it)")
+                superfluous.append(f"{pkg}: {dep} (its own code imports nothing of it, and "
+                                   "every import is covered without it)")
     # The layer's own recipes must bring what their own code imports.
     for role in ("agent", "sim"):
         found = imports["imports"][role]
@@ -328,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("record", help="run the commands, write the imports")
-    r.add_argument("--out", type=Path, default=DATA / "imports.json")
+    r.add_argument("--out", type=Path, required=True,
+                   help="e.g. closure/imports-kirkstone.json, recorded with that branch's "
+                        "Python and library versions")
     d = sub.add_parser("derive", help="a branch's module and RDEPENDS map")
     d.add_argument("--oe-core", type=Path, required=True, help="oe-core's (or poky's) meta/")
     d.add_argument("--meta-python", type=Path, required=True)
@@ -337,8 +394,11 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="fail on an import RDEPENDS do not cover")
     c.add_argument("branches", nargs="*", default=["kirkstone", "scarthgap"])
     c.add_argument("--data", type=Path, default=DATA, help="where <branch>.json are")
-    c.add_argument("--imports", type=Path, default=DATA / "imports.json")
+    c.add_argument("--imports", type=Path, default=DATA,
+                   help="where imports-<branch>.json are")
     c.add_argument("--recipe", type=Path, default=RECIPE)
+    c.add_argument("--source", type=Path, default=HERE.parents[1] / "pep_agent",
+                   help="the project's package, for what its own code imports")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "record":
@@ -349,12 +409,13 @@ def main(argv: list[str] | None = None) -> int:
                    args.out or DATA / f"{args.branch}.json")
             return 0
         status = 0
-        imports = json.loads(_read(args.imports))
         recipe = _read(args.recipe)
         own = layer_recipes(HERE)
+        own_code = own_imports(args.source)
         for branch in args.branches:
             data = json.loads(_read(args.data / f"{branch}.json"))
-            gaps, extra = check(data, imports, recipe, own)
+            imports = json.loads(_read(args.imports / f"imports-{branch}.json"))
+            gaps, extra = check(data, imports, recipe, own, own_code)
             for line in gaps:
                 print(f"check-closure: {branch}: MISSING {line}")
             for line in extra:

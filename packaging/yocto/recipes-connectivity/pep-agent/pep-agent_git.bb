@@ -79,15 +79,12 @@ FILES:${PN}-sim = "${PYTHON_SITEPACKAGES_DIR}/pep_agent/sim"
 # bring, directly or through the RDEPENDS of what they list.
 #   core: os sys re pathlib enum typing signal stat struct errno subprocess threading
 #         contextlib functools collections shutil ipaddress warnings types uuid
-#   crypt (hashlib, secrets), ctypes (the routing table), datetime, email (email.utils),
-#   fcntl (the run lock), io (socket, tempfile), json, logging, math (random),
+#   ctypes (the routing table), email (email.utils), fcntl (the run lock), io (socket, tempfile), json, logging, math (random),
 #   netclient (urllib, http.client), profile (dataclasses on kirkstone), shell (shlex).
 #   difflib: click's parser imports it, and scarthgap's python3-click does not list it.
 RDEPENDS:${PN} = " \
     python3-core \
-    python3-crypt \
     python3-ctypes \
-    python3-datetime \
     python3-difflib \
     python3-email \
     python3-fcntl \
@@ -107,10 +104,13 @@ RDEPENDS:${PN} = " \
     systemd \
 "
 # The pep server simulator's records (sqlite3), its HTTP server (netserver, html), the
-# bundles it sends FCC (cbor2), and the keys and certificates it makes (cryptography).
+# bundles it sends FCC (cbor2), the keys and certificates it makes (cryptography, crypt for
+# hashlib and secrets, datetime for their validity).
 RDEPENDS:${PN}-sim = " \
     ${PN} \
     python3-cbor2 \
+    python3-crypt \
+    python3-datetime \
     python3-cryptography \
     python3-html \
     python3-netserver \
