@@ -43,7 +43,10 @@ RECIPE_OF = {"systemd": "python3-systemd", "_cffi_backend": "python3-cffi",
              "_cbor2": "python3-cbor2", "typing_extensions": "python3-typing-extensions"}
 # Third-party recipes whose RDEPENDS derive reads (and those they list, followed).
 FOLLOW = ("python3-requests", "python3-psutil", "python3-systemd", "python3-cbor2",
-          "python3-click", "python3-typing-extensions", "python3-cryptography")
+          "python3-click", "python3-typing-extensions", "python3-cryptography",
+          "python3-pytest", "python3-hypothesis")
+# Test files the recipe does not install in the ptest (see do_install_ptest).
+NOT_IN_PTEST = ("test_bench_smoke.py",)
 SERIAL = "CLOSURE-GW-1"
 STEP_TIMEOUT = 120.0
 # The recorder and a virtualenv's setuptools shim: loaded here, absent from an image.
@@ -184,11 +187,11 @@ def _origin(name: str) -> str:
 # ---------------------------------------------------------------- derive
 
 def _assignments(text: str, var: str) -> list[str]:
-    """Words assigned (=, +=, :append) to var in a recipe, continuation lines joined."""
+    """Words assigned (=, +=, :append, :class-target) to var, continuation lines joined."""
     text = text.replace("\\\n", " ")
     words: list[str] = []
-    pattern = re.compile(r"^" + re.escape(var) + r"(:append)?\s*(\+?=|\?\?=|\?=)\s*\"([^\"]*)\"",
-                         re.M)
+    pattern = re.compile(r"^" + re.escape(var)
+                         + r"(:append|:class-target)?\s*(\+?=|\?\?=|\?=)\s*\"([^\"]*)\"", re.M)
     for m in pattern.finditer(text):
         if m.group(2) == "=" and not m.group(1):
             words = []
@@ -254,15 +257,15 @@ def derive(oe_meta: Path, meta_python: Path, branch: str, out_path: Path) -> Non
 
 # ---------------------------------------------------------------- check
 
-def own_imports(source: Path) -> dict[str, set[str]]:
-    """Modules the project's own code names in import statements: agent and sim apart.
+def own_imports(source: Path, tests: Path | None = None) -> dict[str, set[str]]:
+    """Modules the project's own code names in import statements: agent, sim and ptest apart.
 
     An import inside `try: ... except ImportError` is optional (the code runs without it), and
     one under `if TYPE_CHECKING:` never runs: neither is a need.
     """
     import ast
 
-    found: dict[str, set[str]] = {"agent": set(), "sim": set()}
+    found: dict[str, set[str]] = {"agent": set(), "sim": set(), "ptest": set()}
 
     def optional(node: ast.AST) -> bool:
         if isinstance(node, ast.Try):
@@ -292,6 +295,13 @@ def own_imports(source: Path) -> dict[str, set[str]]:
     for path in sorted(source.rglob("*.py")):
         role = "sim" if "sim" in path.relative_to(source).parts[:1] else "agent"
         walk(ast.parse(path.read_text(), str(path)), role)
+    if tests is not None:
+        # What the ptest installs: the unit tests and the helpers beside them.
+        for path in sorted([*tests.glob("*.py"), *(tests / "unit").glob("*.py")]):
+            if path.name not in NOT_IN_PTEST:
+                walk(ast.parse(path.read_text(), str(path)), "ptest")
+        found["ptest"] = {m for m in found["ptest"]
+                          if m.split(".")[0] not in ("tests", "pep_agent", "__future__")}
     return found
 
 
@@ -359,6 +369,14 @@ def check(data: dict[str, Any], imports: dict[str, Any], recipe_text: str,
             if all(prov in rest or prov == pkg for prov in need.values()):
                 superfluous.append(f"{pkg}: {dep} (its own code imports nothing of it, and "
                                    "every import is covered without it)")
+    # The ptest: what the installed tests import (statically: the tests are not run here).
+    graph[PN + "-ptest"] = rdepends_of(recipe_text, "${PN}-ptest")
+    have = closure([PN + "-ptest"], graph)
+    for module in sorted(own_code.get("ptest", ())):
+        prov = provider(module, origins, data)
+        if prov not in have:
+            gaps.append(f"{PN}-ptest: the tests import {module}, which needs {prov}; "
+                        "its RDEPENDS do not bring it")
     # The layer's own recipes must bring what their own code imports.
     for role in ("agent", "sim"):
         found = imports["imports"][role]
@@ -399,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--recipe", type=Path, default=RECIPE)
     c.add_argument("--source", type=Path, default=HERE.parents[1] / "pep_agent",
                    help="the project's package, for what its own code imports")
+    c.add_argument("--tests", type=Path, default=HERE.parents[1] / "tests",
+                   help="the project's tests, for what the ptest imports")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "record":
@@ -411,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         status = 0
         recipe = _read(args.recipe)
         own = layer_recipes(HERE)
-        own_code = own_imports(args.source)
+        own_code = own_imports(args.source, args.tests)
         for branch in args.branches:
             data = json.loads(_read(args.data / f"{branch}.json"))
             imports = json.loads(_read(args.imports / f"imports-{branch}.json"))

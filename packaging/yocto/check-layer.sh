@@ -64,11 +64,12 @@ done
 # project's checkout and the check sees exactly the layer's files.
 layer=$build/meta-pep-agent
 if [ "$here" != "$layer" ]; then
-  rm -rf "$layer" "$build/pep_agent-src"
-  mkdir -p "$layer" "$build/pep_agent-src"
+  rm -rf "$layer" "$build/project"
+  mkdir -p "$layer" "$build/project"
   (cd "$here" && tar -c --exclude=__pycache__ .) | tar -x -C "$layer"
-  # The agent's source, for what its own code imports (the closure check).
-  (cd "$here/../../pep_agent" && tar -c --exclude=__pycache__ .) | tar -x -C "$build/pep_agent-src"
+  # The agent's source and tests, for what its own code and its ptest import (closure check).
+  (cd "$here/../.." && tar -c --exclude=__pycache__ pep_agent tests/unit tests/*.py) \
+    | tar -x -C "$build/project"
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -134,7 +135,7 @@ run "$python" "$layer/check-closure.py" derive --oe-core "$poky/meta" \
   --meta-python "$metaoe/meta-python" --branch "$series" --out "$build/closure/$series.json"
 echo "-- check-closure.py check $series"
 if ! "$python" "$layer/check-closure.py" check "$series" --data "$build/closure" \
-     --source "$build/pep_agent-src" | tee -a "$log"; then
+     --source "$build/project/pep_agent" --tests "$build/project/tests" | tee -a "$log"; then
   status=1
 fi
 grep -E '^(ERROR|WARNING):' "$log" | grep -v 'Host distribution' || true

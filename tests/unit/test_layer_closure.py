@@ -42,6 +42,16 @@ def test_removing_one_rdepends_fails(tmp_path: Path, dep: str, module: str) -> N
     assert "check-closure: kirkstone: FAILED" in out.stdout
 
 
+def test_the_ptest_needs_what_the_tests_import(tmp_path: Path) -> None:
+    text = RECIPE.read_text()
+    assert " python3-configparser " in text
+    recipe = tmp_path / "pep-agent_git.bb"
+    recipe.write_text(text.replace(" python3-configparser ", " ", 1))
+    out = _check(recipe)
+    assert out.returncode == 1
+    assert "MISSING pep-agent-ptest: the tests import configparser" in out.stdout
+
+
 def test_a_missing_input_is_exit_2(tmp_path: Path) -> None:
     out = _check(tmp_path / "absent.bb")
     assert out.returncode == 2

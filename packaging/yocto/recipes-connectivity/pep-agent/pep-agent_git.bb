@@ -117,4 +117,5 @@ RDEPENDS:${PN}-sim = " \
     python3-sqlite3 \
 "
 
-RDEPENDS:${PN}-ptest += "${PN}-sim python3-pytest python3-hypothesis"
+# configparser: the tests read the unit files with it.
+RDEPENDS:${PN}-ptest += "${PN}-sim python3-configparser python3-hypothesis python3-pytest"
