@@ -8,6 +8,8 @@ are written as imports happen, so a process ended by a signal leaves a complete 
 import os
 import sys
 import threading
+from types import FrameType
+from typing import Optional
 
 _DIR = os.environ.get("PEP_CLOSURE_RECORD")
 
@@ -38,7 +40,7 @@ def _install(directory: str) -> None:
                     break
             else:
                 return None
-            frame = sys._getframe(1)
+            frame: Optional[FrameType] = sys._getframe(1)
             importer = "<unknown>"
             while frame is not None:
                 mod = frame.f_globals.get("__name__", "")
@@ -52,7 +54,7 @@ def _install(directory: str) -> None:
                 out.write(f"{importer}\t{name}\n")
             return None
 
-    sys.meta_path.insert(0, Recorder())  # type: ignore[arg-type]
+    sys.meta_path.insert(0, Recorder())
 
 
 if _DIR:
