@@ -234,7 +234,7 @@ def derive(oe_meta: Path, meta_python: Path, branch: str, out_path: Path) -> Non
                 name = rel.split("/", 1)[1].split(".", 1)[0]
             else:
                 name = rel.rstrip("/").removesuffix(".py").replace("/", ".")
-            if "*" not in name and not name.startswith(("site-packages", "config")):
+            if not re.search(r"[*$]|^site-packages|^config-", name):
                 modules[name] = "python3-" + pkg
     stdlib_rdepends = {"python3-" + pkg: sorted("python3-" + r for r in entry["rdepends"])
                        for pkg, entry in manifest.items()}
@@ -369,6 +369,13 @@ def check(data: dict[str, Any], imports: dict[str, Any], recipe_text: str,
             if all(prov in rest or prov == pkg for prov in need.values()):
                 superfluous.append(f"{pkg}: {dep} (its own code imports nothing of it, and "
                                    "every import is covered without it)")
+    # A name that is neither a standard-library package nor a recipe the data knows is a typo
+    # or a package the release lacks (bitbake says so too, but only where it can run).
+    for pkg in (PN, PN + "-sim", PN + "-ptest"):
+        for dep in rdepends_of(recipe_text, "${PN}" + pkg[len(PN):]):
+            if dep.startswith("python3-") and dep not in graph:
+                gaps.append(f"{pkg}: {dep} is not a package this release's manifest or "
+                            "recipes provide")
     # The ptest: what the installed tests import (statically: the tests are not run here).
     graph[PN + "-ptest"] = rdepends_of(recipe_text, "${PN}-ptest")
     have = closure([PN + "-ptest"], graph)

@@ -44,12 +44,22 @@ def test_removing_one_rdepends_fails(tmp_path: Path, dep: str, module: str) -> N
 
 def test_the_ptest_needs_what_the_tests_import(tmp_path: Path) -> None:
     text = RECIPE.read_text()
-    assert " python3-configparser " in text
+    assert " python3-hypothesis " in text
     recipe = tmp_path / "pep-agent_git.bb"
-    recipe.write_text(text.replace(" python3-configparser ", " ", 1))
+    recipe.write_text(text.replace(" python3-hypothesis ", " ", 1))
     out = _check(recipe)
     assert out.returncode == 1
-    assert "MISSING pep-agent-ptest: the tests import configparser" in out.stdout
+    assert "MISSING pep-agent-ptest: the tests import hypothesis" in out.stdout
+
+
+def test_a_package_no_release_has_fails(tmp_path: Path) -> None:
+    text = RECIPE.read_text()
+    recipe = tmp_path / "pep-agent_git.bb"
+    recipe.write_text(text.replace(" python3-pytest\"", " python3-pytest python3-configparser\"", 1))
+    out = _check(recipe)
+    assert out.returncode == 1
+    assert ("MISSING pep-agent-ptest: python3-configparser is not a package this release's"
+            in out.stdout)
 
 
 def test_a_missing_input_is_exit_2(tmp_path: Path) -> None:

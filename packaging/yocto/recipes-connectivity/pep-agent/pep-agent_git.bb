@@ -117,5 +117,4 @@ RDEPENDS:${PN}-sim = " \
     python3-sqlite3 \
 "
 
-# configparser: the tests read the unit files with it.
-RDEPENDS:${PN}-ptest += "${PN}-sim python3-configparser python3-hypothesis python3-pytest"
+RDEPENDS:${PN}-ptest += "${PN}-sim python3-hypothesis python3-pytest"
