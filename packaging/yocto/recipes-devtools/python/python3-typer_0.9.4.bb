@@ -20,5 +20,3 @@ RDEPENDS:${PN} = " \
     python3-core \
     python3-typing-extensions \
 "
-
-BBCLASSEXTEND = "native nativesdk"
