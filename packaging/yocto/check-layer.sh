@@ -4,6 +4,11 @@
 #   1. `bitbake -p`            every recipe of every configured layer parses;
 #   2. `bitbake -g pep-agent`  the task graph builds, i.e. every RDEPENDS of every package the
 #                              recipe makes (pep-agent, -sim, -ptest) has a provider;
+#   3. check-closure.py        every module the agent's commands import (recorded with the
+#                              branch's Python and versions, closure/imports-<branch>.json) is
+#                              provided by pep-agent's (and -sim's) RDEPENDS, followed through
+#                              those of the recipes they list, as this checkout's
+#                              python3-manifest.json and recipes split and declare them.
 # Fails (exit 1) on any parse error, `Nothing RPROVIDES`, or a module no package provides.
 #
 # Usage: check-layer.sh [--python PYTHON] [--user USER] POKY_DIR META_OE_DIR BUILD_DIR
@@ -20,7 +25,9 @@
 #
 # Side effects: writes BUILD_DIR; as root, may add a system user and chown BUILD_DIR to it.
 # Nothing is fetched or built (BB_NO_NETWORK): parsing needs no network.
-# Not run by CI: CI machines cannot reach the poky and meta-openembedded repositories.
+# Not run by CI: CI machines cannot reach the poky and meta-openembedded repositories; the
+# closure check's unit test (tests/unit/test_layer_closure.py) runs there on the committed
+# closure/*.json.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -30,7 +37,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --python) python=$2; shift 2 ;;
     --user) user=$2; shift 2 ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     -*) echo "check-layer: unknown option $1" >&2; exit 2 ;;
     *) break ;;
   esac
@@ -57,9 +64,12 @@ done
 # project's checkout and the check sees exactly the layer's files.
 layer=$build/meta-pep-agent
 if [ "$here" != "$layer" ]; then
-  rm -rf "$layer"
-  mkdir -p "$layer"
+  rm -rf "$layer" "$build/project"
+  mkdir -p "$layer" "$build/project"
   (cd "$here" && tar -c --exclude=__pycache__ .) | tar -x -C "$layer"
+  # The agent's source and tests, for what its own code and its ptest import (closure check).
+  (cd "$here/../.." && tar -c --exclude=__pycache__ pep_agent tests/unit tests/*.py) \
+    | tar -x -C "$build/project"
 fi
 
 if [ "$(id -u)" -eq 0 ]; then
@@ -119,6 +129,15 @@ run() {
 }
 run bitbake -p
 run bitbake -g pep-agent
+# The closure check, against this checkout's standard-library split and recipes.
+mkdir -p "$build/closure"
+run "$python" "$layer/check-closure.py" derive --oe-core "$poky/meta" \
+  --meta-python "$metaoe/meta-python" --branch "$series" --out "$build/closure/$series.json"
+echo "-- check-closure.py check $series"
+if ! "$python" "$layer/check-closure.py" check "$series" --data "$build/closure" \
+     --source "$build/project/pep_agent" --tests "$build/project/tests" | tee -a "$log"; then
+  status=1
+fi
 grep -E '^(ERROR|WARNING):' "$log" | grep -v 'Host distribution' || true
 grep -q 'Nothing RPROVIDES\|Nothing PROVIDES\|ParseError\|^ERROR:' "$log" && status=1
 if [ $status -eq 0 ]; then
