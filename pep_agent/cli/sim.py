@@ -16,7 +16,7 @@ app.add_typer(sim_app, name="sim")
 def _load(module: str) -> Any:
     """The simulator's module; its own dependencies are not the agent's, and a gateway image
     usually lacks them (and the simulators themselves): one line naming the package, no
-    traceback."""
+    hint line, no traceback."""
     import importlib
 
     from pep_agent.errors import ConfigError
@@ -28,9 +28,8 @@ def _load(module: str) -> Any:
         what = ("are not installed here" if missing.startswith("pep_agent")
                 else f"need the Python module {missing!r}, which is not installed")
         raise ConfigError(
-            f"the simulators {what}",
-            hint="install the pep-agent-sim package (Debian, Yocto) or "
-                 "`pip install 'pep-agent[sim]'`") from None
+            f"the simulators {what}: install the pep-agent-sim package (Debian, Yocto) or "
+            "`pip install 'pep-agent[sim]'`", hint="") from None
 
 
 @sim_app.command("server")

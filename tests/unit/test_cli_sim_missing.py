@@ -25,7 +25,7 @@ def test_sim_without_its_modules_names_the_package(hidden: str, cmd: str, named:
     assert run.returncode == 3, run.stderr
     assert "Traceback" not in run.stderr
     lines = run.stderr.splitlines()
-    assert len(lines) == 2, lines
+    assert len(lines) == 1, lines
     assert lines[0].startswith("pep-agent: error: the simulators ") and named in lines[0]
-    assert "pep-agent-sim" in lines[1] and "pep-agent[sim]" in lines[1]
+    assert "pep-agent-sim" in lines[0] and "pep-agent[sim]" in lines[0]
     assert run.stdout == ""
