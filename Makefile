@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check matrix demo e2e bench clean
+.PHONY: setup test lint wheel-check matrix demo e2e bench deb clean
 
 setup: $(STAMP)
 
@@ -34,6 +34,11 @@ e2e: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
+
+# The Debian packages (pep-agent, pep-agent-sim) into $(DEB_DIR), checked by lintian.
+DEB_DIR ?= dist
+deb:
+	./.ci/deb $(DEB_DIR)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

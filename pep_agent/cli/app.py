@@ -5,8 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from pathlib import Path
-from typing import Annotated, Any, Optional, TypeVar
+from typing import Any, Optional, TypeVar
 
 import typer
 
@@ -33,16 +32,28 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
+# Every option is written `name: T = typer.Option(DEFAULT, ...)`, the default first and
+# positional: the one form that both Debian bookworm's typer 0.7 (which has no Annotated
+# support and requires that default) and the newest typer accept.
 @app.callback()
-def _options(version: Annotated[Optional[bool], typer.Option(
-        "--version", help="Print the version and exit.", callback=_print_version,
-        is_eager=True)] = None) -> None:
+def _options(version: Optional[bool] = typer.Option(
+        None, "--version", help="Print the version and exit.", callback=_print_version,
+        is_eager=True)) -> None:
     """Provision an Izuma/Pelion Edge gateway with its production identity."""
 
-RootOpt = Annotated[Optional[Path], typer.Option(
-    "--root", help="Run inside DIR instead of / (sandbox: the host is never touched).",
-    show_default=False)]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Verbose logs and tracebacks.")]
+
+def option(default: Any, *names: str, help: str, **kw: Any) -> Any:
+    """A typer option whose [default] is not shown: the help text says it where it matters."""
+    return typer.Option(default, *names, help=help, show_default=False, **kw)
+
+
+def root_option() -> Any:
+    return option(None, "--root",
+                  help="Run inside DIR instead of / (sandbox: the host is never touched).")
+
+
+def debug_option() -> Any:
+    return typer.Option(False, "--debug", help="Verbose logs and tracebacks.")
 
 
 def fail(err: PepError) -> None:

@@ -7,29 +7,45 @@ Side effects: those of the flow (services, files, FCC, HTTP, LED); status only r
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Any, Optional
 
 import typer
 
-from pep_agent.cli.app import DebugOpt, RootOpt, app, handles_errors, setup_logs
+from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
 from pep_agent.errors import AbortedError, UsageError
 
-
-def _opt(*names: str, help: str, **kw: Any) -> Any:
-    return typer.Option(*names, help=help, show_default=False, **kw)
+# The options provision and reprovision share.
 
 
-ServerOpt = Annotated[Optional[str], _opt("--server", help="pep server URL [PEP_SERVER_URL]")]
-ProfileOpt = Annotated[Optional[str], _opt(
-    "--profile", help="Platform profile: lmp, meta-pelion-edge, snap, debian [PEP_PROFILE]")]
-SerialOpt = Annotated[Optional[str], _opt("--serial", help="Serial number [PEP_SERIAL]")]
-IfaceOpt = Annotated[Optional[str], _opt(
-    "--interface", help="Interface FCC listens on [PEP_INTERFACE]")]
-FccOpt = Annotated[Optional[str], _opt(
-    "--fcc-command", help="Command line replacing the profile's FCC binary [PEP_FCC_COMMAND]")]
-ParsecOpt = Annotated[Optional[bool], _opt(
-    "--parsec/--no-parsec", help="Parsec/TPM storage (default: detect the Parsec socket)")]
-NoRebootOpt = Annotated[bool, typer.Option("--no-reboot", help="Do not reboot at the end.")]
+def _server() -> Any:
+    return option(None, "--server", help="pep server URL [PEP_SERVER_URL]")
+
+
+def _profile() -> Any:
+    return option(None, "--profile",
+                  help="Platform profile: lmp, meta-pelion-edge, snap, debian [PEP_PROFILE]")
+
+
+def _serial() -> Any:
+    return option(None, "--serial", help="Serial number [PEP_SERIAL]")
+
+
+def _interface() -> Any:
+    return option(None, "--interface", help="Interface FCC listens on [PEP_INTERFACE]")
+
+
+def _fcc_command() -> Any:
+    return option(None, "--fcc-command",
+                  help="Command line replacing the profile's FCC binary [PEP_FCC_COMMAND]")
+
+
+def _parsec() -> Any:
+    return option(None, "--parsec/--no-parsec",
+                  help="Parsec/TPM storage (default: detect the Parsec socket)")
+
+
+def _no_reboot() -> Any:
+    return typer.Option(False, "--no-reboot", help="Do not reboot at the end.")
 
 
 def _stop_on_sigterm() -> None:
@@ -64,10 +80,12 @@ def settings_from(**cli: Any) -> Any:
 
 @app.command()
 @handles_errors
-def provision(root: RootOpt = None, profile: ProfileOpt = None, server: ServerOpt = None,
-              serial: SerialOpt = None, interface: IfaceOpt = None, fcc_command: FccOpt = None,
-              parsec: ParsecOpt = None, no_reboot: NoRebootOpt = False,
-              debug: DebugOpt = False) -> None:
+def provision(root: Optional[Path] = root_option(), profile: Optional[str] = _profile(),
+              server: Optional[str] = _server(), serial: Optional[str] = _serial(),
+              interface: Optional[str] = _interface(),
+              fcc_command: Optional[str] = _fcc_command(),
+              parsec: Optional[bool] = _parsec(), no_reboot: bool = _no_reboot(),
+              debug: bool = debug_option()) -> None:
     """Provision this gateway: FCC + pep server → identity.json and mcc_config, then reboot."""
     from pep_agent import flow
 
@@ -85,12 +103,13 @@ def provision(root: RootOpt = None, profile: ProfileOpt = None, server: ServerOp
 
 @app.command()
 @handles_errors
-def reprovision(root: RootOpt = None, profile: ProfileOpt = None, server: ServerOpt = None,
-                serial: SerialOpt = None, interface: IfaceOpt = None,
-                fcc_command: FccOpt = None, parsec: ParsecOpt = None,
-                no_reboot: NoRebootOpt = False,
-                yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask.")] = False,
-                debug: DebugOpt = False) -> None:
+def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _profile(),
+                server: Optional[str] = _server(), serial: Optional[str] = _serial(),
+                interface: Optional[str] = _interface(),
+                fcc_command: Optional[str] = _fcc_command(),
+                parsec: Optional[bool] = _parsec(), no_reboot: bool = _no_reboot(),
+                yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
+                debug: bool = debug_option()) -> None:
     """Erase this gateway's identity (and Parsec state) and provision it again."""
     from pep_agent import lifecycle
 
@@ -109,10 +128,10 @@ def reprovision(root: RootOpt = None, profile: ProfileOpt = None, server: Server
 
 @app.command()
 @handles_errors
-def status(root: RootOpt = None,
-           as_json: Annotated[bool, typer.Option("--json", help="Machine-readable.")] = False,
-           wait: Annotated[bool, typer.Option("--wait", help="Block until the run ends.")] = False,
-           timeout: Annotated[float, typer.Option(help="Longest --wait, seconds.")] = 3600.0,
+def status(root: Optional[Path] = root_option(),
+           as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
+           wait: bool = typer.Option(False, "--wait", help="Block until the run ends."),
+           timeout: float = typer.Option(3600.0, help="Longest --wait, seconds."),
            ) -> None:
     """Where provisioning is: exit 0 done, 1 failed, 2 running or not started."""
     from pep_agent import report
@@ -146,9 +165,9 @@ def status(root: RootOpt = None,
 
 @app.command()
 @handles_errors
-def verify(root: RootOpt = None, debug: DebugOpt = False,
-           timeout: Annotated[Optional[float], _opt(
-               "--timeout", help="Deadline in seconds [PEP_VERIFY_TIMEOUT]")] = None) -> None:
+def verify(root: Optional[Path] = root_option(), debug: bool = debug_option(),
+           timeout: Optional[float] = option(
+               None, "--timeout", help="Deadline in seconds [PEP_VERIFY_TIMEOUT]")) -> None:
     """After the reboot: wait for edge-core to connect with the provisioned serial."""
     setup_logs(debug)
     from pep_agent import lifecycle
@@ -160,9 +179,9 @@ def verify(root: RootOpt = None, debug: DebugOpt = False,
 
 @app.command()
 @handles_errors
-def led(state: Annotated[str, typer.Argument(help="off, provisioning, waiting, success, "
-                                              "verified, failed, failed-<class>")],
-        root: RootOpt = None, debug: DebugOpt = False) -> None:
+def led(state: str = typer.Argument(..., help="off, provisioning, waiting, success, "
+                                             "verified, failed, failed-<class>"),
+        root: Optional[Path] = root_option(), debug: bool = debug_option()) -> None:
     """Show an LED state by hand, to test a board's LED on the line (exit 26 if it cannot)."""
     import logging
 

@@ -11,11 +11,9 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import typer
-
-from pep_agent.cli.app import DebugOpt, RootOpt, app, handles_errors, setup_logs
+from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
 from pep_agent.errors import AlreadyProvisionedError, UsageError
 
 # No `from __future__ import annotations` in the cli package: typer would eval() every string
@@ -25,20 +23,31 @@ if TYPE_CHECKING:
     from pep_agent.system.http import PepClient
 
 
-def _opt(*names: str, help: str, **kw: Any) -> Any:
-    return typer.Option(*names, help=help, show_default=False, **kw)
+# The options every command here shares.
 
 
-ServerOpt = Annotated[Optional[str], _opt(
-    "--server", help="pep server URL [PEP_SERVER_URL, default http://localhost:5151]")]
-CaCertOpt = Annotated[Optional[Path], _opt(
-    "--ca-cert", help="CA certificate that the https server must chain to [PEP_CA_CERT]")]
-InsecureOpt = Annotated[bool, _opt(
-    "--insecure", help="Do not verify the server's TLS certificate (never in production).")]
-SerialOpt = Annotated[Optional[str], _opt(
-    "--serial", "-s", help="Serial number of the gateway [PEP_SERIAL]")]
-VerboseOpt = Annotated[bool, _opt(
-    "--verbose", "-v", help="Show each request on stderr (secrets are never shown).")]
+def _server() -> Any:
+    return option(None, "--server",
+                  help="pep server URL [PEP_SERVER_URL, default http://localhost:5151]")
+
+
+def _ca_cert() -> Any:
+    return option(None, "--ca-cert",
+                  help="CA certificate that the https server must chain to [PEP_CA_CERT]")
+
+
+def _insecure() -> Any:
+    return option(False, "--insecure",
+                  help="Do not verify the server's TLS certificate (never in production).")
+
+
+def _serial() -> Any:
+    return option(None, "--serial", "-s", help="Serial number of the gateway [PEP_SERIAL]")
+
+
+def _verbose() -> Any:
+    return option(False, "--verbose", "-v",
+                  help="Show each request on stderr (secrets are never shown).")
 
 
 def _settings(**cli: Any) -> "Settings":
@@ -74,44 +83,42 @@ def _say(verbose: bool, text: str) -> None:
 @app.command("get-one-identity")
 @handles_errors
 def get_one_identity(
-    serial: SerialOpt = None,
-    ip: Annotated[Optional[str], _opt(
-        "--ip", "-i", help="IP address FCC listens on (its ' Client IP Address' line)")] = None,
-    port: Annotated[Optional[int], _opt(
-        "--port", "-p", help="TCP port FCC listens on", min=1, max=65535)] = None,
-    api_address: Annotated[Optional[str], _opt(
-        "--api-address", "-a", help="Izuma cloud API URL [PEP_API_ADDRESS, default "
-        "https://api.us-east-1.mbedcloud.com]")] = None,
-    gateway_services_address: Annotated[Optional[str], _opt(
-        "--gateway-services-address", "-g", help="Gateway services URL "
-        "[PEP_GATEWAY_SERVICES_ADDRESS, default https://gateways.us-east-1.mbedcloud.com]")
-    ] = None,
-    hardware_version: Annotated[Optional[str], _opt(
-        "--hardware-version", "-w",
-        help="Hardware version [PEP_HARDWARE_VERSION, default izuma-edge-gateway]")] = None,
-    radio_config: Annotated[Optional[str], _opt(
-        "--radio-config", "-r", help="Radio configuration [PEP_RADIO_CONFIG, default 00]")
-    ] = None,
-    led_config: Annotated[Optional[str], _opt(
-        "--led-config", "-l", help="Status LED configuration [PEP_LED_CONFIG, default 01]")
-    ] = None,
-    category: Annotated[Optional[str], _opt(
-        "--category", "-c", help="production or developer [PEP_CATEGORY, default production]")
-    ] = None,
-    fss: Annotated[bool, _opt(
-        "--fss", "-k", help="Set up journald forward-secure sealing and send the "
-        "verification key [PEP_FSS]")] = False,
-    fss_interval: Annotated[Optional[str], _opt(
-        "--fss-interval", "-e", help="Sealing key change interval [PEP_FSS_INTERVAL, "
-        "default 10s]")] = None,
-    output: Annotated[Path, _opt(
-        "--output", "-o", help="Where to write the identity (default ./identity.json)")
-    ] = Path("identity.json"),
-    show: Annotated[bool, _opt(
-        "--show", help="Also print the identity JSON (it holds production identity data).")
-    ] = False,
-    server: ServerOpt = None, ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
-    verbose: VerboseOpt = False, root: RootOpt = None, debug: DebugOpt = False,
+    serial: Optional[str] = _serial(),
+    ip: Optional[str] = option(
+        None, "--ip", "-i", help="IP address FCC listens on (its ' Client IP Address' line)"),
+    port: Optional[int] = option(
+        None, "--port", "-p", help="TCP port FCC listens on", min=1, max=65535),
+    api_address: Optional[str] = option(
+        None, "--api-address", "-a", help="Izuma cloud API URL [PEP_API_ADDRESS, default "
+        "https://api.us-east-1.mbedcloud.com]"),
+    gateway_services_address: Optional[str] = option(
+        None, "--gateway-services-address", "-g", help="Gateway services URL "
+        "[PEP_GATEWAY_SERVICES_ADDRESS, default https://gateways.us-east-1.mbedcloud.com]"),
+    hardware_version: Optional[str] = option(
+        None, "--hardware-version", "-w",
+        help="Hardware version [PEP_HARDWARE_VERSION, default izuma-edge-gateway]"),
+    radio_config: Optional[str] = option(
+        None, "--radio-config", "-r", help="Radio configuration [PEP_RADIO_CONFIG, default 00]"),
+    led_config: Optional[str] = option(
+        None, "--led-config", "-l", help="Status LED configuration [PEP_LED_CONFIG, default 01]"),
+    category: Optional[str] = option(
+        None, "--category", "-c",
+        help="production or developer [PEP_CATEGORY, default production]"),
+    fss: bool = option(
+        False, "--fss", "-k", help="Set up journald forward-secure sealing and send the "
+        "verification key [PEP_FSS]"),
+    fss_interval: Optional[str] = option(
+        None, "--fss-interval", "-e", help="Sealing key change interval [PEP_FSS_INTERVAL, "
+        "default 10s]"),
+    output: Path = option(
+        Path("identity.json"), "--output", "-o",
+        help="Where to write the identity (default ./identity.json)"),
+    show: bool = option(
+        False, "--show",
+        help="Also print the identity JSON (it holds production identity data)."),
+    server: Optional[str] = _server(), ca_cert: Optional[Path] = _ca_cert(),
+    insecure: bool = _insecure(), verbose: bool = _verbose(),
+    root: Optional[Path] = root_option(), debug: bool = debug_option(),
 ) -> None:
     """Ask the server to inject a running FCC and save the identity (the manual step)."""
     setup_logs(debug)
@@ -191,10 +198,10 @@ def _lookup(what: str, serial: Optional[str], server: Optional[str], ca_cert: Op
 
 @app.command("get-enrollment-id")
 @handles_errors
-def get_enrollment_id(serial: SerialOpt = None, server: ServerOpt = None,
-                      ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
-                      verbose: VerboseOpt = False, root: RootOpt = None,
-                      debug: DebugOpt = False) -> None:
+def get_enrollment_id(serial: Optional[str] = _serial(), server: Optional[str] = _server(),
+                      ca_cert: Optional[Path] = _ca_cert(), insecure: bool = _insecure(),
+                      verbose: bool = _verbose(), root: Optional[Path] = root_option(),
+                      debug: bool = debug_option()) -> None:
     """Print the enrollment id of a provisioned gateway, alone, for $(...)."""
     setup_logs(debug)
     _lookup("enrollment-id", serial, server, ca_cert, insecure, verbose, root)
@@ -202,10 +209,10 @@ def get_enrollment_id(serial: SerialOpt = None, server: ServerOpt = None,
 
 @app.command("get-verification-key")
 @handles_errors
-def get_verification_key(serial: SerialOpt = None, server: ServerOpt = None,
-                         ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
-                         verbose: VerboseOpt = False, root: RootOpt = None,
-                         debug: DebugOpt = False) -> None:
+def get_verification_key(serial: Optional[str] = _serial(), server: Optional[str] = _server(),
+                         ca_cert: Optional[Path] = _ca_cert(), insecure: bool = _insecure(),
+                         verbose: bool = _verbose(), root: Optional[Path] = root_option(),
+                         debug: bool = debug_option()) -> None:
     """Print the journald FSS verification key of a gateway, alone, for $(...)."""
     setup_logs(debug)
     _lookup("verification-key", serial, server, ca_cert, insecure, verbose, root)
@@ -214,21 +221,21 @@ def get_verification_key(serial: SerialOpt = None, server: ServerOpt = None,
 @app.command("list-enrollment-ids")
 @handles_errors
 def list_enrollment_ids(
-    limit: Annotated[int, _opt("--limit", "-l", help="Records per page, 1-1000 [50]")] = 50,
-    order: Annotated[str, _opt("--order", "-o", help="ASC or DESC [DESC]")] = "DESC",
-    last: Annotated[Optional[str], _opt(
-        "--last", "-t", help="Start after this record id (the last one of the previous page)")
-    ] = None,
-    export: Annotated[str, _opt(
-        "--format", "-e", help="json, or csv for NAME.csv as well as NAME.json [json]")
-    ] = "json",
-    name: Annotated[str, _opt(
-        "--output", "-f", help="Output name without extension [enrollment_ids_list]")
-    ] = "enrollment_ids_list",
-    every_page: Annotated[bool, _opt(
-        "--all", help="Follow the 'next' links to the end and export everything.")] = False,
-    server: ServerOpt = None, ca_cert: CaCertOpt = None, insecure: InsecureOpt = False,
-    verbose: VerboseOpt = False, root: RootOpt = None, debug: DebugOpt = False,
+    limit: int = option(50, "--limit", "-l", help="Records per page, 1-1000 [50]"),
+    order: str = option("DESC", "--order", "-o", help="ASC or DESC [DESC]"),
+    last: Optional[str] = option(
+        None, "--last", "-t",
+        help="Start after this record id (the last one of the previous page)"),
+    export: str = option(
+        "json", "--format", "-e", help="json, or csv for NAME.csv as well as NAME.json [json]"),
+    name: str = option(
+        "enrollment_ids_list", "--output", "-f",
+        help="Output name without extension [enrollment_ids_list]"),
+    every_page: bool = option(
+        False, "--all", help="Follow the 'next' links to the end and export everything."),
+    server: Optional[str] = _server(), ca_cert: Optional[Path] = _ca_cert(),
+    insecure: bool = _insecure(), verbose: bool = _verbose(),
+    root: Optional[Path] = root_option(), debug: bool = debug_option(),
 ) -> None:
     """Save the enrollment ids as NAME.json (and NAME.csv for the Portal's bulk upload)."""
     setup_logs(debug)

@@ -2,7 +2,7 @@
 
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Any, Optional
 
 import typer
 
@@ -13,42 +13,59 @@ sim_app = typer.Typer(help="Simulators of the pep server and of FCC.", no_args_i
 app.add_typer(sim_app, name="sim")
 
 
+def _load(module: str) -> Any:
+    """The simulator's module; its own dependencies are not the agent's, and a gateway image
+    usually lacks them (and the simulators themselves): one line naming the package, no
+    hint line, no traceback."""
+    import importlib
+
+    from pep_agent.errors import ConfigError
+
+    try:
+        return importlib.import_module(f"pep_agent.sim.{module}")
+    except ModuleNotFoundError as e:
+        missing = e.name or "a module"
+        what = ("are not installed here" if missing.startswith("pep_agent")
+                else f"need the Python module {missing!r}, which is not installed")
+        raise ConfigError(
+            f"the simulators {what}: install the pep-agent-sim package (Debian, Yocto) or "
+            "`pip install 'pep-agent[sim]'`", hint="") from None
+
+
 @sim_app.command("server")
 @handles_errors
 def sim_server(
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port (0: any free port).")] = 5151,
-    db: Annotated[Optional[Path], typer.Option(help="SQLite file (default: temporary).")] = None,
-    fail_next: Annotated[int, typer.Option(help="Fail the next N identity requests.")] = 0,
-    fail_status: Annotated[int, typer.Option(help="HTTP status of those failures.")] = 503,
-    delay: Annotated[float, typer.Option(help="Seconds before answering identity.")] = 0.0,
-    drop_next: Annotated[int, typer.Option(help="Leave N identity requests unanswered.")] = 0,
-    fcc_timeout: Annotated[float, typer.Option(help="Socket timeout towards FCC.")] = 30.0,
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(5151, help="Port (0: any free port)."),
+    db: Optional[Path] = typer.Option(None, help="SQLite file (default: temporary)."),
+    fail_next: int = typer.Option(0, help="Fail the next N identity requests."),
+    fail_status: int = typer.Option(503, help="HTTP status of those failures."),
+    delay: float = typer.Option(0.0, help="Seconds before answering identity."),
+    drop_next: int = typer.Option(0, help="Leave N identity requests unanswered."),
+    fcc_timeout: float = typer.Option(30.0, help="Socket timeout towards FCC."),
 ) -> None:
     """A pep server: the v3 API, records in SQLite, the real FCC exchange."""
     from pep_agent.errors import UsageError
-    from pep_agent.sim.server import serve
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: use 0 to 65535 (0: any free port)")
 
-    serve(host, port, db, fail_next=fail_next, fail_status=fail_status, delay=delay,
-          drop_next=drop_next, fcc_timeout=fcc_timeout)
+    _load("server").serve(host, port, db, fail_next=fail_next, fail_status=fail_status,
+                          delay=delay, drop_next=drop_next, fcc_timeout=fcc_timeout)
 
 
 @sim_app.command("fcc")
 @handles_errors
 def sim_fcc(
-    parsec: Annotated[bool, typer.Option("--parsec", help="Store in mcc_config/its|pst.")] = False,
-    mcc_config: Annotated[Optional[Path], typer.Option(help="mcc_config for --parsec.")] = None,
-    fault: Annotated[Optional[str], typer.Option(help="crash, silent, no-accept, fail-after, "
-                                                     "hang-after, ignore-term, "
-                                                     "pause-after-exchange")] = None,
-    no_sync: Annotated[bool, typer.Option(
-        "--no-sync", envvar="PEP_SIM_FCC_NO_SYNC",
-        help="Write without O_SYNC, as an FCC build that does not sync (crash tests).")] = False,
+    parsec: bool = typer.Option(False, "--parsec", help="Store in mcc_config/its|pst."),
+    mcc_config: Optional[Path] = typer.Option(None, help="mcc_config for --parsec."),
+    fault: Optional[str] = typer.Option(None, help="crash, silent, no-accept, fail-after, "
+                                                   "hang-after, ignore-term, "
+                                                   "pause-after-exchange"),
+    no_sync: bool = typer.Option(
+        False, "--no-sync", envvar="PEP_SIM_FCC_NO_SYNC",
+        help="Write without O_SYNC, as an FCC build that does not sync (crash tests)."),
 ) -> None:
     """An FCC: prints its IP and port, takes one factory exchange, exits."""
-    from pep_agent.sim.fcc import run
-
-    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault, sync=not no_sync))
+    raise typer.Exit(_load("fcc").run(parsec=parsec, mcc_config=mcc_config, fault=fault,
+                                      sync=not no_sync))
