@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, urlsplit
 import psutil
 import pytest
 
+from pep_agent import esfs
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
 from pep_agent.steps import install
@@ -101,9 +102,12 @@ def end_leftover(p: psutil.Process | None) -> None:
 
 def seed_old_identity(root: Path) -> None:
     """A previous identity on the gateway, which a new run must replace, never mix in."""
-    working = root / MCC / "WORKING"
-    working.mkdir(parents=True)
-    (working / "mbed.EndpointName").write_text(OLD_SERIAL)
+    typed = "CfgParam_mbed.EndpointName"
+    for copy in ("BACKUP", "WORKING"):
+        folder = root / MCC / copy
+        folder.mkdir(parents=True)
+        blob = esfs.encode(typed, OLD_SERIAL.encode(), bytes(esfs.NONCE_SIZE))
+        (folder / esfs.file_name(typed)).write_bytes(blob)
     ident = root / IDENTITY
     ident.parent.mkdir(parents=True)
     ident.write_text(json.dumps({"serialNumber": OLD_SERIAL, "enrollmentID": "A-old"}))
@@ -132,7 +136,7 @@ def end_state(root: Path, server: SimServer, serial: str) -> str:
     assert stat.S_IMODE(ident.stat().st_mode) == 0o600
     data = json.loads(ident.read_text())
     assert data["serialNumber"] == serial, "identity.json is not from this run"
-    endpoint = (mcc / "WORKING" / "mbed.EndpointName").read_text().strip()
+    endpoint = esfs.read_item(mcc / "WORKING", "CfgParam_mbed.EndpointName").decode()
     assert endpoint == serial, f"mcc_config holds {endpoint!r}, identity.json {serial!r}"
     record = server.get("/v3/enrollment-id", serialNumber=serial)
     assert record.status_code == 200, record.text
@@ -198,9 +202,11 @@ def assert_no_wasted_identity(server: SimServer, gateways: dict[str, Path],
 def _credentials_of(mcc: Path) -> str | None:
     """The endpoint name in FCC's stored credentials (pal/WORKING, or a Parsec store's pst),
     "<parsec>" for a Parsec store without one yet, or None."""
-    for endpoint in (mcc / "WORKING" / "mbed.EndpointName", mcc / "pst" / "mbed.EndpointName"):
-        if endpoint.is_file():
-            return endpoint.read_text().strip()
+    typed = "CfgParam_mbed.EndpointName"
+    if (mcc / "WORKING" / esfs.file_name(typed)).is_file():
+        return esfs.read_item(mcc / "WORKING", typed).decode()
+    if (mcc / "pst" / "mbed.EndpointName").is_file():
+        return (mcc / "pst" / "mbed.EndpointName").read_text().strip()
     return "<parsec>" if (mcc / "pst").exists() else None
 
 

@@ -44,8 +44,11 @@ def sim_fcc(
     fault: Annotated[Optional[str], typer.Option(help="crash, silent, no-accept, fail-after, "
                                                      "hang-after, ignore-term, "
                                                      "pause-after-exchange")] = None,
+    no_sync: Annotated[bool, typer.Option(
+        "--no-sync", envvar="PEP_SIM_FCC_NO_SYNC",
+        help="Write without O_SYNC, as an FCC build that does not sync (crash tests).")] = False,
 ) -> None:
     """An FCC: prints its IP and port, takes one factory exchange, exits."""
     from pep_agent.sim.fcc import run
 
-    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault))
+    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault, sync=not no_sync))

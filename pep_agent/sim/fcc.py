@@ -165,10 +165,10 @@ def _after_success(fault: str | None) -> int:
     return EXIT_OK
 
 
-def _main(parsec: bool, mcc_config: Path | None, fault: str | None) -> int:
+def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) -> int:
     if fault == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    storage = Storage(parsec=parsec, mcc_config=mcc_config, cwd=Path.cwd())
+    storage = Storage(parsec=parsec, mcc_config=mcc_config, cwd=Path.cwd(), sync=sync)
     try:
         _banner(storage)
     except OSError as e:
@@ -214,12 +214,15 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None) -> int:
             return _after_success(fault) if code == EXIT_OK else code
 
 
-def run(*, parsec: bool, mcc_config: Path | None, fault: str | None) -> int:
-    """Act as FCC until one exchange is done; the exit status (0 only on success)."""
+def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True) -> int:
+    """Act as FCC until one exchange is done; the exit status (0 only on success).
+
+    sync=False acts as an FCC build that does not open its files O_SYNC (for crash tests).
+    """
     if fault is not None and fault not in FAULTS:
         print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return _main(parsec, mcc_config, fault)
+        return _main(parsec, mcc_config, fault, sync)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT

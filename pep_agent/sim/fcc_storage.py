@@ -1,26 +1,41 @@
-"""Where the FCC stand-in keeps injected items, laid out like the real FCC's storage.
+"""Where the FCC stand-in keeps injected items, laid out as the real FCC's storage.
 
 Side effects: creates, erases and writes files under ./pal (relative to the working directory)
 or, in Parsec mode, under the mcc_config directory (its/ for keys, pst/ for everything else).
-Item files are mode 0600 and fsynced: they hold private keys.
+
+Without Parsec the layout is the real one (see pep_agent.esfs): `pal/flashSim`, and each item
+as an ESFS file under its hashed name, written to `pal/BACKUP` and then copied to `pal/WORKING`.
+Like the real FCC, files are opened O_SYNC and overwritten in place (O_TRUNC): no temporary
+file, no fsync, no directory sync, so a crash mid-write leaves empty or short files. With
+`sync=False` (an FCC build without O_SYNC) data reaches the disk only when the kernel flushes.
+Item files are mode 0600: they hold private keys.
+
+With Parsec the items are plain files named after the item: the real PSA storage format is
+Parsec's and its keys never leave it, so only the folders and the erase are imitated.
 """
 
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 from pathlib import Path
 
+from pep_agent import esfs
 from pep_agent.sim.bundle import Item
 
 DEFAULT_MCC_CONFIG = Path("/userdata/mbed/mcc_config")
+# Erased flash reads as 0xff; the simulated SOTP area starts that way.
+_ERASED_FLASH = b"\xff" * esfs.FLASHSIM_SIZE
 
 
 class Storage:
-    """The FCC's credential storage: pal/WORKING, or its/ + pst/ with Parsec."""
+    """The FCC's credential storage: pal/{flashSim,BACKUP,WORKING}, or its/ + pst/ with Parsec."""
 
-    def __init__(self, *, parsec: bool, mcc_config: Path | None, cwd: Path) -> None:
+    def __init__(self, *, parsec: bool, mcc_config: Path | None, cwd: Path,
+                 sync: bool = True) -> None:
         self.parsec = parsec
+        self.sync = sync
         self.erased = False
         self.root = (mcc_config or DEFAULT_MCC_CONFIG) if parsec else cwd / "pal"
 
@@ -28,12 +43,15 @@ class Storage:
     def folders(self) -> tuple[Path, ...]:
         if self.parsec:
             return self.root / "its", self.root / "pst"
-        return (self.root / "WORKING",)
+        return self.root / "BACKUP", self.root / "WORKING"
 
     def prepare(self) -> Path:
-        """Create the storage folders if needed (what FCC does at start); returns the root."""
+        """Create the storage (what FCC does at start); returns the root."""
         for folder in self.folders:
             folder.mkdir(parents=True, exist_ok=True)
+        flash = self.root / "flashSim"
+        if not self.parsec and not flash.is_file():
+            self._write_file(flash, _ERASED_FLASH)
         return self.root
 
     def erase(self) -> None:
@@ -46,18 +64,25 @@ class Storage:
             folder.mkdir(parents=True)
         self.erased = True
 
-    def path_of(self, item: Item) -> Path:
-        if not self.parsec:
-            return self.root / "WORKING" / item.name
+    def _write_file(self, path: Path, content: bytes) -> None:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_SYNC if self.sync else 0)
+        fd = os.open(path, flags, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(content)
+
+    def _write_parsec(self, item: Item) -> None:
         # PSA internal trusted storage holds keys; the KV store holds certificates and config.
-        return self.root / ("its" if item.group == "Keys" else "pst") / item.name
+        folder = self.root / ("its" if item.group == "Keys" else "pst")
+        self._write_file(folder / item.name, item.content())
 
     def write(self, items: list[Item]) -> None:
-        """Store every item as one file whose content is the item's data."""
+        """Store every item: in BACKUP, then the same bytes in WORKING (Parsec: one file)."""
         for item in items:
-            path = self.path_of(item)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(item.content())
-                f.flush()
-                os.fsync(f.fileno())
+            if self.parsec:
+                self._write_parsec(item)
+                continue
+            typed = esfs.typed_name(item.group, item.name, item.key_type)
+            blob = esfs.encode(typed, item.content(), secrets.token_bytes(esfs.NONCE_SIZE))
+            name = esfs.file_name(typed)
+            self._write_file(self.root / "BACKUP" / name, blob)
+            self._write_file(self.root / "WORKING" / name, blob)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pep_agent import esfs
 from tests.agentprocs import agent_env, free_port, provision, run_agent, service_log, status
 from tests.simprocs import SimServer, fcc_command, start_server
 
@@ -45,7 +46,8 @@ def test_happy_path(tmp_path: Path, server: SimServer) -> None:
     assert data["serialNumber"] == "LINE 7/GW-001"
     assert len(data["enrollmentID"]) == 97
     assert "verificationKey" not in data
-    assert (root / MCC / "WORKING/mbed.EndpointName").read_text().strip() == "LINE 7/GW-001"
+    assert esfs.read_item(root / MCC / "WORKING", "CfgParam_mbed.EndpointName") == \
+        b"LINE 7/GW-001"
     assert service_log(root) == ["hold edge-core.service", "release edge-core.service"]
     doc = status(root)
     assert doc["state"] == "provisioned" and doc["enrollment_id"] == data["enrollmentID"]

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import requests
 
+from pep_agent import esfs
 from tests.agentprocs import agent_env, free_port, provision, status
 from tests.endstate import (
     STATE_DIR,
@@ -54,7 +55,7 @@ def test_drop_after_next_knob_injects_then_cuts_the_answer(server: SimServer,
         with pytest.raises(requests.ConnectionError):
             server.get("/v3/identity", serialNumber="GW-cut", ip=fcc.ip, port=fcc.port)
         assert fcc.wait_exit(30) == 0
-        assert (fcc.cwd / "pal/WORKING/mbed.EndpointName").read_text() == "GW-cut"
+        assert esfs.read_item(fcc.cwd / "pal/WORKING", "CfgParam_mbed.EndpointName") == b"GW-cut"
         assert server.get("/v3/enrollment-id", serialNumber="GW-cut").status_code == 200
         assert server.faults()["drop_after_next"] == 0
         # Only a successful injection consumes the knob: a 409 is answered normally.

@@ -16,6 +16,7 @@ import cbor2
 import psutil
 import pytest
 
+from pep_agent import esfs
 from pep_agent.sim import bundle, factory_tool, wire
 from tests.simprocs import SimFcc
 
@@ -76,10 +77,11 @@ def test_exchange_stores_every_item_and_exits_0(sim_fcc: StartFcc,
     assert reply["SID"] == "s"
     assert fcc.wait_exit(30) == 0
     assert not stale.exists()  # the storage was erased first
-    assert (working(fcc) / "mbed.EndpointName").read_text() == "GW-ok"
-    assert (working(fcc) / "mbed.UseBootstrap").read_text() == "1"
-    key = working(fcc) / "mbed.BootstrapDevicePrivateKey"
-    assert key.stat().st_mode & 0o077 == 0
+    assert esfs.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-ok"
+    assert esfs.read_item(working(fcc), "CfgParam_mbed.UseBootstrap") == b"1"
+    assert esfs.check_pal(working(fcc).parent) == []
+    for path in working(fcc).parent.rglob("*"):
+        assert path.is_dir() or path.stat().st_mode & 0o077 == 0, path
     lines = fcc.output.lines
     tail = lines[lines.index("Storage is erased"):]
     assert tail == ["Storage is erased", "Successfully processed comm message",
@@ -187,7 +189,7 @@ def test_fault_hang_after(sim_fcc: StartFcc, settings: factory_tool.FactorySetti
     assert inject(fcc, settings)["ReturnStatus"] == 0
     assert fcc.output.wait_for("Successfully completed factory flow", 30) is not None
     assert fcc.wait_exit(1) is None
-    assert (working(fcc) / "mbed.EndpointName").exists()
+    assert (working(fcc) / esfs.file_name("CfgParam_mbed.EndpointName")).exists()
 
 
 def test_fault_ignore_term(sim_fcc: StartFcc, settings: factory_tool.FactorySettings) -> None:
@@ -210,7 +212,7 @@ def test_fault_pause_after_exchange(tmp_path: Path, sim_fcc: StartFcc,
     assert inject(fcc, settings, "GW-p")["ReturnStatus"] == 0
     assert fcc.output.wait_for("Successfully processed comm message", 30) is not None
     assert fcc.wait_exit(1) is None
-    assert (working(fcc) / "mbed.EndpointName").read_text() == "GW-p"
+    assert esfs.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-p"
     assert "Successfully completed factory flow" not in fcc.output.text()
     release.touch()
     assert fcc.wait_exit(30) == 0

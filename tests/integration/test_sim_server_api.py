@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from pep_agent import esfs
 from tests.simprocs import SimFcc, SimServer, start_server
 
 EID = re.compile(r"A-([0-9a-f]{2}:){31}[0-9a-f]{2}")
@@ -55,13 +56,14 @@ def test_identity_happy_path(sim_server: SimServer, sim_fcc: StartFcc) -> None:
     # The call is synchronous: FCC has stored everything and ends successfully.
     assert fcc.wait_exit(30) == 0
     working = fcc.cwd / "pal" / "WORKING"
-    assert (working / "mbed.EndpointName").read_text() == SERIAL
-    assert (working / "mbed.SerialNumber").read_text() == SERIAL
-    assert (working / "mbed.HardwareVersion").read_text() == "rpi4"
-    cert = (working / "mbed.BootstrapDeviceCert").read_bytes()
+    assert esfs.check_pal(working.parent) == []
+    assert esfs.read_item(working, "CfgParam_mbed.EndpointName") == SERIAL.encode()
+    assert esfs.read_item(working, "CfgParam_mbed.SerialNumber") == SERIAL.encode()
+    assert esfs.read_item(working, "CfgParam_mbed.HardwareVersion") == b"rpi4"
+    cert = esfs.read_item(working, "Cert_mbed.BootstrapDeviceCert")
     digest = hashlib.sha256(cert).hexdigest()
     assert body["enrollmentID"] == "A-" + ":".join(digest[i:i + 2] for i in range(0, 64, 2))
-    assert (working / "mbed.BootstrapDevicePrivateKey").read_bytes()[:1] == b"\x30"
+    assert esfs.read_item(working, "PrvKey_mbed.BootstrapDevicePrivateKey")[:1] == b"\x30"
     out = fcc.output.text()
     for line in ("Storage is erased", "Successfully processed comm message",
                  "Successfully completed factory flow"):
@@ -179,7 +181,7 @@ def test_escaped_reserved_character_survives_the_second_decode(sim_server: SimSe
     found = sim_server.get("/v3/enrollment-id", serialNumber="a%2Fb%41")
     assert found.text == body["enrollmentID"]
     assert fcc.wait_exit(30) == 0
-    assert (fcc.cwd / "pal/WORKING/mbed.EndpointName").read_text() == "a%2FbA"
+    assert esfs.read_item(fcc.cwd / "pal/WORKING", "CfgParam_mbed.EndpointName") == b"a%2FbA"
 
 
 def test_concurrent_requests_for_one_serial_have_one_winner(sim_server: SimServer,
