@@ -23,7 +23,7 @@ from e2e_checks import (
     MCC_CONFIG,
     PROVISION_TIMEOUT,
     edge_core_status,
-    read,
+    endpoint_name,
 )
 from e2e_gateway import REBOOT_STATUS, Gateway, wait_for
 from e2e_testbed import Testbed
@@ -83,7 +83,7 @@ class TestVolatileVarLib:
         tail = gw.journal("-u", "pep-agent", "-n", "20", "-q")
         assert status == REBOOT_STATUS, f"stopped with {status}, not a reboot:\n{tail}"
         assert json.loads(gw.path(IDENTITY).read_text())["serialNumber"] == testbed.serial
-        assert read(gw, f"{MCC_CONFIG}/WORKING/mbed.EndpointName") == testbed.serial
+        assert endpoint_name(gw) == testbed.serial
         assert not any(gw.path("/var/lib/pep-agent").glob("*")), \
             "the agent's state reached the disk below the volatile /var/lib"
         assert testbed.identity_requests() == 1
