@@ -54,7 +54,8 @@ class Testbed:
     __test__ = False
 
     def __init__(self, logs: Path, base: Path, wheel: Path, serial: str, *, pip: bool = False,
-                 edge_core_in_etc: bool = False) -> None:
+                 edge_core_in_etc: bool = False, settings: dict[str, str] | None = None
+                 ) -> None:
         self.logs = logs
         self.install_options = {"pip": pip, "edge_core_in_etc": edge_core_in_etc}
         self.serial = serial
@@ -79,6 +80,7 @@ class Testbed:
             "PEP_RETRY_BASE": "1",
             "PEP_RETRY_CAP": "3",
             "PEP_VERIFY_TIMEOUT": "120",
+            **(settings or {}),
         }
 
     def set_up(self) -> None:

@@ -34,6 +34,9 @@ SETTLE_TIMEOUT = 180.0
 # A run that would undo the boot needs a few seconds to stop edge-core after it started;
 # edge-core must still answer after this long.
 STILL_UP_AFTER = 10.0
+STATE_IN_VAR_LIB = "/var/lib/pep-agent"
+# The setting that moves the agent's state (journal, marker, lock) away from its default.
+STATE_SETTING = "PEP_STATE_DIR"
 PREVIOUS = ("/userdata/mbed/mcc_config.pep-previous", "/userdata/edge_gw_config.pep-previous")
 
 
@@ -67,52 +70,93 @@ def assert_edge_core_serves(gw: Gateway, serial: str) -> None:
     wait_for(connected, timeout=SETTLE_TIMEOUT, what="edge-core on the installed identity")
 
 
-@pytest.mark.incremental
-class TestVolatileVarLib:
-    digest: ClassVar[dict[str, str]] = {}
+def later_boot(testbed: Testbed, digest: dict[str, str], *, server_up: bool = True,
+               requests: int = 1) -> None:
+    """One boot after the first: the gateway must come up working, with nothing changed.
 
-    def test_first_boot_provisions_with_var_lib_in_ram(self, testbed: Testbed) -> None:
-        gw = testbed.gw
-        gw.boot_options = [VOLATILE_VAR_LIB]
-        testbed.start_server()
-        gw.boot()
-        # The agent's own writes under /var/lib must not reach the gateway's disk.
-        marker = gw.run(["findmnt", "-n", "-o", "FSTYPE", "/var/lib"]).stdout.strip()
-        assert marker == "overlay", marker
-        status = gw.wait_exit(PROVISION_TIMEOUT)
-        tail = gw.journal("-u", "pep-agent", "-n", "20", "-q")
-        assert status == REBOOT_STATUS, f"stopped with {status}, not a reboot:\n{tail}"
-        assert json.loads(gw.path(IDENTITY).read_text())["serialNumber"] == testbed.serial
-        assert endpoint_name(gw) == testbed.serial
-        assert not any(gw.path("/var/lib/pep-agent").glob("*")), \
-            "the agent's state reached the disk below the volatile /var/lib"
-        assert testbed.identity_requests() == 1
-        type(self).digest = identity_digest(gw)
-
-    @pytest.mark.parametrize("boot", [2, 3, 4])
-    def test_later_boot_keeps_the_gateway_working(self, testbed: Testbed, boot: int) -> None:
-        gw = testbed.gw
-        gw.boot()
-        assert gw.boots == boot
-        # /var/lib is as empty as at boot 1: nothing the agent wrote there came back.
-        assert gw.run(["test", "!", "-e", "/var/lib/pep-agent/provisioned"],
-                      check=False).returncode == 0, "the boot kept a marker under /var/lib"
-        started = time.monotonic()
-        assert_edge_core_serves(gw, testbed.serial)
+    `requests`: the identity requests the server's log must hold (one, from boot 1, unless
+    the server was restarted since).
+    """
+    gw = testbed.gw
+    gw.boot()
+    started = time.monotonic()
+    assert_edge_core_serves(gw, testbed.serial)
+    if server_up:
+        # Without a server the agent may still be asking; edge-core must not wait for it.
         settled = wait_for(lambda: agent_settled(gw), timeout=SETTLE_TIMEOUT,
                            what="pep-agent.service to settle")
         tail = gw.journal("-b", "0", "-u", "pep-agent", "-n", "30", "-q")
-        assert settled != "failed", f"pep-agent.service failed on boot {boot}:\n{tail}"
-        time.sleep(max(0.0, STILL_UP_AFTER - (time.monotonic() - started)))
-        # Still up: nothing stopped or held edge-core once it had started.
-        assert_edge_core_serves(gw, testbed.serial)
-        assert gw.unit_property("edge-core.service", "NRestarts") == "0", tail
-        for path in PREVIOUS:
-            assert not gw.path(path).exists(), f"{path} appeared on boot {boot}:\n{tail}"
-        assert testbed.identity_requests() == 1, f"a second identity request:\n{tail}"
-        assert identity_digest(gw) == self.digest, "the identity or credentials changed"
-        gw.poweroff()
-        assert not gw.running
-        # The volatile layer went with the container: the disk still holds no agent state.
-        assert not any(gw.path("/var/lib/pep-agent").glob("*"))
-        assert gw.path(IDENTITY).is_file()
+        assert settled != "failed", f"pep-agent.service failed on boot {gw.boots}:\n{tail}"
+    time.sleep(max(0.0, STILL_UP_AFTER - (time.monotonic() - started)))
+    tail = gw.journal("-b", "0", "-u", "pep-agent", "-n", "30", "-q")
+    # Still up: nothing stopped or held edge-core once it had started.
+    assert_edge_core_serves(gw, testbed.serial)
+    assert gw.unit_property("edge-core.service", "NRestarts") == "0", tail
+    for path in PREVIOUS:
+        assert not gw.path(path).exists(), f"{path} appeared on boot {gw.boots}:\n{tail}"
+    if server_up:
+        assert testbed.identity_requests() == requests, f"a new identity request:\n{tail}"
+    assert identity_digest(gw) == digest, f"the identity or credentials changed:\n{tail}"
+    gw.poweroff()
+    # The volatile layer went with the container: the disk still holds no agent state.
+    assert not any(gw.path(STATE_IN_VAR_LIB).glob("*"))
+
+
+def first_boot(testbed: Testbed) -> dict[str, str]:
+    """Boot 1 with /var/lib in RAM provisions and reboots; the digest of what it installed."""
+    gw = testbed.gw
+    gw.boot_options = [VOLATILE_VAR_LIB]
+    testbed.start_server()
+    gw.boot()
+    mounted = gw.run(["findmnt", "-n", "-o", "FSTYPE", "/var/lib"]).stdout.strip()
+    assert mounted == "overlay", mounted
+    status = gw.wait_exit(PROVISION_TIMEOUT)
+    tail = gw.journal("-u", "pep-agent", "-n", "20", "-q")
+    assert status == REBOOT_STATUS, f"stopped with {status}, not a reboot:\n{tail}"
+    assert json.loads(gw.path(IDENTITY).read_text())["serialNumber"] == testbed.serial
+    assert endpoint_name(gw) == testbed.serial
+    # What the agent wrote under /var/lib stayed in RAM.
+    assert not any(gw.path(STATE_IN_VAR_LIB).glob("*"))
+    assert testbed.identity_requests() == 1
+    return identity_digest(gw)
+
+
+@pytest.mark.incremental
+class TestVolatileVarLib:
+    """The agent's state where it belongs by default."""
+
+    digest: ClassVar[dict[str, str]] = {}
+
+    def test_first_boot_provisions_with_var_lib_in_ram(self, testbed: Testbed) -> None:
+        type(self).digest = first_boot(testbed)
+
+    @pytest.mark.parametrize("boot", [2, 3, 4])
+    def test_later_boot_keeps_the_gateway_working(self, testbed: Testbed, boot: int) -> None:
+        assert testbed.gw.boots == boot - 1
+        later_boot(testbed, self.digest)
+
+
+@pytest.mark.incremental
+class TestStateInVolatileVarLib:
+    """The state kept in /var/lib, as the agent's earlier versions did: every later boot finds
+    no marker but a complete installed identity, which the server confirms as its own; and
+    with no server to ask, the gateway keeps running on it."""
+
+    testbed_options: ClassVar[dict[str, object]] = {
+        "settings": {STATE_SETTING: STATE_IN_VAR_LIB}}
+    digest: ClassVar[dict[str, str]] = {}
+
+    def test_first_boot_provisions_with_its_state_in_ram(self, testbed: Testbed) -> None:
+        type(self).digest = first_boot(testbed)
+
+    def test_second_boot_is_confirmed_by_the_server(self, testbed: Testbed) -> None:
+        later_boot(testbed, self.digest)
+
+    def test_third_boot_without_a_server_keeps_the_identity(self, testbed: Testbed) -> None:
+        testbed.stop_server()
+        later_boot(testbed, self.digest, server_up=False)
+
+    def test_fourth_boot_with_the_server_back(self, testbed: Testbed) -> None:
+        # A new server process: its request log starts empty, its records stay.
+        testbed.start_server()
+        later_boot(testbed, self.digest, requests=0)
