@@ -85,6 +85,7 @@ def agent_stopped(gw: Gateway) -> str | None:
     return state if state in {"failed", "inactive"} or sub == "auto-restart" else None
 
 
+@pytest.mark.server_restart
 @pytest.mark.incremental
 class TestServerRestartDuringInjection:
     def test_server_dies_while_fcc_holds_the_message(self, testbed: Testbed) -> None:

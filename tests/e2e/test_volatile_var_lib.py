@@ -121,6 +121,7 @@ def first_boot(testbed: Testbed) -> dict[str, str]:
     return identity_digest(gw)
 
 
+@pytest.mark.volatile_var_lib
 @pytest.mark.incremental
 class TestVolatileVarLib:
     """The agent's state where it belongs by default."""
@@ -136,6 +137,7 @@ class TestVolatileVarLib:
         later_boot(testbed, self.digest)
 
 
+@pytest.mark.volatile_var_lib
 @pytest.mark.incremental
 class TestStateInVolatileVarLib:
     """The state kept in /var/lib, as the agent's earlier versions did: every later boot finds
