@@ -13,11 +13,16 @@ from typing import Any
 from e2e_gateway import Gateway, wait_for
 from e2e_install import LED_DIR, LED_NAME
 
+from pep_agent import esfs
+
 PROVISION_TIMEOUT = 300.0
 VERIFY_TIMEOUT = 180.0
 IDENTITY = "/userdata/edge_gw_config/identity.json"
 MCC_CONFIG = "/userdata/mbed/mcc_config"
 STATE_DIR = "/var/lib/pep-agent"
+# The endpoint name as FCC stores it: an ESFS file under a hashed name in pal/WORKING.
+ENDPOINT_ITEM = esfs.CONFIG_PREFIX + "mbed.EndpointName"
+ENDPOINT_FILE = esfs.file_name(ENDPOINT_ITEM)
 PROBE = "pep-e2e-probe"
 # What the FCC wrapper saw after asking systemd to start edge-core: held, not masked.
 HELD = "edge-core while FCC runs: enabled=enabled active=inactive"
@@ -29,6 +34,11 @@ NOTIFY_REJECTED = "reception only permitted for main PID"
 
 def read(gw: Gateway, path: str) -> str:
     return gw.path(path).read_text(encoding="utf-8").strip()
+
+
+def endpoint_name(gw: Gateway, working: str = f"{MCC_CONFIG}/WORKING") -> str:
+    """The endpoint name in a WORKING folder `sim fcc` wrote (its stand-in encryption)."""
+    return esfs.read_item(gw.path(working), ENDPOINT_ITEM).decode()
 
 
 def led(gw: Gateway) -> dict[str, str]:
@@ -72,7 +82,7 @@ def assert_provisioned_files(gw: Gateway, serial: str) -> None:
     assert identity.is_file(), "identity.json not installed"
     assert stat.S_IMODE(identity.stat().st_mode) == 0o600
     assert json.loads(identity.read_text())["serialNumber"] == serial
-    assert read(gw, f"{MCC_CONFIG}/WORKING/mbed.EndpointName") == serial
+    assert endpoint_name(gw) == serial
     assert read(gw, f"{STATE_DIR}/provisioned") == serial
     # Held with a drop-in in /run, never masked: nothing of the hold outlives the run.
     mask = gw.path("/etc/systemd/system/edge-core.service")

@@ -56,6 +56,8 @@ class Gateway:
         self.netns_path = netns_path
         self.root = work / "root"
         self.boots = 0
+        # Extra systemd-nspawn options for every later boot (e.g. a volatile /var/lib).
+        self.boot_options: list[str] = []
         self._proc: subprocess.Popen[bytes] | None = None
         self._console: IO[bytes] | None = None
         self._leader: int | None = None
@@ -94,7 +96,7 @@ class Gateway:
             f"--directory={self.root}", f"--machine={self.name}",
             f"--network-namespace-path={self.netns_path}",
             "--console=read-only", "--link-journal=no", "--settings=no",
-            "--timezone=off", "--resolv-conf=off",
+            "--timezone=off", "--resolv-conf=off", *self.boot_options,
         ]
         self._proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._console,
                                       stderr=subprocess.STDOUT, start_new_session=True)

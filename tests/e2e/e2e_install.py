@@ -21,6 +21,8 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 GATEWAY_FILES = HERE / "gateway-files"
 LED_DIR = "/var/lib/fake-leds"
+# Where the wrapper (gateway-files/usr/local/sbin/fcc-with-probe) looks for a real FCC build.
+REAL_FCC = "usr/local/sbin/fcc-real"
 LED_NAME = "status"
 ETC_UNITS = "etc/systemd/system"
 EDGE_CORE_UNIT = "edge-core.service"
@@ -44,7 +46,7 @@ def build_wheel(out_dir: Path) -> Path:
     source = out_dir / "source"
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     shutil.copytree(REPO / "pep_agent", source / "pep_agent", ignore=ignore)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy2(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
                     "-w", str(out_dir), str(source)], check=True, timeout=600,
@@ -133,8 +135,12 @@ def write_env_file(root: Path, settings: dict[str, str]) -> None:
 
 
 def install_gateway(root: Path, wheel: Path, hostname: str, settings: dict[str, str], *,
-                    pip: bool = False, edge_core_in_etc: bool = False) -> None:
-    """Everything a test gateway needs before its first boot (see the two options above)."""
+                    pip: bool = False, edge_core_in_etc: bool = False,
+                    real_fcc: Path | None = None) -> None:
+    """Everything a test gateway needs before its first boot (see the options above).
+
+    With `real_fcc`, that FCC build is what the FCC wrapper runs, in place of `sim fcc`.
+    """
     (root / "etc/hostname").write_text(hostname + "\n")
     # A fixed machine id keeps one journal directory across the gateway's reboots.
     (root / "etc/machine-id").write_text(uuid.uuid4().hex + "\n")
@@ -146,3 +152,6 @@ def install_gateway(root: Path, wheel: Path, hostname: str, settings: dict[str, 
     install_units(root, edge_core_in_etc=edge_core_in_etc)
     install_fake_leds(root)
     write_env_file(root, settings)
+    if real_fcc is not None:
+        shutil.copy2(real_fcc, root / REAL_FCC)
+        (root / REAL_FCC).chmod(0o755)

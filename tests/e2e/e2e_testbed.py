@@ -22,9 +22,25 @@ from e2e_image import remove_run, runs_dir
 from e2e_install import install_gateway
 from e2e_netns import SERVER_ADDRESS, NetPair, create, delete
 
+# PEP_REAL_FCC=/path/to/elf: the gateway runs that FCC build in place of `sim fcc`.
+REAL_FCC_VARIABLE = "PEP_REAL_FCC"
 SERVER_PORT = 5151
 SERVER_START_TIMEOUT = 30.0
 _numbers = count(1)
+
+
+def real_fcc() -> Path | None:
+    """The real FCC build given in PEP_REAL_FCC, checked; None when the variable is unset."""
+    given = os.environ.get(REAL_FCC_VARIABLE, "")
+    if not given:
+        return None
+    path = Path(given)
+    if not path.is_file() or not os.access(path, os.X_OK):
+        raise RuntimeError(f"{REAL_FCC_VARIABLE}={given} is not an executable file")
+    with path.open("rb") as elf:
+        if elf.read(4) != b"\x7fELF":
+            raise RuntimeError(f"{REAL_FCC_VARIABLE}={given} is not an ELF executable")
+    return path
 
 
 class Testbed:
@@ -38,7 +54,8 @@ class Testbed:
     __test__ = False
 
     def __init__(self, logs: Path, base: Path, wheel: Path, serial: str, *, pip: bool = False,
-                 edge_core_in_etc: bool = False) -> None:
+                 edge_core_in_etc: bool = False, settings: dict[str, str] | None = None
+                 ) -> None:
         self.logs = logs
         self.install_options = {"pip": pip, "edge_core_in_etc": edge_core_in_etc}
         self.serial = serial
@@ -63,6 +80,7 @@ class Testbed:
             "PEP_RETRY_BASE": "1",
             "PEP_RETRY_CAP": "3",
             "PEP_VERIFY_TIMEOUT": "120",
+            **(settings or {}),
         }
 
     def set_up(self) -> None:
@@ -72,7 +90,7 @@ class Testbed:
                                self.net.gateway_ns_path)
         self.gateway.mount()
         install_gateway(self.gateway.root, self.wheel, f"pepgw-{self.tag}", self.settings,
-                        **self.install_options)
+                        real_fcc=real_fcc(), **self.install_options)
 
     @property
     def gw(self) -> Gateway:
@@ -143,6 +161,14 @@ class Testbed:
             except subprocess.TimeoutExpired:
                 os.killpg(self.server.pid, signal.SIGKILL)
                 self.server.wait(timeout=15)
+        self.server = None
+
+    def kill_server(self) -> None:
+        """The server dies at once (SIGKILL): no clean-up of a request it was serving."""
+        assert self.server is not None and self.server.poll() is None
+        # Our own child; its process group holds only what it started.
+        os.killpg(self.server.pid, signal.SIGKILL)
+        self.server.wait(timeout=15)
         self.server = None
 
     def close(self) -> None:

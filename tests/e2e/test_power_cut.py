@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import pytest
 from e2e_checks import (
+    ENDPOINT_FILE,
     IDENTITY,
     PROVISION_TIMEOUT,
     STATE_DIR,
@@ -46,7 +47,7 @@ class TestPowerCutAfterInjection:
                  timeout=PROVISION_TIMEOUT, what="the server's injection")
         # FCC stores the credentials before it answers the server's factory tool.
         staged = gw.path(STAGING)
-        wait_for(lambda: True if any(staged.glob("**/WORKING/mbed.EndpointName")) else None,
+        wait_for(lambda: True if any(staged.glob(f"**/WORKING/{ENDPOINT_FILE}")) else None,
                  timeout=60, what="the credentials FCC stored")
         gw.kill()
         assert not gw.path(f"{STATE_DIR}/response.json").exists(), \

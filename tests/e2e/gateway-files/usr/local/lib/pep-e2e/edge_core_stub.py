@@ -1,7 +1,8 @@
 """edge-core's status endpoint, for the virtual gateway. Side effect: listens on 127.0.0.1:9101.
 
-"connected" with the endpoint name FCC stored (pal/WORKING/mbed.EndpointName, moved to
-mcc_config by the agent) once credentials are installed, "connecting" before.
+"connected" with the endpoint name FCC stored (its ESFS item in pal/WORKING, moved to
+mcc_config by the agent) once credentials are installed, "connecting" before. Only what
+`sim fcc` wrote can be read: a real FCC encrypts its items with the device's own key.
 """
 
 from __future__ import annotations
@@ -10,13 +11,15 @@ import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from pep_agent import esfs
+
 MCC_CONFIG = Path("/userdata/mbed/mcc_config")
 
 
 def endpoint_name() -> str | None:
     try:
-        raw = (MCC_CONFIG / "WORKING" / "mbed.EndpointName").read_bytes()
-    except OSError:
+        raw = esfs.read_item(MCC_CONFIG / "WORKING", esfs.CONFIG_PREFIX + "mbed.EndpointName")
+    except (OSError, esfs.EsfsError):
         return None
     return raw.decode("utf-8", "replace").strip("\x00 \n") or None
 
