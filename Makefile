@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check matrix demo e2e bench deb clean
+.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ demo: $(STAMP)
 e2e: $(STAMP)
 	./tests/e2e/prepare.sh
 	$(PY) -m pytest -q tests/e2e --timeout=2400
+
+# Issue 14's explorers in full: every crash state of a provision (tests/crash) and a fault
+# injected into every durable-state system call; `make test` runs a seeded sample of each.
+crashtest: $(STAMP)
+	PEP_CRASH_FULL=1 $(PY) -m pytest -q -s -p no:cacheprovider --timeout=0 \
+		tests/integration/test_crash_states.py tests/integration/test_disk_faults.py -k "crash_state or syscall"
 
 bench: $(STAMP)
 	$(PY) bench/run.py
