@@ -1,10 +1,11 @@
 """The agent installed from its Debian packages with apt, on Debian bookworm and trixie roots.
 
 Each suite's root holds only that suite's own packages (typer 0.7 on bookworm); apt installs
-pep-agent and pep-agent-sim from the .deb files `make deb` builds, and nothing else. Then, as with the
-other gateways: the first boot provisions against the simulated server and reboots, the second
-verifies, both through the units the package installed and enabled. The package's units are
-checked to be the project's, then laid down again by the common harness with the stand-ins.
+pep-agent and pep-agent-sim from the .deb files `make deb` builds, and nothing else. Then, as
+with the other gateways: the first boot provisions against the simulated server and reboots,
+the second verifies, both through the units the package installed and enabled. The package's
+units are checked to be the project's, then laid down again by the common harness with the
+stand-ins.
 """
 
 from __future__ import annotations
