@@ -94,17 +94,18 @@ def build_debs(out_dir: Path) -> list[Path]:
 
 
 def apt_install(root: Path, debs: list[Path]) -> subprocess.CompletedProcess[str]:
-    """`apt-get install ./pkg.deb ...` inside `root`, offline: every dependency must already
-    be there (--no-download), as the cached root preinstalls them."""
+    """`apt-get install /tmp/pkg.deb ...` inside `root`. The cached root preinstalls every
+    dependency, so apt downloads nothing (its --no-download would refuse the local files:
+    apt 2.6 calls their path "not absolute"). The caller checks the result."""
     names = []
     for deb in debs:
         shutil.copy2(deb, root / "tmp" / deb.name)
         names.append(f"/tmp/{deb.name}")
     try:
         return subprocess.run(
-            ["chroot", str(root), "apt-get", "install", "-y", "--no-download",
-             "--no-install-recommends", *names],
-            check=True, timeout=APT_TIMEOUT, capture_output=True, text=True,
+            ["chroot", str(root), "apt-get", "install", "-y", "--no-install-recommends",
+             *names],
+            check=False, timeout=APT_TIMEOUT, capture_output=True, text=True,
             stdin=subprocess.DEVNULL,
             env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8",
                  "DEBIAN_FRONTEND": "noninteractive"})
