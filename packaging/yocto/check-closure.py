@@ -24,11 +24,13 @@ import argparse
 import json
 import os
 import re
+import select
 import shlex
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,22 +72,33 @@ def _run(argv: list[str], env: dict[str, str], cwd: Path) -> int:
 
 
 def _start(argv: list[str], env: dict[str, str], cwd: Path, pattern: str,
-           ) -> tuple[subprocess.Popen[str], re.Match[str]]:
+           ) -> tuple[subprocess.Popen[bytes], re.Match[str]]:
+    """Start a simulator and wait (30 s at most) for the output saying it is ready."""
     child = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                             stderr=subprocess.STDOUT, start_new_session=True)
     assert child.stdout is not None
+    fd = child.stdout.fileno()
+    seen = b""
     deadline = time.monotonic() + 30
-    for line in child.stdout:  # ends when the child exits
-        found = re.search(pattern, line)
-        if found:
-            return child, found
-        if time.monotonic() > deadline:
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
             break
-    child.kill()
+        chunk = os.read(fd, 65536)
+        if not chunk:  # the child exited
+            break
+        seen += chunk
+        # Complete lines only: a port or URL cut at a chunk's end would be wrong.
+        found = re.search(pattern, seen[:seen.rfind(b"\n") + 1].decode(errors="replace"))
+        if found:
+            # Keep reading its output, so that a full pipe never stalls it.
+            threading.Thread(target=child.stdout.read, daemon=True).start()
+            return child, found
+    _stop(child)
     raise RuntimeError(f"{shlex.join(argv[2:])} did not start")
 
 
-def _stop(child: subprocess.Popen[str]) -> None:
+def _stop(child: subprocess.Popen[bytes]) -> None:
     child.terminate()
     try:
         child.wait(timeout=10)
