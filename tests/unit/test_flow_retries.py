@@ -163,14 +163,14 @@ def unsent(message: str = "connection refused") -> PepError:
 def test_a_request_that_never_left_journals_no_injection(tmp_path: Path) -> None:
     """Issue 14, case 7: refused, DNS, TLS before sending: the rerun has nothing to recover."""
     client = ScriptedClient(*[unsent() for _ in range(50)])
-    ctx, clock = _context(tmp_path, client, PEP_SERVER_DEADLINE="10")
+    ctx, _ = _context(tmp_path, client, PEP_SERVER_DEADLINE="10")
     with pytest.raises(ServerUnreachableError):
         flow.request_identity(ctx)
     assert len(client.queries) > 1
     assert Journal(ctx.paths.journal).data.get("injection") is None
     # A request that did leave (then timed out) is still counted.
     client = ScriptedClient(*[transient("read timed out") for _ in range(50)])
-    ctx, clock = _context(tmp_path / "sent", client, PEP_SERVER_DEADLINE="10")
+    ctx, _ = _context(tmp_path / "sent", client, PEP_SERVER_DEADLINE="10")
     with pytest.raises(ServerUnreachableError):
         flow.request_identity(ctx)
     assert Journal(ctx.paths.journal).data.get("injection")
