@@ -494,7 +494,7 @@ def provision(ctx: Context, *, before: Callable[[Context], None] | None = None) 
     except OSError as e:
         # The lock or the journal could not be written (a full or read-only disk): the
         # operator needs exit 18 and its hint, not a traceback.
-        err = fsutil.install_error("writing the agent's state", e)
+        err = fsutil.install_error(f"writing the agent's state in {ctx.paths.state_dir}", e)
         _fail(ctx, err)
         raise err from None
 

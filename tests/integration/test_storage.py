@@ -60,6 +60,22 @@ def test_empty_credentials_are_never_marked_provisioned(tmp_path: Path,
     assert again.returncode == 22, again.stderr
     assert not (root / STATE_DIR / "provisioned").exists()
     assert len(identity_requests(server, serial)) == 1
+    # Nothing was deleted: what FCC stored stays, with the journal still expecting it.
+    assert assert_no_wasted_identity(server, {serial: root}) == {serial: "recovery-pending"}
+
+
+def test_an_empty_parsec_store_is_never_marked_provisioned(tmp_path: Path,
+                                                           server: SimServer) -> None:
+    """Case 1 with Parsec: the check is that its/ and pst/ hold non-empty files."""
+    root, serial = tmp_path / "gw", "GW-PARSEC-EMPTY"
+    pst = root / MCC / "pst"
+    script = (f'{shlex.join(fcc_argv(parsec=True, mcc_config=root / MCC))}; rc=$?; '
+              f'for f in {shlex.quote(str(pst))}/*; do : > "$f"; done; exit "$rc"')
+    out = provision(root, server.url, serial, shlex.join(["sh", "-c", script]), "--parsec")
+    assert out.returncode == 22, out.stderr
+    assert "credentials are incomplete (pst/" in out.stderr and ": empty" in out.stderr
+    assert not (root / STATE_DIR / "provisioned").exists()
+    assert not (root / IDENTITY).exists()
 
 
 def test_a_lost_state_directory_keeps_the_working_identity(tmp_path: Path,
