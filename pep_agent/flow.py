@@ -628,8 +628,9 @@ def _adopt_installed(ctx: Context) -> bool:
     ctx.serial, ctx.parsec = own, parsec
     log.info("no marker, but an identity for %s (enrollment id %s) is installed: asking the "
              "server whether it is the one it holds", own, enrollment, extra=ctx.fields())
+    client = ctx.client_factory()  # a bad URL or CA file is its own error, not "unreachable"
     try:
-        held = ident.check_enrollment_id(ctx.client_factory().enrollment_id(own), own)
+        held = ident.check_enrollment_id(client.enrollment_id(own), own)
     except NotFoundError:
         held = None
     except PepError as e:
