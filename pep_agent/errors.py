@@ -44,6 +44,9 @@ class PepError(Exception):
     # injection that is worth retrying after restarting FCC.
     transient = False
     injection_failed = False
+    # Cleared by the HTTP funnel when the request cannot have left this machine (refused,
+    # no such host, TLS handshake): it cannot have injected FCC.
+    sent = True
     # Seconds the server asked to wait before a retry (its Retry-After), when it said.
     retry_after: float | None = None
     # Set once the error went to the log (with its journald fields), so that the CLI prints

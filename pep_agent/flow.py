@@ -7,6 +7,7 @@ Read this file top to bottom to know what `pep-agent provision` does.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import signal
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pep_agent import state
+from pep_agent import esfs, state
 from pep_agent.config import Settings
 from pep_agent.errors import (
     BadResponseError,
@@ -93,6 +94,19 @@ class Context:
 # --- the steps --------------------------------------------------------------------------------
 
 def preflight(ctx: Context) -> None:
+    check_preflight(ctx)
+    ctx.verification_key = ident.NO_VERIFICATION_KEY
+    if ctx.settings.fss:
+        # Here, not at the request: a journald that cannot seal must stop the run before
+        # edge-core or the identity are touched. Only after every check: the forced setup
+        # replaces the key whose verification key the server holds. The key stays in memory.
+        from pep_agent.system.sealing import setup_keys
+
+        ctx.verification_key = setup_keys(ctx.settings.fss_interval, ctx.paths)
+
+
+def check_preflight(ctx: Context) -> None:
+    """preflight's checks, without side effects on the machine (reprovision runs them first)."""
     s = ctx.settings
     if not ctx.paths.sandboxed and os.geteuid() != 0:
         raise ConfigError("pep-agent provision must run as root", hint="use sudo, or --root DIR")
@@ -106,13 +120,6 @@ def preflight(ctx: Context) -> None:
         raise FccStartError(f"the FCC binary {exe} is not executable")
     ctx.parsec = s.parsec == "true" or (s.parsec == "auto" and ctx.paths.parsec_socket.exists())
     ctx.journal.update(parsec=ctx.parsec, profile=s.profile, server=s.server_url)
-    ctx.verification_key = ident.NO_VERIFICATION_KEY
-    if s.fss:
-        # Here, not at the request: a journald that cannot seal must stop the run before
-        # edge-core or the identity are touched. The key stays in memory only.
-        from pep_agent.system.sealing import setup_keys
-
-        ctx.verification_key = setup_keys(s.fss_interval, ctx.paths)
 
 
 def discover_serial(ctx: Context) -> None:
@@ -156,7 +163,7 @@ def start_fcc(ctx: Context) -> None:
     s, paths = ctx.settings, ctx.paths
     staging = install.staging_dir(paths, ctx.profile)
     fsutil.remove(staging)
-    staging.mkdir(parents=True, mode=0o700)
+    fsutil.make_dir(staging, mode=0o700)
     ctx.fcc = FccSession.start(s.fcc_argv(), cwd=staging,
                                env=fcc_environment(ctx.interface, s.entropy_source))
     ctx.journal.update(fcc_pid=ctx.fcc.pid, fcc_started=proc.process_start_time(ctx.fcc.pid))
@@ -179,7 +186,8 @@ def request_identity(ctx: Context) -> None:
         attempt += 1
         ip, port = ctx.fcc_address
         query = s.identity_query(ctx.serial, ip, port, key)
-        earlier = bool(ctx.journal.data.get("injection"))
+        before = ctx.journal.data.get("injection")
+        earlier = bool(before)
         # The recovery rule starts here: journalled (fsync'd) before the request leaves.
         ctx.journal.update(attempt=attempt, next_retry_in=None,
                            injection=ident.rebuild_fields(query))
@@ -193,6 +201,10 @@ def request_identity(ctx: Context) -> None:
             continue
         except PepError as e:
             err = e
+        if not err.sent:
+            # Refused, no such host, a failed TLS handshake: this request never left, so it
+            # cannot have injected FCC and leaves nothing to recover.
+            ctx.journal.update(injection=before)
         if err.code == Exit.BAD_RESPONSE:
             # A 200 that is not our identity still means the server injected FCC (case 3).
             try:
@@ -215,13 +227,13 @@ def request_identity(ctx: Context) -> None:
             start_fcc(ctx)
         elif err.code == Exit.ALREADY_PROVISIONED:
             if not earlier:
-                # No request of ours reached the server before: the record is someone else's,
-                # and nothing was injected into our FCC.
-                discard(ctx, "409 to our first request: the record is not from this gateway")
-                raise ident.already_provisioned(ctx.serial) from None
+                # No request of ours reached the server before: the record is not from this
+                # run, and nothing was injected into our FCC.
+                discard(ctx, "409 to our first request: the record is not from this run")
+                raise _what_server_holds(ctx, client) from None
             data = recover(ctx, client, "409 after an earlier request of ours")
             if data is None:
-                raise ident.already_provisioned(ctx.serial) from None
+                raise ident.unfinished_record(ctx.serial) from None
         elif err.transient and _fcc_ended(ctx):
             # FCC only ends after an exchange: the server injected it (or tried to).
             data = recover(ctx, client, f"FCC ended but no answer came ({err.message})")
@@ -267,6 +279,21 @@ def _commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:
                        next_retry_in=None, **more)
 
 
+def _what_server_holds(ctx: Context, client: PepClient) -> PepError:
+    """The error for a 409 to our first request, saying what the server's record is."""
+    try:
+        enrollment = ident.check_enrollment_id(client.enrollment_id(ctx.serial), ctx.serial)
+    except NotFoundError:
+        log.info("GET /v3/enrollment-id answers 404 for %s: the record was never finished",
+                 ctx.serial, extra=ctx.fields())
+        return ident.unfinished_record(ctx.serial)
+    except PepError as e:
+        log.warning("cannot read the server's record of %s (%s)", ctx.serial, e.message,
+                    extra=ctx.fields())
+        return ident.already_provisioned(ctx.serial)
+    return ident.deployed_elsewhere(ctx.serial, enrollment)
+
+
 def _fcc_ended(ctx: Context) -> bool:
     """FCC exited, or (without Parsec, where storage appears only with an injection) holds
     staged credentials: the server got as far as the injection."""
@@ -300,6 +327,7 @@ def recover(ctx: Context, client: PepClient, why: str) -> dict[str, Any] | None:
             "but FCC stored no credentials",
             hint=f"remove the record of serial {ctx.serial} on the pep server, then run "
                  "`pep-agent provision` again")
+    secure_credentials(ctx, enrollment)
     fields = ctx.journal.data.get("injection") or {}
     log.info("the server holds the record of %s: identity.json is rebuilt from the journalled "
              "request and its enrollment id", ctx.serial, extra=ctx.fields())
@@ -366,16 +394,44 @@ def discard(ctx: Context, reason: str) -> None:
     ctx.journal.update(injection=None)
 
 
+def secure_credentials(ctx: Context, enrollment: str) -> None:
+    """Durable before trusted: fsync all FCC stored (an error is an install failure), then
+    check it. Incomplete credentials while the server holds the record: exit 22."""
+    try:
+        install.make_staged_durable(ctx.paths, ctx.profile, ctx.parsec)
+    except OSError as e:
+        raise fsutil.install_error("making FCC's stored credentials durable", e) from None
+    problems = install.credential_problems(ctx.paths, ctx.profile, ctx.parsec)
+    if not problems:
+        log.info("FCC's stored credentials are complete and on disk", extra=ctx.fields())
+        return
+    shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+    raise ResumeError(
+        f"the server holds the record of serial {ctx.serial} (enrollment id {enrollment}) but "
+        f"FCC's stored credentials are incomplete ({shown}): this identity cannot be installed",
+        hint=f"no gateway holds this identity: remove the record of serial {ctx.serial} on the "
+             "pep server, then run `pep-agent reprovision`")
+
+
 def wait_fcc(ctx: Context) -> None:
     if ctx.fcc is not None:
         ctx.fcc.wait_exit(deadline=time.monotonic() + ctx.settings.fcc_exit_timeout)
         ctx.fcc = None
+    secure_credentials(ctx, _enrollment(ctx))
+
+
+def _enrollment(ctx: Context) -> str:
+    data = ctx.answer or {}
+    return str(data.get("enrollmentID") or ctx.journal.data.get("enrollment_id") or "?")
 
 
 def install_identity(ctx: Context) -> None:
     data = ctx.answer or ident.load_response(ctx.paths.saved_response)
     if data is None:
         raise ResumeError("the saved server response disappeared before the install")
+    ctx.answer = data
+    # Again here: a run resumed after a power cut has not synced or checked this store.
+    secure_credentials(ctx, _enrollment(ctx))
     install.install(ctx.paths, ctx.profile, ctx.parsec, ident.identity_document(data))
 
 
@@ -385,6 +441,8 @@ def unmask_edge_core(ctx: Context) -> None:
 
 def mark_provisioned(ctx: Context) -> None:
     install.make_durable(ctx.paths, ctx.profile)
+    # The marker vouches for what is on disk now, checked after the sync.
+    secure_credentials(ctx, _enrollment(ctx))
     install.drop_previous(ctx.paths, ctx.profile)
     fsutil.atomic_write(ctx.paths.provisioned_marker, f"{ctx.serial}\n".encode(), mode=0o644)
     fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
@@ -436,16 +494,20 @@ def provision(ctx: Context, *, before: Callable[[Context], None] | None = None) 
     except OSError as e:
         # The lock or the journal could not be written (a full or read-only disk): the
         # operator needs exit 18 and its hint, not a traceback.
-        err = fsutil.install_error("writing the agent's state", e)
+        err = fsutil.install_error(f"writing the agent's state in {ctx.paths.state_dir}", e)
         _fail(ctx, err)
         raise err from None
 
 
 def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
+    # Created here, its entry fsync'd: a state directory lost in a power cut would lose the
+    # journal that says an injection may have happened.
+    fsutil.make_dir(ctx.paths.state_dir, mode=0o700)
     with RunLock(ctx.paths.lock):
         # What another run wrote before we held the lock counts, not what we read at start.
         ctx.journal.data = state.load(ctx.journal.path)
         if before is not None:
+            ctx.extra["replacing"] = True  # reprovision: the installed identity goes
             before(ctx)
         # READY=1 only once edge-core is held: the unit is ordered Before=edge-core, so
         # systemd keeps edge-core back until then. The hold lives in /run: a run resumed
@@ -528,11 +590,72 @@ def plan(ctx: Context) -> int | None:
             return STEP_NAMES.index("install")
         log.info("starting over: the server holds no record of %s", ctx.serial,
                  extra=ctx.fields())
+    elif not ctx.extra.get("replacing") and _adopt_installed(ctx):
+        return None
     if isinstance(leftover, int) and proc.reap_leftover(leftover, j.data.get("fcc_started")):
         log.info("stopped FCC left over from an interrupted run (pid %d)", leftover)
     fsutil.remove(install.staging_dir(paths, ctx.profile))
     j.reset(run_id=uuid.uuid4().hex[:12], serial=None)
     return 0
+
+
+def _adopt_installed(ctx: Context) -> bool:
+    """No marker, but a complete identity for this gateway's serial is installed (the state
+    was lost: /var/lib in RAM, a wiped state directory): ask the server before touching it.
+
+    True when the server's deployed record has its enrollment id: the marker is rewritten.
+    False when it is an old identity (another or no record): the flow goes on. Unreachable:
+    nothing changes and the run ends (edge-core is not held and keeps the identity).
+    """
+    s = ctx.settings
+    mcc, identity_json = install.targets(ctx.paths, ctx.profile)
+    try:
+        installed = json.loads(identity_json.read_bytes())
+    except (OSError, ValueError):
+        return False
+    serial = installed.get("serialNumber") if isinstance(installed, dict) else None
+    enrollment = installed.get("enrollmentID") if isinstance(installed, dict) else None
+    if not isinstance(serial, str) or not isinstance(enrollment, str):
+        return False
+    try:
+        own, _ = discovery.discover_serial(s)
+    except PepError:
+        return False  # the flow reports it at discover-serial
+    parsec = s.parsec == "true" or (s.parsec == "auto" and ctx.paths.parsec_socket.exists())
+    problems = esfs.check_parsec(mcc) if parsec else esfs.check_pal(mcc)
+    if own != serial or problems:
+        return False
+    ctx.serial, ctx.parsec = own, parsec
+    log.info("no marker, but an identity for %s (enrollment id %s) is installed: asking the "
+             "server whether it is the one it holds", own, enrollment, extra=ctx.fields())
+    client = ctx.client_factory()  # a bad URL or CA file is its own error, not "unreachable"
+    try:
+        held = ident.check_enrollment_id(client.enrollment_id(own), own)
+    except NotFoundError:
+        held = None
+    except PepError as e:
+        err = ServerUnreachableError(
+            f"an identity for serial {own} is installed but no marker says this agent "
+            f"installed it, and the server's record cannot be read ({e.message}): nothing was "
+            "changed; edge-core keeps running on the installed identity",
+            hint="make the pep server reachable and run `pep-agent provision` again to confirm "
+                 "it; `pep-agent reprovision` replaces it")
+        _fail(ctx, err)
+        raise err from None
+    if held != enrollment:
+        log.info("the server %s: the installed identity is an old one; provisioning anew",
+                 "holds no record of it" if held is None else f"holds enrollment id {held}",
+                 extra=ctx.fields())
+        return False
+    log.info("the server holds this identity (enrollment id %s): the gateway is provisioned; "
+             "rewriting the marker", enrollment, extra=ctx.fields())
+    install.make_durable(ctx.paths, ctx.profile)
+    fsutil.atomic_write(ctx.paths.provisioned_marker, f"{own}\n".encode(), mode=0o644)
+    ctx.journal.update(state=state.DONE, serial=own, enrollment_id=enrollment, injection=None,
+                       finished_at=time.time(), adopted=True)
+    ctx.services.release(ctx.profile.edge_core_unit)
+    ctx.led.show("success")
+    return True
 
 
 def _run_step(ctx: Context, step: Step) -> None:

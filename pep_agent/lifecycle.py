@@ -60,7 +60,7 @@ def _check_then_move_aside(ctx: flow.Context) -> None:
     """Under the run lock: everything a new identity needs is checked before anything moves."""
     before = dict(ctx.journal.data)
     try:
-        flow.preflight(ctx)
+        flow.check_preflight(ctx)
         flow.discover_serial(ctx)
         flow.wait_network(ctx)
         _no_record_on_server(ctx)

@@ -103,7 +103,8 @@ FIELDS: dict[str, str] = {
     # The query fields journalled before an identity request (the recovery rule rebuilds
     # identity.json from them): text only, checked entry by entry below.
     "injection": _DICT,
-    **dict.fromkeys(("parsec", "resumed", "response_saved", "rebuilt_answer"), _BOOL),
+    **dict.fromkeys(("parsec", "resumed", "response_saved", "rebuilt_answer", "adopted"),
+                   _BOOL),
 }
 ERROR_FIELDS = {"code": _INT, "name": _STR, "message": _STR, "hint": _STR}
 STEP_FIELDS = {"status": _STR, "started_at": _NUM, "ended_at": _NUM, "duration_s": _NUM}

@@ -91,6 +91,24 @@ def already_provisioned(serial: str) -> AlreadyProvisionedError:
         hint="remove its record there or use another serial")
 
 
+def unfinished_record(serial: str) -> AlreadyProvisionedError:
+    return AlreadyProvisionedError(
+        f"the pep server holds an unfinished record for serial {serial} (409 to the identity "
+        "request, 404 from GET /v3/enrollment-id): probably the server restarted during an "
+        "injection",
+        hint=f"remove the record of serial {serial} on the pep server (no gateway holds it), "
+             "then run `pep-agent provision` again")
+
+
+def deployed_elsewhere(serial: str, enrollment: str) -> AlreadyProvisionedError:
+    return AlreadyProvisionedError(
+        f"the pep server holds a deployed record for serial {serial} (enrollment id "
+        f"{enrollment}) from another gateway: a working gateway holds that identity",
+        hint=f"serial {serial} is a duplicate: give this gateway its own serial (--serial or "
+             f"PEP_SERIAL); removing the record would take the identity from the gateway that "
+             "holds it")
+
+
 def save_response(path: Path, data: dict[str, Any]) -> None:
     """The commit point: after this, a rerun installs this answer and never asks again."""
     atomic_write(path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)

@@ -7,20 +7,23 @@ Side effects: renames credential and identity directories under the root, writes
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 from pathlib import Path
 
+from pep_agent import esfs
 from pep_agent.errors import InstallError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
 from pep_agent.system.fsutil import (
     atomic_write,
+    fsync_dir,
     install_error,
+    make_dir,
     move_aside,
     non_empty_dir,
     remove,
     swap_in,
+    sync_tree,
 )
 
 PREVIOUS = ".pep-previous"
@@ -79,8 +82,33 @@ def credentials_ready(paths: Paths, profile: Profile, parsec: bool) -> bool:
     return non_empty_dir(staged_pal(paths, profile) / "WORKING") or non_empty_dir(mcc / "WORKING")
 
 
+def credential_store(paths: Paths, profile: Profile, parsec: bool) -> Path:
+    """Where FCC's credentials are now: mcc_config with Parsec or once installed, else staging."""
+    mcc, _ = targets(paths, profile)
+    pal = staged_pal(paths, profile)
+    return pal if not parsec and pal.exists() else mcc
+
+
+def credential_problems(paths: Paths, profile: Profile, parsec: bool) -> list[str]:
+    """What is wrong with FCC's stored credentials (empty: every file present, non-empty and
+    complete as far as FCC's format tells). Names files, never contents."""
+    store = credential_store(paths, profile, parsec)
+    return esfs.check_parsec(store) if parsec else esfs.check_pal(store)
+
+
+def make_staged_durable(paths: Paths, profile: Profile, parsec: bool) -> None:
+    """fsync everything FCC stored: it opens files O_SYNC but never syncs a directory, so a new
+    name (pal itself, WORKING, each item) is not durable until this has run. Raises OSError."""
+    store = credential_store(paths, profile, parsec)
+    if store.exists():
+        sync_tree(store)
+
+
 def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> None:
-    """Switch the staged credentials into place, then write identity.json. Idempotent."""
+    """Switch the staged credentials into place, then write identity.json. Idempotent.
+
+    The caller has checked the credentials (credential_problems) and made them durable.
+    """
     mcc, identity_path = targets(paths, profile)
     if parsec:
         if not (mcc / "pst").exists():
@@ -95,7 +123,7 @@ def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> No
         elif not non_empty_dir(mcc / "WORKING"):
             raise InstallError(f"no staged credentials and no {mcc}/WORKING")
     try:
-        identity_path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+        make_dir(identity_path.parent)
         atomic_write(identity_path, identity, mode=0o600)
     except OSError as e:
         if not parsec:
@@ -109,34 +137,17 @@ def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> No
 def make_durable(paths: Paths, profile: Profile) -> None:
     """Everything the `provisioned` marker vouches for reaches the disk before it is written.
 
-    FCC does not fsync its files, and mkdir and rename are metadata that a file system need not
-    order: fsync every file and directory of the new identity and their parents, then sync the
-    rest (the state directory and the marker may live on another file system).
+    fsync every file and directory of the new identity and their parents (any error is an
+    install failure: nothing is skipped), then sync the rest (the state directory and the
+    marker may live on another file system).
     """
     try:
         for top in targets(paths, profile):
-            for dirpath, _dirs, files in os.walk(top if top.is_dir() else top.parent):
-                for name in files:
-                    _fsync(Path(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-                _fsync(Path(dirpath), os.O_RDONLY | os.O_DIRECTORY)
-            _fsync(top.parent.parent, os.O_RDONLY | os.O_DIRECTORY)
-            _fsync(top.parent, os.O_RDONLY | os.O_DIRECTORY)
+            sync_tree(top if top.is_dir() else top.parent)
+            fsync_dir(top.parent.parent)
     except OSError as e:
         raise install_error("making the new identity durable", e) from None
     os.sync()
-
-
-def _fsync(path: Path, flags: int) -> None:
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return  # a symlink FCC left: its target is not ours to sync
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def restore_previous(paths: Paths, profile: Profile) -> None:

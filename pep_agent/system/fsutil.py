@@ -28,9 +28,57 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def make_dir(path: Path, mode: int = 0o755) -> None:
+    """Create `path` and any missing parents, each new entry made durable by an fsync of its
+    parent: on a file system without metadata ordering, an unsynced directory entry (and all
+    below it) can vanish in a power cut."""
+    missing = []
+    walk = path
+    while not walk.is_dir():
+        missing.append(walk)
+        if walk.parent == walk:
+            break
+        walk = walk.parent
+    for new in reversed(missing):
+        try:
+            new.mkdir(mode=mode)
+        except FileExistsError:
+            if not new.is_dir():
+                raise
+        fsync_dir(new.parent)
+
+
+def sync_tree(top: Path) -> None:
+    """fsync every file and directory under `top`, then `top`'s parent; any error raises
+    (nothing is skipped: what cannot be opened cannot be vouched for)."""
+    def fail(e: OSError) -> None:
+        raise e
+
+    for dirpath, _dirs, files in os.walk(top, onerror=fail):
+        for name in files:
+            _fsync(Path(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        _fsync(Path(dirpath), os.O_RDONLY | os.O_DIRECTORY)
+    if not top.is_dir():
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(top))
+    fsync_dir(top.parent)
+
+
+def _fsync(path: Path, flags: int) -> None:
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return  # a symlink FCC left: its target is not ours to sync
+        raise
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     """Replace `path` with `data` atomically and durably; the mode is set before it is visible."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -48,7 +96,7 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
 
 def append_line(path: Path, line: str, *, mode: int = 0o600) -> None:
     """Append `line` to `path`, creating it with `mode`; refuses to write through a symlink."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(path.parent)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                      mode)
@@ -77,7 +125,7 @@ def swap_in(src: Path, target: Path) -> None:
     """Rename directory `src` to `target`, which must not exist; then fsync both parents."""
     if target.exists():
         raise InstallError(f"{target} exists already; refusing to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_dir(target.parent)
     try:
         os.rename(src, target)
     except OSError as e:

@@ -26,6 +26,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3 import connection as u3conn
 from urllib3 import connectionpool as u3pool
+from urllib3.exceptions import NewConnectionError
 
 from pep_agent.errors import (
     AlreadyProvisionedError,
@@ -251,14 +252,18 @@ class PepClient:
                         raise _timeout(what, self.base_url, limit) from None
                     raise
         except requests.exceptions.SSLError as e:
-            raise ServerUnreachableError(
+            raise _unsent(ServerUnreachableError(
                 f"TLS failure talking to {self.base_url}: {_short(e)}",
-                hint="check --ca-cert, or the server certificate") from None
-        except requests.exceptions.Timeout:
-            raise _timeout(what, self.base_url, limit) from None
+                hint="check --ca-cert, or the server certificate")) from None
+        except requests.exceptions.Timeout as e:
+            err = _timeout(what, self.base_url, limit)
+            raise (_unsent(err) if isinstance(e, requests.exceptions.ConnectTimeout)
+                   else err) from None
         except requests.exceptions.ConnectionError as e:
-            raise _transient(ServerUnreachableError(
-                f"{what}: cannot reach {self.base_url} ({_short(e)})")) from None
+            err = _transient(ServerUnreachableError(
+                f"{what}: cannot reach {self.base_url} ({_short(e)})"))
+            reason = getattr(e.args[0] if e.args else None, "reason", None)
+            raise (_unsent(err) if isinstance(reason, NewConnectionError) else err) from None
         except (requests.exceptions.RequestException, OSError) as e:
             raise _transient(ServerUnreachableError(f"{what}: {_short(e)}")) from None
         resp._content = body
@@ -386,6 +391,12 @@ def _shown_url(url: str) -> str:
 def _timeout(what: str, base_url: str, limit: float) -> PepError:
     return _transient(ServerUnreachableError(
         f"{what}: no complete answer from {base_url} within {limit:g} s"))
+
+
+def _unsent(err: PepError) -> PepError:
+    """The request never left (no connection, or no TLS session): nothing was asked."""
+    err.sent = False
+    return err
 
 
 def _transient(err: PepError) -> PepError:

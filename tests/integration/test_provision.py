@@ -75,8 +75,11 @@ def test_same_serial_on_a_second_gateway_is_refused(tmp_path: Path, server: SimS
     assert provision(tmp_path / "gw1", server.url, "GW-DUP", fcc_command()).returncode == 0
     out = provision(tmp_path / "gw2", server.url, "GW-DUP", fcc_command())
     assert out.returncode == 15, out.stderr
-    assert "GW-DUP is already provisioned on the server" in out.stderr
-    assert "remove its record there or use another serial" in out.stderr
+    # Issue 14, case 6: the record is the first gateway's, and it is working.
+    assert "deployed record for serial GW-DUP" in out.stderr
+    assert "a working gateway holds that identity" in out.stderr
+    assert "serial GW-DUP is a duplicate" in out.stderr
+    assert "remove its record there" not in out.stderr
     assert not (tmp_path / "gw2" / IDENTITY).exists()
     assert not (tmp_path / "gw2/userdata/mbed/.pep-agent-staging").exists()
     assert status(tmp_path / "gw2")["error"]["code"] == 15

@@ -180,7 +180,7 @@ def test_409_is_final_and_never_retried(tmp_path: Path, server: SimServer) -> No
     out = provision(root, server.url, serial, fcc_command(),
                     env=agent_env(PEP_SERVER_DEADLINE="60"))
     assert out.returncode == 15, out.stderr
-    assert "remove its record there or use another serial" in out.stderr
+    assert f"serial {serial} is a duplicate" in out.stderr
     assert end_state(root, server, serial) == "not-provisioned"
     assert_no_wasted_identity(server, {serial: root}, foreign={serial})
     assert status(root)["error"]["code"] == 15

@@ -113,14 +113,67 @@ def test_gives_up_at_the_deadline(tmp_path: Path) -> None:
 @pytest.mark.parametrize("err", [
     AlreadyProvisionedError("409"), ServerError("400 bad request"), BadResponseError("html")])
 def test_permanent_failures_are_not_retried(tmp_path: Path, err: PepError) -> None:
-    client = ScriptedClient(err, GOOD)
+    # For the 409, the record it stands for cannot be read.
+    down = {"SN-1": ServerError("503")} if isinstance(err, AlreadyProvisionedError) else None
+    client = ScriptedClient(err, GOOD, records=down)
     ctx, clock = _context(tmp_path, client)
     with pytest.raises(type(err)) as raised:
         flow.request_identity(ctx)
     assert len(client.queries) == 1 and clock.sleeps == []
     if isinstance(err, AlreadyProvisionedError):
+        # The record the 409 stands for is looked up: here the server cannot say.
+        assert client.lookups == ["SN-1"]
         assert raised.value.message == "serial SN-1 is already provisioned on the server"
-        assert raised.value.hint == "remove its record there or use another serial"
+
+
+def test_409_with_a_404_record_is_an_unfinished_record(tmp_path: Path) -> None:
+    """Issue 14, case 5: a server restarted during an injection keeps `deployed: false`."""
+    client = ScriptedClient(AlreadyProvisionedError("409"))
+    ctx, _ = _context(tmp_path, client)
+    with pytest.raises(AlreadyProvisionedError) as raised:
+        flow.request_identity(ctx)
+    assert client.lookups == ["SN-1"]
+    assert "unfinished record for serial SN-1" in raised.value.message
+    assert "server restarted during an injection" in raised.value.message
+    assert "no gateway holds it" in raised.value.hint
+    assert not ctx.journal.data.get("injection")
+
+
+def test_409_with_a_deployed_record_names_the_duplicate(tmp_path: Path) -> None:
+    """Issue 14, case 6: the loser of a same-serial race is not told to delete the winner."""
+    client = ScriptedClient(AlreadyProvisionedError("409"), records={"SN-1": "A-WIN"})
+    ctx, _ = _context(tmp_path, client)
+    with pytest.raises(AlreadyProvisionedError) as raised:
+        flow.request_identity(ctx)
+    err = raised.value
+    assert "deployed record for serial SN-1 (enrollment id A-WIN) from another gateway" \
+        in err.message
+    assert "a working gateway holds that identity" in err.message
+    assert "serial SN-1 is a duplicate" in err.hint
+    assert "take the identity from the gateway that holds it" in err.hint
+    assert "remove its record there" not in err.hint
+
+
+def unsent(message: str = "connection refused") -> PepError:
+    err = transient(message)
+    err.sent = False
+    return err
+
+
+def test_a_request_that_never_left_journals_no_injection(tmp_path: Path) -> None:
+    """Issue 14, case 7: refused, DNS, TLS before sending: the rerun has nothing to recover."""
+    client = ScriptedClient(*[unsent() for _ in range(50)])
+    ctx, _ = _context(tmp_path, client, PEP_SERVER_DEADLINE="10")
+    with pytest.raises(ServerUnreachableError):
+        flow.request_identity(ctx)
+    assert len(client.queries) > 1
+    assert Journal(ctx.paths.journal).data.get("injection") is None
+    # A request that did leave (then timed out) is still counted.
+    client = ScriptedClient(*[transient("read timed out") for _ in range(50)])
+    ctx, _ = _context(tmp_path / "sent", client, PEP_SERVER_DEADLINE="10")
+    with pytest.raises(ServerUnreachableError):
+        flow.request_identity(ctx)
+    assert Journal(ctx.paths.journal).data.get("injection")
 
 
 def test_an_answer_for_another_serial_is_not_saved(tmp_path: Path) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent import flow
+from pep_agent import esfs, flow
 from pep_agent.errors import BadResponseError, Exit, PepError, ServerError
 from pep_agent.steps import install
+from tests.unit.test_esfs import write_pal
 from tests.unit.test_flow_retries import GOOD, ScriptedClient, _context, transient
 
 SECRET_KEY = "fss-key-0123456789abcdef"
@@ -18,10 +19,9 @@ SECRET_KEY = "fss-key-0123456789abcdef"
 
 def _stage(ctx: flow.Context) -> Path:
     """Credentials as FCC stores them after an injection."""
-    working = install.staged_pal(ctx.paths, ctx.profile) / "WORKING"
-    working.mkdir(parents=True)
-    (working / "mbed.EndpointName").write_text(ctx.serial)
-    return working
+    pal = install.staged_pal(ctx.paths, ctx.profile)
+    write_pal(pal, {typed: f"{ctx.serial}-{typed}".encode() for typed in esfs.REQUIRED})
+    return pal / "WORKING"
 
 
 def test_a_200_for_another_serial_recovers_our_record(tmp_path: Path) -> None:
@@ -74,7 +74,10 @@ def test_a_409_to_our_first_request_is_final(tmp_path: Path) -> None:
     ctx, _ = _context(tmp_path, client)
     with pytest.raises(AlreadyProvisionedError):
         flow.request_identity(ctx)
-    assert client.lookups == [], "a 409 to the first request is another gateway's record"
+    # Looked up only to say what the record is: nothing is recovered from it.
+    assert client.lookups == ["SN-1"]
+    assert ctx.answer is None and not ctx.paths.saved_response.exists()
+    assert ctx.journal.data["injection"] is None
 
 
 def test_the_journal_holds_what_rebuilding_needs_and_no_secret(tmp_path: Path) -> None:
