@@ -12,12 +12,15 @@ from typing import Any
 # drop_next closes the connection before the request is processed; drop_after_next closes it
 # after a successful injection, in place of the 200 answer (the gateway loses the answer, the
 # server keeps the record: a network cut mid-response). answer_delay holds the 200 back after a
-# successful injection (FCC has the credentials, the answer is "in flight").
+# successful injection (FCC has the credentials, the answer is "in flight"). deploy_delay holds
+# the record undeployed after a successful injection, so a test can kill the server mid-injection
+# and find the `deployed: false` record after a restart, as the real server leaves it.
 KNOBS: dict[str, tuple[type, float, float]] = {
     "fail_next": (int, 0, 1_000_000),
     "fail_status": (int, 200, 599),
     "delay": (float, 0.0, 3600.0),
     "answer_delay": (float, 0.0, 3600.0),
+    "deploy_delay": (float, 0.0, 3600.0),
     "drop_next": (int, 0, 1_000_000),
     "drop_after_next": (int, 0, 1_000_000),
     "fail_injection_next": (int, 0, 1_000_000),
@@ -31,8 +34,9 @@ class Faults:
     def __init__(self, **values: Any) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, Any] = {
-            "fail_next": 0, "fail_status": 503, "delay": 0.0, "answer_delay": 0.0, "drop_next": 0,
-            "drop_after_next": 0, "fail_injection_next": 0, "fcc_timeout": 30.0,
+            "fail_next": 0, "fail_status": 503, "delay": 0.0, "answer_delay": 0.0,
+            "deploy_delay": 0.0, "drop_next": 0, "drop_after_next": 0, "fail_injection_next": 0,
+            "fcc_timeout": 30.0,
         }
         self.update(values)
 

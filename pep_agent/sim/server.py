@@ -170,6 +170,12 @@ class Handler(BaseHTTPRequestHandler):
         except BaseException:
             self.server.records.delete(record_id)
             raise
+        deploy_delay = float(faults.get("deploy_delay"))
+        if deploy_delay > 0:
+            # FCC holds the credentials, the record is still `deployed: false`: a server killed
+            # now leaves it so, as the real server does.
+            self.log_message("holding the record undeployed for %gs (fault knob)", deploy_delay)
+            time.sleep(deploy_delay)
         deployed = self.server.records.deploy(record_id, enrollment)
         answer_delay = float(faults.get("answer_delay"))
         if answer_delay > 0:

@@ -29,8 +29,8 @@ def test_start_time_knobs(tmp_path: Path, sim_fcc: StartFcc) -> None:
     try:
         knobs = server.faults()
         assert knobs == {"fail_next": 1, "fail_status": 502, "delay": 0.0, "answer_delay": 0.0,
-                         "drop_next": 1, "drop_after_next": 0, "fail_injection_next": 1,
-                         "fcc_timeout": 7.0}
+                         "deploy_delay": 0.0, "drop_next": 1, "drop_after_next": 0,
+                         "fail_injection_next": 1, "fcc_timeout": 7.0}
         fcc = sim_fcc()
         with pytest.raises(requests.ConnectionError):
             identity(server, "GW-1", fcc)
@@ -87,6 +87,28 @@ def test_delay_holds_the_answer_back(sim_server: SimServer) -> None:
     assert sim_server.faults()["delay"] == 0
     # Other routes are not delayed.
     assert sim_server.get("/v3/enrollment-ids").status_code == 200
+
+
+def test_deploy_delay_leaves_an_undeployed_record_when_the_server_dies(
+        tmp_path: Path, sim_fcc: StartFcc) -> None:
+    server = start_server(tmp_path / "srv", deploy_delay=300)
+    fcc = sim_fcc()
+    params: dict[str, Any] = {"serialNumber": "GW-k", "ip": fcc.ip, "port": fcc.port}
+    try:
+        # The client gives up while the server holds the record; FCC has its credentials.
+        with pytest.raises(requests.ReadTimeout):
+            requests.get(f"{server.url}/v3/identity", timeout=(10, 3), params=params)
+        assert fcc.wait_exit(30) == 0
+    finally:
+        server.stop()
+    server = start_server(tmp_path / "srv")  # same records file
+    try:
+        assert server.faults()["deploy_delay"] == 0
+        assert identity(server, "GW-k").status_code == 409
+        assert server.get("/v3/enrollment-id", serialNumber="GW-k").status_code == 404
+        assert listed(server) == []
+    finally:
+        server.stop()
 
 
 def test_fcc_timeout_bounds_a_silent_fcc(sim_server: SimServer, sim_fcc: StartFcc) -> None:
