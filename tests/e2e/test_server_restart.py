@@ -55,7 +55,10 @@ def assert_says_unfinished(lines: str, serial: str) -> None:
 
 
 def agent_stopped(gw: Gateway) -> str | None:
-    """The agent's ActiveState once its run has ended and systemd will not restart it soon."""
+    """The agent's ActiveState once its run in this boot has ended and systemd will not
+    restart it soon (before its first start, the unit is inactive too)."""
+    if gw.unit_property("pep-agent.service", "ExecMainExitTimestampMonotonic") in ("", "0"):
+        return None
     state = gw.unit_property("pep-agent.service", "ActiveState")
     sub = gw.unit_property("pep-agent.service", "SubState")
     return state if state in {"failed", "inactive"} or sub == "auto-restart" else None
