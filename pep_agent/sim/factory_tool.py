@@ -98,12 +98,28 @@ def parse_target(ip: str | None, port: str | None) -> tuple[str, int]:
     return address, int(raw_port)
 
 
+# FCC prints its port a moment before it listens: a connection refused right then is retried.
+CONNECT_TRIES = 10
+CONNECT_PAUSE = 0.05
+
+
+def _connect(address: str, port: int, timeout: float) -> socket.socket:
+    for attempt in range(CONNECT_TRIES):
+        try:
+            return socket.create_connection((address, port), timeout=timeout)
+        except ConnectionRefusedError:
+            if attempt == CONNECT_TRIES - 1:
+                raise
+            time.sleep(CONNECT_PAUSE)
+    raise AssertionError("unreachable")
+
+
 def exchange(address: str, port: int, message: bytes, *, timeout: float,
              sid: str | None = None) -> dict[str, object]:
     """Send one request to FCC and return its checked response map."""
     deadline = time.monotonic() + timeout
     try:
-        with socket.create_connection((address, port), timeout=timeout) as sock:
+        with _connect(address, port, timeout) as sock:
             sock.settimeout(max(0.01, deadline - time.monotonic()))
             sock.sendall(wire.frame_request(message))
             reader = wire.StreamReader(wire.socket_recv(sock, timeout=timeout, deadline=deadline))

@@ -245,11 +245,10 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) 
     _out("")
     _out(f" Client IP Address and Port :  {addresses[0]}:{port}")
     _out("")
-    if fault == "no-accept":
-        listener.listen(1)
-        _wait_forever()
     listener.listen(1)
     _out(" Client is waiting for incoming connection...")
+    if fault == "no-accept":
+        _wait_forever()
     session = Session(storage)
     with listener:
         while True:
