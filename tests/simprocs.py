@@ -177,7 +177,9 @@ def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
             pytest.skip("the real FCC (PEP_REAL_FCC) has no simulated faults and no Parsec here")
         # Without ENTROPYSOURCE the real FCC reads /dev/random ("this can take a long time").
         return ["env", "ENTROPYSOURCE=/dev/urandom", real]
-    argv = sim_argv("fcc")
+    # The agent probes FCC's port as soon as it reads it, and the real FCC prints it a moment
+    # before it listens: until the agent retries a refused probe, its tests use --listen-first.
+    argv = sim_argv("fcc", "--listen-first")
     if parsec:
         argv.append("--parsec")
     if mcc_config is not None:
@@ -215,14 +217,15 @@ class SimFcc:
 def start_fcc(cwd: Path, *, iface: str = "lo", parsec: bool = False,
               mcc_config: Path | None = None, fault: str | None = None,
               env: Mapping[str, str] | None = None, wait_port: bool = True,
-              wrapper: Sequence[str] = ()) -> SimFcc:
+              wrapper: Sequence[str] = (), argv: Sequence[str] | None = None) -> SimFcc:
     """Start the FCC stand-in in cwd on iface; waits for its port line when wait_port.
 
-    wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace.
+    wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace;
+    argv replaces the FCC's own (fcc_argv) when given.
     """
     cwd.mkdir(parents=True, exist_ok=True)
     child_env = {"ETHERNET_LINUX_IFACE_NAME": iface, **(env or {})}
-    argv = [*wrapper, *fcc_argv(parsec, mcc_config, fault)]
+    argv = [*wrapper, *(argv if argv is not None else fcc_argv(parsec, mcc_config, fault))]
     child, output = _spawn(argv, cwd=cwd, env=child_env)
     fcc = SimFcc(child, output, cwd)
     if wait_port:

@@ -49,8 +49,12 @@ def sim_fcc(
     no_sync: Annotated[bool, typer.Option(
         "--no-sync", envvar="PEP_SIM_FCC_NO_SYNC",
         help="Write without O_SYNC, as an FCC build that does not sync (crash tests).")] = False,
+    listen_first: Annotated[bool, typer.Option(
+        "--listen-first", envvar="PEP_SIM_FCC_LISTEN_FIRST",
+        help="Listen before printing the port (the real FCC prints it a moment before).")] = False,
 ) -> None:
     """An FCC: prints its IP and port, takes one factory exchange, exits."""
     from pep_agent.sim.fcc import run
 
-    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault, sync=not no_sync))
+    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault, sync=not no_sync,
+                         listen_first=listen_first))

@@ -10,7 +10,9 @@ Responses are indefinite-length maps, as tinycbor writes them.
 
 Left out, because the simulator holds no device keys and no PKI: the cryptographic checks of
 keys and certificates (DER framing is checked instead), CSR requests (37), the certificate time
-and CN checks of Verify, and the exact warning texts beyond "Item not set".
+and CN checks of Verify, and the exact warning texts beyond "Item not set". Integer
+configuration values are stored as decimal text (the real FCC stores binary integers, under
+its encryption): file names and layout are the real ones, the stored bytes are not.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ MAX_NAME = 64
 WARN_IF_MISSING = ("mbed.UTCOffset", "mbed.UpdateAuthCert", "mbed.ClassId", "mbed.VendorId")
 UUID_ITEMS = ("mbed.ClassId", "mbed.VendorId")
 UUID_SIZE = 16
+CURRENT_TIME = "mbed.CurrentTime"
 
 ItemData = Union[bytes, str, int]
 
@@ -234,7 +237,11 @@ def _take(result: Bundle, group: str, value: Any) -> None:
         result.items += _chain_items(value)
     elif group == "ConfigParams":
         for entry in _entries(value, group):
-            result.items.append(_config_item(entry))
+            item = _config_item(entry)
+            # mbed.CurrentTime sets the device clock and is not stored
+            # (fcc_bundle_config_params_utils.c).
+            if item.name != CURRENT_TIME:
+                result.items.append(item)
     elif group == "Verify":
         result.verify = _flag(value, group)
     elif group == "Disable":

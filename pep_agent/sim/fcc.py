@@ -6,10 +6,11 @@ and with some --fault values ignores SIGTERM or never exits. Like the real progr
 a connection without a time limit; whoever starts it stops it.
 
 As the real FCC: the port line (blank lines around it) is printed just before listen(backlog
-1); the token is matched with its restart quirk; storage is erased on the first correctly
-framed message; items are stored as they are read, before Verify; every completed exchange
-ends with exit 0 whatever its ReturnStatus; a framing error (length 0, bad checksum, body cut
-short) gets no answer and exit 1; `KpAlvSess: 1` keeps the session for the next message.
+1), so a client connecting at once can be refused (--listen-first closes that window); the
+token is matched with its restart quirk; storage is erased on the first correctly framed
+message; items are stored as they are read, before Verify; every completed exchange ends with
+exit 0 whatever its ReturnStatus; a framing error (length 0, bad checksum, body cut short) gets
+no answer and exit 1; `KpAlvSess: 1` keeps the session for the next message.
 Differences, and why: a peer silent for READ_TIMEOUT in the middle of a message is dropped
 and the next connection awaited (the real one would wait forever: tests need bounds); more
 than MAX_GARBAGE bytes without a token drop the connection (bounded memory); the checks the
@@ -207,7 +208,8 @@ def _after_success(fault: str | None) -> int:
     return EXIT_OK
 
 
-def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) -> int:
+def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool,
+          listen_first: bool) -> int:
     if fault == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     storage = Storage(parsec=parsec, mcc_config=mcc_config, cwd=Path.cwd(), sync=sync)
@@ -242,9 +244,10 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) 
         _trace("ERR", "fce", f"Failed to open the server socket: {e.strerror}")
         return EXIT_ERROR
     # Printed before listen, as the real FCC does ("\n Client IP Address and Port :  %s\n").
-    _out("")
-    _out(f" Client IP Address and Port :  {addresses[0]}:{port}")
-    _out("")
+    if listen_first:
+        listener.listen(1)
+    # One write, as the real FCC's one printf, a moment before it listens.
+    _out(f"\n Client IP Address and Port :  {addresses[0]}:{port}\n")
     listener.listen(1)
     _out(" Client is waiting for incoming connection...")
     if fault == "no-accept":
@@ -261,15 +264,18 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) 
             return _after_success(fault) if code == EXIT_OK else code
 
 
-def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True) -> int:
-    """Act as FCC until one exchange is done; the exit status (0 only on success).
+def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True,
+        listen_first: bool = False) -> int:
+    """Act as FCC until one exchange is done; the exit status (0 after a completed exchange).
 
     sync=False acts as an FCC build that does not open its files O_SYNC (for crash tests).
+    listen_first=True listens before printing the port line, closing the moment in which the
+    real FCC refuses a client that connects as soon as it reads the port.
     """
     if fault is not None and fault not in FAULTS:
         print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return _main(parsec, mcc_config, fault, sync)
+        return _main(parsec, mcc_config, fault, sync, listen_first)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
