@@ -24,6 +24,8 @@ def sim_server(
     delay: Annotated[float, typer.Option(help="Seconds before answering identity.")] = 0.0,
     drop_next: Annotated[int, typer.Option(help="Leave N identity requests unanswered.")] = 0,
     fcc_timeout: Annotated[float, typer.Option(help="Socket timeout towards FCC.")] = 30.0,
+    update_auth_cert: Annotated[Optional[Path], typer.Option(
+        help="Certificate (DER or PEM) sent to FCC as mbed.UpdateAuthCert.")] = None,
 ) -> None:
     """A pep server: the v3 API, records in SQLite, the real FCC exchange."""
     from pep_agent.errors import UsageError
@@ -33,7 +35,7 @@ def sim_server(
         raise UsageError(f"--port {port}: use 0 to 65535 (0: any free port)")
 
     serve(host, port, db, fail_next=fail_next, fail_status=fail_status, delay=delay,
-          drop_next=drop_next, fcc_timeout=fcc_timeout)
+          drop_next=drop_next, fcc_timeout=fcc_timeout, update_auth_cert=update_auth_cert)
 
 
 @sim_app.command("fcc")
@@ -47,8 +49,12 @@ def sim_fcc(
     no_sync: Annotated[bool, typer.Option(
         "--no-sync", envvar="PEP_SIM_FCC_NO_SYNC",
         help="Write without O_SYNC, as an FCC build that does not sync (crash tests).")] = False,
+    listen_first: Annotated[bool, typer.Option(
+        "--listen-first", envvar="PEP_SIM_FCC_LISTEN_FIRST",
+        help="Listen before printing the port (the real FCC prints it a moment before).")] = False,
 ) -> None:
     """An FCC: prints its IP and port, takes one factory exchange, exits."""
     from pep_agent.sim.fcc import run
 
-    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault, sync=not no_sync))
+    raise typer.Exit(run(parsec=parsec, mcc_config=mcc_config, fault=fault, sync=not no_sync,
+                         listen_first=listen_first))
