@@ -28,6 +28,7 @@ START_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 HTTP_TIMEOUT = 30.0
 SERVER_LINE = re.compile(r"pep sim server listening on (http://\S+)")
+FCC_WAITING_LINE = re.compile(r"^ Client is waiting for incoming connection\.\.\.$")
 FCC_PORT_LINE = re.compile(r"Client IP Address and Port :\s+(\d+\.\d+\.\d+\.\d+):(\d+)")
 # Knobs the `sim server` command line takes; the others are set over HTTP after start.
 _CLI_KNOBS = ("fail_next", "fail_status", "delay", "drop_next", "fcc_timeout")
@@ -157,9 +158,28 @@ def start_server(tmp_path: Path, *, port: int = 0, **fault_kwargs: Any) -> SimSe
     return server
 
 
+def real_fcc() -> str | None:
+    """PEP_REAL_FCC: a real factory-configurator-client-example to use in place of `sim fcc`."""
+    return os.environ.get("PEP_REAL_FCC") or None
+
+
 def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
              fault: str | None = None) -> list[str]:
-    argv = sim_argv("fcc")
+    """argv of the FCC: `sim fcc`, or the real one when PEP_REAL_FCC is set.
+
+    With the real FCC, a test that needs a simulator fault or Parsec is skipped.
+    """
+    real = real_fcc()
+    if real is not None:
+        if fault is not None or parsec:
+            import pytest
+
+            pytest.skip("the real FCC (PEP_REAL_FCC) has no simulated faults and no Parsec here")
+        # Without ENTROPYSOURCE the real FCC reads /dev/random ("this can take a long time").
+        return ["env", "ENTROPYSOURCE=/dev/urandom", real]
+    # The agent probes FCC's port as soon as it reads it, and the real FCC prints it a moment
+    # before it listens: until the agent retries a refused probe, its tests use --listen-first.
+    argv = sim_argv("fcc", "--listen-first")
     if parsec:
         argv.append("--parsec")
     if mcc_config is not None:
@@ -197,14 +217,15 @@ class SimFcc:
 def start_fcc(cwd: Path, *, iface: str = "lo", parsec: bool = False,
               mcc_config: Path | None = None, fault: str | None = None,
               env: Mapping[str, str] | None = None, wait_port: bool = True,
-              wrapper: Sequence[str] = ()) -> SimFcc:
+              wrapper: Sequence[str] = (), argv: Sequence[str] | None = None) -> SimFcc:
     """Start the FCC stand-in in cwd on iface; waits for its port line when wait_port.
 
-    wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace.
+    wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace;
+    argv replaces the FCC's own (fcc_argv) when given.
     """
     cwd.mkdir(parents=True, exist_ok=True)
     child_env = {"ETHERNET_LINUX_IFACE_NAME": iface, **(env or {})}
-    argv = [*wrapper, *fcc_argv(parsec, mcc_config, fault)]
+    argv = [*wrapper, *(argv if argv is not None else fcc_argv(parsec, mcc_config, fault))]
     child, output = _spawn(argv, cwd=cwd, env=child_env)
     fcc = SimFcc(child, output, cwd)
     if wait_port:
@@ -213,4 +234,8 @@ def start_fcc(cwd: Path, *, iface: str = "lo", parsec: bool = False,
             fcc.stop()
             raise RuntimeError(f"sim fcc printed no port:\n{output.text()}")
         fcc.ip, fcc.port = found.group(1), int(found.group(2))
+        # FCC prints its port just before listen(); it listens once it says it waits.
+        if output.wait_for(FCC_WAITING_LINE, START_TIMEOUT) is None:
+            fcc.stop()
+            raise RuntimeError(f"fcc never said it waits for a connection:\n{output.text()}")
     return fcc

@@ -43,6 +43,8 @@ def sim_server(
     delay: float = typer.Option(0.0, help="Seconds before answering identity."),
     drop_next: int = typer.Option(0, help="Leave N identity requests unanswered."),
     fcc_timeout: float = typer.Option(30.0, help="Socket timeout towards FCC."),
+    update_auth_cert: Optional[Path] = typer.Option(
+        None, help="Certificate (DER or PEM) sent to FCC as mbed.UpdateAuthCert."),
 ) -> None:
     """A pep server: the v3 API, records in SQLite, the real FCC exchange."""
     from pep_agent.errors import UsageError
@@ -51,7 +53,8 @@ def sim_server(
         raise UsageError(f"--port {port}: use 0 to 65535 (0: any free port)")
 
     _load("server").serve(host, port, db, fail_next=fail_next, fail_status=fail_status,
-                          delay=delay, drop_next=drop_next, fcc_timeout=fcc_timeout)
+                          delay=delay, drop_next=drop_next, fcc_timeout=fcc_timeout,
+                          update_auth_cert=update_auth_cert)
 
 
 @sim_app.command("fcc")

@@ -1,13 +1,24 @@
 """The CBOR bundle carried by the factory protocol: building, checking, responses. No side effects.
 
-Checks follow the real FCC: unknown top-level groups are FCC_STATUS_BUNDLE_INVALID_GROUP, a
-missing or foreign SchemeVersion is FCC_STATUS_BUNDLE_INVALID_SCHEME, and every key,
-certificate and configuration item is checked for name, format and data type.
+Checks follow the real FCC (mbed-cloud-client 4.10.0, fcc_bundle_handler.c): the request is a
+definite-length map of at most 12 text keys, SchemeVersion is checked first (24), then the keys
+are processed in order: items are taken as they come (so the items before an error are stored),
+flags are the integers 0 or 1 (CBOR true/false is 20, a bad KpAlvSess 35), and SID counts as
+read only once its key was reached. A key selects the first group whose name it begins
+(the real FCC compares with strncmp over the key's length); a key that begins no group is 23.
+Responses are indefinite-length maps, as tinycbor writes them.
+
+Left out, because the simulator holds no device keys and no PKI: the cryptographic checks of
+keys and certificates (DER framing is checked instead), CSR requests (37), the certificate time
+and CN checks of Verify, and the exact warning texts beyond "Item not set". Integer
+configuration values are stored as decimal text (the real FCC stores binary integers, under
+its encryption): file names and layout are the real ones, the stored bytes are not.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import io
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, Union
@@ -15,15 +26,22 @@ from typing import Any, Union
 import cbor2
 
 SCHEME_VERSION = "0.0.1"
-SUCCESS_MESSAGE = "The Factory process succeeded"
-GROUPS = frozenset({
-    "SchemeVersion", "Keys", "Certificates", "CertificateChains", "ConfigParams", "CsrReqs",
-    "Entropy", "ROT", "Verify", "Disable", "KpAlvSess", "SID",
-})
+SUCCESS_MESSAGE = "The Factory process succeeded\n"
+# Processing order of the real FCC's key loop (SchemeVersion, Entropy and ROT are handled
+# before it); a key selects the first group it is a prefix of.
+GROUP_ORDER = ("SchemeVersion", "Entropy", "ROT", "Keys", "Certificates", "CertificateChains",
+               "ConfigParams", "Verify", "Disable", "KpAlvSess", "SID", "CsrReqs")
+GROUPS = frozenset(GROUP_ORDER)
+MAX_KEYS = 12
 KEY_TYPES = frozenset({"ECCPrivate", "ECCPublic"})
 ROT_SIZE = 16
 ENTROPY_SIZE = 48
 MAX_NAME = 64
+# Items whose absence Verify reports as a warning, not an error (firmware update, time).
+WARN_IF_MISSING = ("mbed.UTCOffset", "mbed.UpdateAuthCert", "mbed.ClassId", "mbed.VendorId")
+UUID_ITEMS = ("mbed.ClassId", "mbed.VendorId")
+UUID_SIZE = 16
+CURRENT_TIME = "mbed.CurrentTime"
 
 ItemData = Union[bytes, str, int]
 
@@ -33,6 +51,7 @@ class FccStatus(IntEnum):
 
     SUCCESS = 0
     ERROR = 1
+    MEMORY_OUT = 2
     INVALID_PARAMETER = 3
     STORE_ERROR = 4
     INVALID_CERTIFICATE = 10
@@ -43,15 +62,23 @@ class FccStatus(IntEnum):
     ITEM_NOT_EXIST = 25
     EMPTY_ITEM = 26
     WRONG_ITEM_DATA_SIZE = 27
+    URI_WRONG_FORMAT = 28
+    BOOTSTRAP_MODE_ERROR = 30
+    UTC_OFFSET_WRONG_FORMAT = 33
+    BUNDLE_INVALID_KEEP_ALIVE_SESSION_STATUS = 35
     NOT_SUPPORTED = 37
 
 
 class BundleError(Exception):
-    """The bundle is not acceptable; `status` goes into the response's ReturnStatus."""
+    """The bundle is not acceptable; `status` goes into the response's ReturnStatus.
+
+    `partial` is what was processed before the error (items to store, SID if read).
+    """
 
     def __init__(self, status: FccStatus, message: str) -> None:
         super().__init__(message)
         self.status = status
+        self.partial: Bundle | None = None
 
 
 @dataclass(frozen=True)
@@ -78,15 +105,16 @@ class Bundle:
 
     items: list[Item] = field(default_factory=list)
     sid: str | None = None
-    verify: bool = False
+    verify: bool = True
     keep_alive: bool = False
+    disable: bool = False
 
     def get(self, name: str) -> Item | None:
         return next((i for i in self.items if i.name == name), None)
 
 
 def encode_request(items: list[Item], *, sid: str | None = None, verify: bool = True) -> bytes:
-    """The CBOR request for items, grouped as the factory tool sends them."""
+    """The CBOR request for items, grouped as the factory tool sends them (flags as 0/1)."""
     doc: dict[str, Any] = {"SchemeVersion": SCHEME_VERSION}
     for group in ("Keys", "Certificates", "ConfigParams"):
         entries = []
@@ -100,8 +128,7 @@ def encode_request(items: list[Item], *, sid: str | None = None, verify: bool = 
             entries.append(entry)
         if entries:
             doc[group] = entries
-    if verify:
-        doc["Verify"] = True
+    doc["Verify"] = int(verify)
     if sid is not None:
         doc["SID"] = sid
     return bytes(cbor2.dumps(doc))
@@ -161,119 +188,217 @@ def _config_item(entry: Mapping[Any, Any]) -> Item:
     return Item("ConfigParams", name, data)
 
 
-def _entries(doc: Mapping[Any, Any], group: str) -> list[Mapping[Any, Any]]:
-    value = doc.get(group, [])
+def _flag(value: Any, group: str, status: FccStatus = FccStatus.BUNDLE_ERROR) -> bool:
+    # bool is an int subclass in Python but a distinct CBOR type the FCC rejects.
+    if isinstance(value, bool) or value not in (0, 1):
+        raise BundleError(status, f"General error:{group}")
+    return bool(value)
+
+
+def _check_size(doc: Mapping[Any, Any], group: str, size: int) -> None:
+    if group in doc:
+        value = doc[group]
+        if not isinstance(value, bytes):
+            raise BundleError(FccStatus.BUNDLE_ERROR, f"General error:{group}")
+        if len(value) != size:
+            raise BundleError(FccStatus.WRONG_ITEM_DATA_SIZE, f"Item size is wrong:{group}")
+
+
+def _load_map(message: bytes) -> dict[Any, Any]:
+    """The top map: one whole CBOR item, a definite-length map of at most MAX_KEYS keys."""
+    stream = io.BytesIO(message)
+    try:
+        doc = cbor2.CBORDecoder(stream).decode()
+    except Exception as e:  # cbor2 raises several unrelated types for malformed input
+        raise BundleError(FccStatus.BUNDLE_ERROR, f"General error: not CBOR ({type(e).__name__})") \
+            from None
+    if stream.tell() != len(message):
+        raise BundleError(FccStatus.BUNDLE_ERROR, "General error: data after the CBOR item")
+    if not isinstance(doc, dict):
+        raise BundleError(FccStatus.BUNDLE_ERROR, "General error: not a CBOR map")
+    if message[0] == 0xBF:
+        raise BundleError(FccStatus.BUNDLE_ERROR, "General error: indefinite-length map")
+    if len(doc) > MAX_KEYS:
+        raise BundleError(FccStatus.BUNDLE_ERROR, f"General error: more than {MAX_KEYS} keys")
+    return doc
+
+
+def _group_of(key: str) -> str | None:
+    return next((g for g in GROUP_ORDER if g.startswith(key)), None)
+
+
+def _take(result: Bundle, group: str, value: Any) -> None:
+    """Process one top-level key's value into result, as the FCC's key loop does."""
+    # Items are appended one by one: those before a bad one are stored, as by the real FCC.
+    if group in ("Keys", "Certificates"):
+        for entry in _entries(value, group):
+            result.items.append(_binary_item(group, entry))
+    elif group == "CertificateChains":
+        result.items += _chain_items(value)
+    elif group == "ConfigParams":
+        for entry in _entries(value, group):
+            item = _config_item(entry)
+            # mbed.CurrentTime sets the device clock and is not stored
+            # (fcc_bundle_config_params_utils.c).
+            if item.name != CURRENT_TIME:
+                result.items.append(item)
+    elif group == "Verify":
+        result.verify = _flag(value, group)
+    elif group == "Disable":
+        result.disable = _flag(value, group)
+    elif group == "KpAlvSess":
+        result.keep_alive = _flag(value, group,
+                                  FccStatus.BUNDLE_INVALID_KEEP_ALIVE_SESSION_STATUS)
+    elif group == "SID":
+        if not isinstance(value, str):
+            raise BundleError(FccStatus.BUNDLE_ERROR, "General error:SID")
+        result.sid = value
+
+
+def _entries(value: Any, group: str) -> list[Mapping[Any, Any]]:
     if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
-        raise BundleError(FccStatus.BUNDLE_ERROR, f"{group} must be a list of maps")
+        raise BundleError(FccStatus.BUNDLE_ERROR, f"General error:{group}")
     return value
 
 
-def _chain_items(doc: Mapping[Any, Any]) -> list[Item]:
+def _chain_items(value: Any) -> list[Item]:
     items = []
-    for entry in _entries(doc, "CertificateChains"):
+    for entry in _entries(value, "CertificateChains"):
         name = _check_name(entry, "CertificateChains")
-        certs = entry.get("Data")
+        certs = entry.get("DataArray", entry.get("Data"))
         if not isinstance(certs, list) or not certs:
-            raise BundleError(FccStatus.EMPTY_ITEM, f"{name}: empty certificate chain")
+            raise BundleError(FccStatus.EMPTY_ITEM, f"Item empty:{name}")
         for index, cert in enumerate(certs):
             items.append(_binary_item("Certificates", {
                 "Name": f"{name}_{index}", "Format": "der", "Data": cert}))
     return items
 
 
-def _flag(doc: Mapping[Any, Any], group: str) -> bool:
-    value = doc.get(group, False)
-    if not isinstance(value, bool):
-        raise BundleError(FccStatus.BUNDLE_ERROR, f"{group} must be a boolean")
-    return value
-
-
-def _check_sizes(doc: Mapping[Any, Any]) -> None:
-    for group, size in (("ROT", ROT_SIZE), ("Entropy", ENTROPY_SIZE)):
-        if group in doc:
-            value = doc[group]
-            if not isinstance(value, bytes):
-                raise BundleError(FccStatus.BUNDLE_ERROR, f"{group} must be a byte string")
-            if len(value) != size:
-                raise BundleError(FccStatus.WRONG_ITEM_DATA_SIZE, f"{group} must be {size} bytes")
-
-
 def decode_request(message: bytes) -> Bundle:
-    """Check a request the way the FCC does; BundleError says why it is rejected."""
+    """Check a request the way the FCC does; BundleError (with .partial) says why it is rejected."""
+    result = Bundle()
     try:
-        doc = cbor2.loads(message)
-    except Exception as e:  # cbor2 raises several unrelated types for malformed input
-        raise BundleError(FccStatus.BUNDLE_ERROR, f"message is not CBOR ({type(e).__name__})") \
-            from None
-    if not isinstance(doc, dict):
-        raise BundleError(FccStatus.BUNDLE_ERROR, "message is not a CBOR map")
-    unknown = sorted(str(k) for k in doc if k not in GROUPS)
-    if unknown:
-        raise BundleError(FccStatus.BUNDLE_INVALID_GROUP, f"invalid group(s): {', '.join(unknown)}")
-    if doc.get("SchemeVersion") != SCHEME_VERSION:
-        raise BundleError(FccStatus.BUNDLE_INVALID_SCHEME, "missing or unsupported SchemeVersion")
-    if len(doc) == 1:
-        raise BundleError(FccStatus.INVALID_PARAMETER, "no groups in message")
-    if doc.get("CsrReqs"):
-        raise BundleError(FccStatus.NOT_SUPPORTED, "the simulator does not support CSR requests")
-    sid = doc.get("SID")
-    if sid is not None and not isinstance(sid, str):
-        raise BundleError(FccStatus.BUNDLE_ERROR, "SID must be text")
-    _check_sizes(doc)
-    items = [_binary_item("Keys", e) for e in _entries(doc, "Keys")]
-    items += [_binary_item("Certificates", e) for e in _entries(doc, "Certificates")]
-    items += _chain_items(doc)
-    items += [_config_item(e) for e in _entries(doc, "ConfigParams")]
-    bundle = Bundle(items, sid, _flag(doc, "Verify"), _flag(doc, "KpAlvSess"))
-    _flag(doc, "Disable")
-    return bundle
+        doc = _load_map(message)
+        scheme = doc.get("SchemeVersion")
+        if isinstance(scheme, bytes):
+            scheme = scheme.decode("utf-8", "replace")
+        if scheme != SCHEME_VERSION:
+            raise BundleError(FccStatus.BUNDLE_INVALID_SCHEME, "General error:SchemeVersion")
+        _check_size(doc, "Entropy", ENTROPY_SIZE)
+        _check_size(doc, "ROT", ROT_SIZE)
+        csr_requests = False
+        for key, value in doc.items():
+            if not isinstance(key, str):
+                raise BundleError(FccStatus.BUNDLE_ERROR, "General error: a key is not text")
+            group = _group_of(key)
+            if group is None:
+                raise BundleError(FccStatus.BUNDLE_INVALID_GROUP, "General error:")
+            csr_requests = csr_requests or group == "CsrReqs"
+            _take(result, group, value)
+        if result.disable and result.keep_alive:
+            raise BundleError(FccStatus.BUNDLE_INVALID_KEEP_ALIVE_SESSION_STATUS,
+                              "General error:Disable")
+        if csr_requests:
+            if result.sid is None or result.verify or result.disable:
+                raise BundleError(FccStatus.BUNDLE_ERROR, "General error:CsrReqs")
+            raise BundleError(FccStatus.NOT_SUPPORTED, "the simulator does not create CSRs")
+    except BundleError as e:
+        e.partial = result
+        raise
+    return result
 
 
-def required_items(bundle: Bundle) -> list[str]:
+def _utc_offset_ok(value: str) -> bool:
+    """±HH:MM, checked character by character as fcc_verification.c does."""
+    return (len(value) >= 6 and value[0] in "+-" and value[3] == ":"
+            and all(value[i].isdigit() and value[i].isascii() for i in (1, 2, 4, 5)))
+
+
+def required_items(stored: Mapping[str, Item]) -> list[str]:
     """Names the device needs to connect to the cloud (what FCC's Verify checks)."""
-    use_bootstrap = bundle.get("mbed.UseBootstrap")
+    use_bootstrap = stored.get("mbed.UseBootstrap")
     prefix = "Bootstrap" if use_bootstrap is None or use_bootstrap.data in (1, "1") else "LwM2M"
     return ["mbed.UseBootstrap", "mbed.EndpointName", f"mbed.{prefix}ServerURI",
             f"mbed.{prefix}ServerCACert", f"mbed.{prefix}DeviceCert",
             f"mbed.{prefix}DevicePrivateKey"]
 
 
-def verify(bundle: Bundle) -> None:
-    """BundleError(ITEM_NOT_EXIST) when an item needed to connect is missing."""
-    missing = [name for name in required_items(bundle) if bundle.get(name) is None]
+def check_session_end(stored: Mapping[str, Item]) -> None:
+    """On the last message of a session the bootstrap CA certificate must be stored (25)."""
+    if "mbed.BootstrapServerCACert" not in stored:
+        raise BundleError(FccStatus.ITEM_NOT_EXIST,
+                          "Item does not exist:mbed.BootstrapServerCACert")
+
+
+def verify(stored: Mapping[str, Item]) -> list[str]:
+    """FCC's Verify over everything stored in the session: the warnings, or BundleError."""
+    use_bootstrap = stored.get("mbed.UseBootstrap")
+    if use_bootstrap is not None and use_bootstrap.data not in (0, 1):
+        raise BundleError(FccStatus.BOOTSTRAP_MODE_ERROR,
+                          "Bootstrap mode value incorrect:mbed.UseBootstrap")
+    missing = [name for name in required_items(stored) if name not in stored]
     if missing:
-        raise BundleError(FccStatus.ITEM_NOT_EXIST, f"missing item(s): {', '.join(missing)}")
+        raise BundleError(FccStatus.ITEM_NOT_EXIST, f"Item does not exist:{missing[0]}")
+    uri_name = required_items(stored)[2]
+    if not stored[uri_name].content().startswith(b"coaps://"):
+        raise BundleError(FccStatus.URI_WRONG_FORMAT, f"URI format incorrect:{uri_name}")
+    offset = stored.get("mbed.UTCOffset")
+    if offset is not None and not _utc_offset_ok(offset.content().decode("utf-8", "replace")):
+        raise BundleError(FccStatus.UTC_OFFSET_WRONG_FORMAT, "UTC offset incorrect:mbed.UTCOffset")
+    for name in UUID_ITEMS:
+        item = stored.get(name)
+        if item is not None and len(item.content()) != UUID_SIZE:
+            raise BundleError(FccStatus.WRONG_ITEM_DATA_SIZE, f"Item size is wrong:{name}")
+    return [f"Item not set:{name}" for name in WARN_IF_MISSING if name not in stored]
 
 
-def encode_response(status: FccStatus, message: str, sid: str | None = None) -> bytes:
-    """The CBOR response FCC returns after processing a request."""
-    doc: dict[str, Any] = {"SchemeVersion": SCHEME_VERSION}
+def _indefinite_map(pairs: Iterable[tuple[str, Any]]) -> bytes:
+    """A CBOR map of indefinite length (what tinycbor's CborIndefiniteLength writes)."""
+    body = b"".join(bytes(cbor2.dumps(k)) + bytes(cbor2.dumps(v)) for k, v in pairs)
+    return b"\xbf" + body + b"\xff"
+
+
+def encode_response(status: FccStatus, message: str, sid: str | None = None,
+                    warnings: Iterable[str] = ()) -> bytes:
+    """The CBOR response FCC returns after processing a request (indefinite-length map)."""
+    pairs: list[tuple[str, Any]] = [("SchemeVersion", SCHEME_VERSION)]
     if sid is not None:
-        doc["SID"] = sid
-    doc["ReturnStatus"] = int(status)
-    doc["InfoMessage"] = message
-    return bytes(cbor2.dumps(doc))
+        pairs.append(("SID", sid))
+    pairs += [("ReturnStatus", int(status)), ("InfoMessage", message)]
+    warning = "\n".join(warnings)
+    if warning:
+        pairs.append(("WarningInfo", warning))
+    return _indefinite_map(pairs)
+
+
+def _refused_answer(reason: str) -> BundleError:
+    return BundleError(FccStatus.BUNDLE_ERROR, f"the factory tool refused FCC's answer: {reason}")
 
 
 def decode_response(message: bytes, sid: str | None = None) -> dict[str, Any]:
-    """Check FCC's response (scheme, SID echo, ReturnStatus 0); BundleError otherwise."""
+    """Check FCC's response (scheme, ReturnStatus 0, SID echo); BundleError says who refused what.
+
+    ReturnStatus is read before the SID: the real FCC leaves SID out of an error answer when the
+    error came before it read the SID, and the error is what the operator needs to see.
+    """
     try:
         doc = cbor2.loads(message)
     except Exception as e:  # same as decode_request
-        raise BundleError(FccStatus.BUNDLE_ERROR, f"response is not CBOR ({type(e).__name__})") \
-            from None
+        raise _refused_answer(f"not CBOR ({type(e).__name__})") from None
     if not isinstance(doc, dict):
-        raise BundleError(FccStatus.BUNDLE_ERROR, "response is not a CBOR map")
+        raise _refused_answer("not a CBOR map")
     if doc.get("SchemeVersion") != SCHEME_VERSION:
-        raise BundleError(FccStatus.BUNDLE_INVALID_SCHEME, "response has no valid SchemeVersion")
-    if sid is not None and doc.get("SID") != sid:
-        raise BundleError(FccStatus.BUNDLE_ERROR, "response does not echo the session id")
+        raise _refused_answer("no valid SchemeVersion")
     status = doc.get("ReturnStatus")
     if status != 0:
-        info = doc.get("InfoMessage")
-        detail = f": {info}" if isinstance(info, str) else ""
         code = FccStatus.ERROR
+        name = "unknown"
         if isinstance(status, int) and status in FccStatus._value2member_map_:
             code = FccStatus(status)
-        raise BundleError(code, f"FCC returned status {status!r}{detail}")
+            name = code.name
+        info = doc.get("InfoMessage")
+        detail = f": {info.strip()[:200]}" if isinstance(info, str) and info.strip() else ""
+        raise BundleError(code, f"FCC refused the bundle: ReturnStatus {status!r} ({name}){detail}")
+    if sid is not None and doc.get("SID") != sid:
+        raise _refused_answer("it does not echo the session id")
     return doc

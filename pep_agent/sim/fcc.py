@@ -1,9 +1,20 @@
-"""The FCC stand-in: looks like factory-configurator-client-example from the outside.
+"""The FCC stand-in: looks like factory-configurator-client-example 4.10.0 from the outside.
 
 Side effects: prints FCC's lines on stdout (flushed line by line), listens on a random TCP port
 of one interface's IPv4 address, writes the injected items to its storage (see fcc_storage),
 and with some --fault values ignores SIGTERM or never exits. Like the real program it waits for
 a connection without a time limit; whoever starts it stops it.
+
+As the real FCC: the port line (blank lines around it) is printed just before listen(backlog
+1), so a client connecting at once can be refused (--listen-first closes that window); the
+token is matched with its restart quirk; storage is erased on the first correctly framed
+message; items are stored as they are read, before Verify; every completed exchange ends with
+exit 0 whatever its ReturnStatus; a framing error (length 0, bad checksum, body cut short) gets
+no answer and exit 1; `KpAlvSess: 1` keeps the session for the next message.
+Differences, and why: a peer silent for READ_TIMEOUT in the middle of a message is dropped
+and the next connection awaited (the real one would wait forever: tests need bounds); more
+than MAX_GARBAGE bytes without a token drop the connection (bounded memory); the checks the
+simulator cannot make are listed in pep_agent.sim.bundle.
 """
 
 from __future__ import annotations
@@ -79,13 +90,12 @@ def _parsec_socket_ok() -> bool:
 
 
 def _bind(address: str) -> tuple[socket.socket, int]:
-    """Listen on a random port in 1024-65534 of address, retrying ports that are taken."""
+    """Bind a random port in 1024-65534 of address, retrying ports that are taken."""
     for _ in range(PORT_TRIES):
         port = 1024 + secrets.randbelow(65534 - 1024 + 1)
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         try:
             sock.bind((address, port))
-            sock.listen(1)
             return sock, port
         except OSError as e:
             sock.close()
@@ -102,51 +112,84 @@ def _respond(conn: socket.socket, frame: bytes) -> None:
         _trace("ERR", "fcc", f"Failed sending response message to remote host ({e.strerror})")
 
 
-def _process(storage: Storage, message: bytes, fault: str | None) -> tuple[int, bytes]:
-    """Handle one request: (exit code if the session ends here or -1 to go on, response)."""
+class Session:
+    """What lasts from one message to the next: storage, the items stored, the session flag."""
+
+    def __init__(self, storage: Storage) -> None:
+        self.storage = storage
+        self.stored: dict[str, bundle.Item] = {}
+        # fcc_bundle_handler sets it only when a message is processed to its end, so an error
+        # in a later message of a kept-alive session leaves it open (factory_configurator_client.c).
+        self.finished = True
+
+    def store(self, items: list[bundle.Item]) -> None:
+        self.storage.write(items)
+        self.stored.update((item.name, item) for item in items)
+
+
+def _answer(request: bundle.Bundle, session: Session) -> tuple[bundle.FccStatus, str, list[str]]:
+    """Store a decoded request and run the end-of-message checks: (status, message, warnings)."""
+    session.store(request.items)
+    session.finished = not request.keep_alive
+    if session.finished:
+        bundle.check_session_end(session.stored)
+    warnings = bundle.verify(session.stored) if request.verify else []
+    return bundle.FccStatus.SUCCESS, bundle.SUCCESS_MESSAGE, warnings
+
+
+def _process(session: Session, message: bytes, fault: str | None) -> tuple[int, bytes]:
+    """Handle one framed request: (exit code if the session ends here or -1 to go on, response)."""
+    if not session.storage.erased:
+        session.storage.erase()
+        _out("Storage is erased")
     sid = None
+    warnings: list[str] = []
     try:
-        if not storage.erased:
-            storage.erase()
-            _out("Storage is erased")
-        request = bundle.decode_request(message)
+        try:
+            request = bundle.decode_request(message)
+        except bundle.BundleError as e:
+            if e.partial is not None:
+                sid = e.partial.sid
+                session.store(e.partial.items)  # stored before the error, as by the real FCC
+            raise
         sid = request.sid
-        if request.verify and not request.keep_alive:
-            bundle.verify(request)
         if fault == "fail-after":
             _trace("ERR", "fcc", "Failed to process data (simulated)")
             return EXIT_FAIL_AFTER, wire.frame_response(wire.CommStatus.FAILED_TO_PROCESS_DATA)
-        storage.write(request.items)
+        status, text, warnings = _answer(request, session)
     except bundle.BundleError as e:
         _trace("ERR", "fcc", f"Factory flow failed: {e} (status {int(e.status)})")
-        return EXIT_ERROR, wire.frame_response(0, bundle.encode_response(e.status, str(e), sid))
+        status, text = e.status, str(e)
     except OSError as e:
         _trace("ERR", "fcc", f"Storage error: {e.strerror}")
-        reply = bundle.encode_response(bundle.FccStatus.STORE_ERROR, "storage error", sid)
-        return EXIT_ERROR, wire.frame_response(0, reply)
+        status, text = bundle.FccStatus.STORE_ERROR, "Internal storage error:"
     _out("Successfully processed comm message")
-    reply = bundle.encode_response(bundle.FccStatus.SUCCESS, bundle.SUCCESS_MESSAGE, sid)
-    return (-1 if request.keep_alive else EXIT_OK), wire.frame_response(0, reply)
+    reply = bundle.encode_response(status, text, sid, warnings)
+    return (EXIT_OK if session.finished else -1), wire.frame_response(0, reply)
 
 
-def _session(conn: socket.socket, storage: Storage, fault: str | None) -> int | None:
+def _session(conn: socket.socket, session: Session, fault: str | None) -> int | None:
     """Serve one connection; the exit code, or None to wait for another connection."""
     reader = wire.StreamReader(wire.socket_recv(conn, timeout=READ_TIMEOUT))
     while True:
         try:
             message = wire.read_request(reader)
         except wire.ConnectionClosed as e:
-            if not e.before_token:
-                _trace("WARN", "fcc", f"Incomplete message: {e}")
-            return None
+            if e.before_token:
+                return None  # a connection closed before a token does not end FCC
+            _trace("ERR", "fcc", f"Failed getting factory message: {e}")
+            return EXIT_ERROR
         except (TimeoutError, socket.timeout, ConnectionError):
             _trace("WARN", "fcc", "Connection lost while waiting for a message")
             return None
         except wire.WireError as e:
-            _trace("ERR", "fcc", f"Failed reading message: {e}")
-            _respond(conn, wire.frame_response(e.status))
+            if e.status == wire.CommStatus.ERROR:  # no token in MAX_GARBAGE bytes
+                _trace("WARN", "fcc", f"Dropping the connection: {e}")
+                return None
+            # Like the real FCC: no answer to a message it could not frame, and exit 1.
+            _trace("ERR", "fcc", f"Failed getting factory message: {e}")
             return EXIT_ERROR
-        code, frame = _process(storage, message, fault)
+        code, frame = _process(session, message, fault)
         _respond(conn, frame)
         if code >= 0:
             return code
@@ -165,7 +208,8 @@ def _after_success(fault: str | None) -> int:
     return EXIT_OK
 
 
-def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) -> int:
+def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool,
+          listen_first: bool) -> int:
     if fault == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     storage = Storage(parsec=parsec, mcc_config=mcc_config, cwd=Path.cwd(), sync=sync)
@@ -199,30 +243,39 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) 
     except OSError as e:
         _trace("ERR", "fce", f"Failed to open the server socket: {e.strerror}")
         return EXIT_ERROR
-    _out(f" Client IP Address and Port :  {addresses[0]}:{port}")
+    # Printed before listen, as the real FCC does ("\n Client IP Address and Port :  %s\n").
+    if listen_first:
+        listener.listen(1)
+    # One write, as the real FCC's one printf, a moment before it listens.
+    _out(f"\n Client IP Address and Port :  {addresses[0]}:{port}\n")
+    listener.listen(1)
     _out(" Client is waiting for incoming connection...")
     if fault == "no-accept":
         _wait_forever()
+    session = Session(storage)
     with listener:
         while True:
             conn, _ = listener.accept()
             with conn:
-                code = _session(conn, storage, fault)
+                code = _session(conn, session, fault)
             if code is None:
                 _out(" Client is waiting for incoming connection...")
                 continue
             return _after_success(fault) if code == EXIT_OK else code
 
 
-def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True) -> int:
-    """Act as FCC until one exchange is done; the exit status (0 only on success).
+def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True,
+        listen_first: bool = False) -> int:
+    """Act as FCC until one exchange is done; the exit status (0 after a completed exchange).
 
     sync=False acts as an FCC build that does not open its files O_SYNC (for crash tests).
+    listen_first=True listens before printing the port line, closing the moment in which the
+    real FCC refuses a client that connects as soon as it reads the port.
     """
     if fault is not None and fault not in FAULTS:
         print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return _main(parsec, mcc_config, fault, sync)
+        return _main(parsec, mcc_config, fault, sync, listen_first)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT

@@ -16,6 +16,7 @@ import json
 import os
 import re
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -47,11 +48,12 @@ class SimHTTPServer(ThreadingHTTPServer):
     # The default backlog of 5 would drop SYNs when a production line of gateways calls at once.
     request_queue_size = 256
 
-    def __init__(self, address: tuple[str, int], store: records.Records, faults: Faults) -> None:
+    def __init__(self, address: tuple[str, int], store: records.Records, faults: Faults,
+                 update_auth_cert: bytes | None = None) -> None:
         super().__init__(address, Handler)
         self.records = store
         self.faults = faults
-        self.factory = factory_tool.FactorySettings.generate()
+        self.factory = factory_tool.FactorySettings.generate(update_auth_cert)
         self.request_log: collections.deque[dict[str, Any]] = collections.deque(
             maxlen=REQUEST_LOG_SIZE)
 
@@ -158,7 +160,7 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if faults.take("fail_injection_next"):
                 raise factory_tool.InjectionError("simulated injection failure (fault knob)")
-            enrollment = factory_tool.provision(
+            injection = factory_tool.provision(
                 self.server.factory, ip, q.port, q.serialNumber, q.hardwareVersion,
                 timeout=float(faults.get("fcc_timeout")))
         except factory_tool.InjectionError as e:
@@ -170,13 +172,17 @@ class Handler(BaseHTTPRequestHandler):
         except BaseException:
             self.server.records.delete(record_id)
             raise
+        if injection.warning:
+            # Warnings (items FCU would send and this server was not configured with) do not fail
+            # the injection, as with the real server; the operator sees them in the log.
+            self.log_message("FCC warnings: %s", " | ".join(injection.warning.splitlines()))
         deploy_delay = float(faults.get("deploy_delay"))
         if deploy_delay > 0:
             # FCC holds the credentials, the record is still `deployed: false`: a server killed
             # now leaves it so, as the real server does.
             self.log_message("holding the record undeployed for %gs (fault knob)", deploy_delay)
             time.sleep(deploy_delay)
-        deployed = self.server.records.deploy(record_id, enrollment)
+        deployed = self.server.records.deploy(record_id, injection.enrollment_id)
         answer_delay = float(faults.get("answer_delay"))
         if answer_delay > 0:
             time.sleep(answer_delay)
@@ -251,9 +257,27 @@ _ROUTES = {
 }
 
 
-def _listen(host: str, port: int, store: records.Records, faults: Faults) -> SimHTTPServer:
+def read_certificate(path: Path) -> bytes:
+    """The DER bytes of a certificate file in DER or PEM; UsageError when it is neither."""
     try:
-        return SimHTTPServer((host, port), store, faults)
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+    if data.lstrip().startswith(b"-----BEGIN CERTIFICATE-----"):
+        try:
+            return ssl.PEM_cert_to_DER_cert(data.decode("ascii"))
+        except (ValueError, UnicodeDecodeError):
+            raise UsageError(f"{path}: not a readable PEM certificate") from None
+    if not data.startswith(b"\x30") or len(data) < 64:
+        raise UsageError(f"{path}: not a DER or PEM certificate",
+                         hint="give the firmware-update certificate (update_default_resources)")
+    return data
+
+
+def _listen(host: str, port: int, store: records.Records, faults: Faults,
+            update_auth_cert: bytes | None) -> SimHTTPServer:
+    try:
+        return SimHTTPServer((host, port), store, faults, update_auth_cert)
     except OSError as e:
         raise UsageError(f"cannot listen on {host}:{port}: {e.strerror or e}",
                          hint="choose another --port or --host") from None
@@ -286,13 +310,17 @@ def _run_until_signal(server: SimHTTPServer) -> None:
 
 def serve(host: str, port: int, db: Path | None, *, fail_next: int = 0,
           fail_status: int = 503, delay: float = 0.0, drop_next: int = 0,
-          fcc_timeout: float = 30.0) -> None:
-    """Run the server until SIGTERM or SIGINT; prints its URL as the first stdout line."""
+          fcc_timeout: float = 30.0, update_auth_cert: Path | None = None) -> None:
+    """Run the server until SIGTERM or SIGINT; prints its URL as the first stdout line.
+
+    update_auth_cert: a certificate file (DER or PEM) sent to FCC as mbed.UpdateAuthCert.
+    """
     try:
         faults = Faults(fail_next=fail_next, fail_status=fail_status, delay=delay,
                         drop_next=drop_next, fcc_timeout=fcc_timeout)
     except ValueError as e:
         raise UsageError(str(e)) from None
+    update_cert = None if update_auth_cert is None else read_certificate(update_auth_cert)
     temporary = db is None
     if db is None:
         fd, name = tempfile.mkstemp(prefix="pep-sim-", suffix=".sqlite")
@@ -300,7 +328,7 @@ def serve(host: str, port: int, db: Path | None, *, fail_next: int = 0,
         db = Path(name)
     store = records.Records(db)
     try:
-        server = _listen(host, port, store, faults)
+        server = _listen(host, port, store, faults, update_cert)
         print(f"pep sim server listening on http://{host}:{server.port}", flush=True)
         print(f"pep sim server: records in {db}", file=sys.stderr, flush=True)
         _run_until_signal(server)

@@ -116,6 +116,25 @@ class StreamReader:
             if not self._fill():
                 raise ConnectionClosed("connection closed before a token", before_token=True)
 
+    def scan_token_as_fcc(self, limit: int = MAX_GARBAGE) -> int:
+        """scan_token as the real FCC matches: on a mismatch it restarts at the token's first
+        byte without testing the mismatching byte again, so "mmbedprov" is not recognised
+        (ftcd_comm_socket.cpp). Returns how many bytes preceded the token."""
+        matched = 0
+        consumed = 0
+        while True:
+            for index, byte in enumerate(self._buf):
+                matched = matched + 1 if byte == TOKEN[matched] else 0
+                if matched == len(TOKEN):
+                    self._buf = self._buf[index + 1:]
+                    return consumed + index + 1 - len(TOKEN)
+            consumed += len(self._buf)
+            self._buf = b""
+            if consumed > limit:
+                raise WireError(f"no token in the first {limit} bytes", CommStatus.ERROR)
+            if not self._fill():
+                raise ConnectionClosed("connection closed before a token", before_token=True)
+
     def u32(self, what: str) -> int:
         value: int = _U32.unpack(self.exact(4, what))[0]
         return value
@@ -134,8 +153,8 @@ class StreamReader:
 
 
 def read_request(reader: StreamReader, max_size: int = MAX_MESSAGE) -> bytes:
-    """The CBOR message of the next request on the stream."""
-    reader.scan_token()
+    """The CBOR message of the next request on the stream (token found as the real FCC does)."""
+    reader.scan_token_as_fcc()
     return reader.checked_message(max_size)
 
 

@@ -1,9 +1,10 @@
 """The pep server restarted during the injection: a record the server never finished.
 
-The server creates the record (`deployed: false`), connects to the gateway's FCC and sends
-the credentials; FCC is stopped (SIGSTOP) so it cannot answer, and the server is killed
-(SIGKILL: no clean-up of the record) while it waits. Restarted on the same database, it
-holds the unfinished record: identity requests get 409, `GET /v3/enrollment-id` answers 404.
+The server creates the record (`deployed: false`) and injects the credentials into the
+gateway's FCC; before it marks the record deployed (held there by its deploy_delay knob) it
+is killed (SIGKILL: no clean-up of the record). Restarted on the same database, it holds the
+unfinished record: identity requests get 409, `GET /v3/enrollment-id` answers 404. FCC holds
+credentials the server never finished registering.
 
 The agent must say so, as an unfinished record for its serial (not "not from this gateway"),
 leave no identity installed and nothing moved, and stay that way on a rerun. Once the record
@@ -13,51 +14,26 @@ is removed on the server, as the hint says, the next boot provisions.
 from __future__ import annotations
 
 import json
-import os
-import re
-import signal
 import sqlite3
-import subprocess
-from contextlib import closing, suppress
+from contextlib import closing
 from urllib.parse import quote
 
 import pytest
-from e2e_checks import IDENTITY, PROVISION_TIMEOUT, assert_provisioned_files
+from e2e_checks import ENDPOINT_FILE, IDENTITY, PROVISION_TIMEOUT, assert_provisioned_files
 from e2e_gateway import REBOOT_STATUS, Gateway, wait_for
 from e2e_testbed import Testbed
 
-EDGE_CORE_PORT = 9101
-# The server holds the identity request this long before it creates the record, so FCC can
-# be stopped once it listens and before the server connects.
-REQUEST_HELD = 5.0
-# How long the server's factory tool would wait for FCC's answer: far beyond the kill.
-FCC_TIMEOUT = 600.0
+# Far longer than the test takes to kill the server: the record is never deployed.
+DEPLOY_HELD = 600.0
+STAGING = "/userdata/mbed/.pep-agent-staging"
 UNFINISHED = "unfinished record"
 # What the agent said before it told an unfinished record apart (lower case).
 MISDIAGNOSED = ("not from this gateway", "is already provisioned on the server")
 PREVIOUS = ("/userdata/mbed/mcc_config.pep-previous", "/userdata/edge_gw_config.pep-previous")
 
 
-def fcc_listener(testbed: Testbed) -> tuple[int, int] | None:
-    """(host pid, port) of the process listening in the gateway's namespace, edge-core aside."""
-    assert testbed.net is not None
-    out = subprocess.run(["ip", "netns", "exec", testbed.net.gateway_ns, "ss", "-Hltnp"],
-                         capture_output=True, text=True, timeout=10, check=True).stdout
-    for line in out.splitlines():
-        port = re.search(r":(\d+)\s", line)
-        pid = re.search(r"pid=(\d+)", line)
-        if port and pid and int(port.group(1)) != EDGE_CORE_PORT:
-            return int(pid.group(1)), int(port.group(1))
-    return None
-
-
-def fcc_connected(testbed: Testbed, port: int) -> bool | None:
-    """True once the server's factory tool has a connection open to FCC's port."""
-    assert testbed.net is not None
-    out = subprocess.run(["ip", "netns", "exec", testbed.net.gateway_ns, "ss", "-Htn",
-                          "state", "established", f"sport = :{port}"],
-                         capture_output=True, text=True, timeout=10, check=True).stdout
-    return True if out.strip() else None
+def server_log(testbed: Testbed) -> str:
+    return testbed.server_log.read_text(errors="replace")
 
 
 def records(testbed: Testbed) -> list[tuple[str, int]]:
@@ -79,7 +55,10 @@ def assert_says_unfinished(lines: str, serial: str) -> None:
 
 
 def agent_stopped(gw: Gateway) -> str | None:
-    """The agent's ActiveState once its run has ended and systemd will not restart it soon."""
+    """The agent's ActiveState once its run in this boot has ended and systemd will not
+    restart it soon (before its first start, the unit is inactive too)."""
+    if gw.unit_property("pep-agent.service", "ExecMainExitTimestampMonotonic") in ("", "0"):
+        return None
     state = gw.unit_property("pep-agent.service", "ActiveState")
     sub = gw.unit_property("pep-agent.service", "SubState")
     return state if state in {"failed", "inactive"} or sub == "auto-restart" else None
@@ -88,25 +67,21 @@ def agent_stopped(gw: Gateway) -> str | None:
 @pytest.mark.server_restart
 @pytest.mark.incremental
 class TestServerRestartDuringInjection:
-    def test_server_dies_while_fcc_holds_the_message(self, testbed: Testbed) -> None:
+    def test_server_dies_before_it_marks_the_record_deployed(self, testbed: Testbed) -> None:
         gw = testbed.gw
         testbed.start_server()
-        testbed.set_faults(delay=REQUEST_HELD, fcc_timeout=FCC_TIMEOUT)
+        testbed.set_faults(deploy_delay=DEPLOY_HELD)
         gw.boot()
-        pid, port = wait_for(lambda: fcc_listener(testbed), timeout=PROVISION_TIMEOUT,
-                             what="FCC listening in the gateway", interval=0.1)
-        # FCC is a child of the container this test booted: stop it before the server's
-        # factory tool connects, so the injection cannot finish.
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            wait_for(lambda: fcc_connected(testbed, port), timeout=60,
-                     what="the factory tool's connection to FCC")
-            assert records(testbed) == [(testbed.serial, 0)]
-            testbed.kill_server()
-            testbed.start_server()
-        finally:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGCONT)
+        # FCC stores the credentials before it answers the factory tool; the server then
+        # holds the record undeployed (its deploy_delay knob) and is killed meanwhile.
+        staged = gw.path(STAGING)
+        wait_for(lambda: True if any(staged.glob(f"**/WORKING/{ENDPOINT_FILE}")) else None,
+                 timeout=PROVISION_TIMEOUT, what="the credentials FCC stored")
+        wait_for(lambda: True if "holding the record undeployed" in server_log(testbed)
+                 else None, timeout=60, what="the server holding the record")
+        assert records(testbed) == [(testbed.serial, 0)]
+        testbed.kill_server()
+        testbed.start_server()
         assert records(testbed) == [(testbed.serial, 0)]
         code, text = testbed.server_call(
             "GET", f"/v3/enrollment-id?serialNumber={quote(testbed.serial)}")

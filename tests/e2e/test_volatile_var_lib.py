@@ -87,6 +87,10 @@ def later_boot(testbed: Testbed, digest: dict[str, str], *, server_up: bool = Tr
                            what="pep-agent.service to settle")
         tail = gw.journal("-b", "0", "-u", "pep-agent", "-n", "30", "-q")
         assert settled != "failed", f"pep-agent.service failed on boot {gw.boots}:\n{tail}"
+        # A run that confirms the identity ends cleanly: no failed start for systemd to
+        # restart (skipped by its condition, the unit's result is a success too).
+        assert gw.unit_property("pep-agent.service", "NRestarts") == "0", tail
+        assert gw.unit_property("pep-agent.service", "Result") == "success", tail
     time.sleep(max(0.0, STILL_UP_AFTER - (time.monotonic() - started)))
     tail = gw.journal("-b", "0", "-u", "pep-agent", "-n", "30", "-q")
     # Still up: nothing stopped or held edge-core once it had started.

@@ -59,7 +59,9 @@ def test_output_and_listening_address(sim_fcc: StartFcc) -> None:
     index = next(i for i, line in enumerate(lines) if PORT_LINE.match(line))
     assert fcc.port is not None and 1024 <= fcc.port <= 65534
     assert fcc.output.wait_for(re.escape(WAITING), 10) is not None
-    assert fcc.output.lines[index + 1] == WAITING
+    # "\n Client IP Address and Port :  %s\n", as the real FCC prints it.
+    assert fcc.output.lines[index - 1:index + 3:2] == ["", ""]
+    assert fcc.output.lines[index + 2] == WAITING
     # Bound to the interface's address, not to every address.
     listening = [c.laddr for c in psutil.Process(fcc.process.pid).net_connections("tcp")
                  if c.status == psutil.CONN_LISTEN]
@@ -73,7 +75,8 @@ def test_exchange_stores_every_item_and_exits_0(sim_fcc: StartFcc,
     stale.write_text("from a previous run")
     reply = inject(fcc, settings, "GW-ok")
     assert reply["ReturnStatus"] == 0
-    assert reply["InfoMessage"] == "The Factory process succeeded"
+    assert reply["InfoMessage"] == "The Factory process succeeded\n"
+    assert reply["WarningInfo"] == "Item not set:mbed.UpdateAuthCert"
     assert reply["SID"] == "s"
     assert fcc.wait_exit(30) == 0
     assert not stale.exists()  # the storage was erased first
@@ -104,33 +107,95 @@ def test_garbage_before_the_token_is_skipped(sim_fcc: StartFcc,
                                              settings: factory_tool.FactorySettings) -> None:
     fcc = sim_fcc()
     items, _ = factory_tool.device_items(settings, "GW-g", "hw")
-    status, reply = raw_exchange(fcc, b"noise mbedpro" + wire.frame_request(
+    status, reply = raw_exchange(fcc, b"noise mbedpr!" + wire.frame_request(
         bundle.encode_request(items)))
     assert status == 0 and reply is not None
     assert bundle.decode_response(reply)["ReturnStatus"] == 0
     assert fcc.wait_exit(30) == 0
 
 
-def test_checksum_mismatch_is_a_comm_error(sim_fcc: StartFcc) -> None:
+def test_token_after_a_partial_match_is_missed(sim_fcc: StartFcc,
+                                               settings: factory_tool.FactorySettings) -> None:
     fcc = sim_fcc()
+    items, _ = factory_tool.device_items(settings, "GW-m", "hw")
+    frame = wire.frame_request(bundle.encode_request(items))
+    assert fcc.ip is not None and fcc.port is not None
+    with socket.create_connection((fcc.ip, fcc.port), timeout=30) as sock:
+        sock.sendall(b"m" + frame)  # "mmbedprov": the real FCC's matcher misses this token
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(100) == b""
+    assert fcc.process.poll() is None and "Storage is erased" not in fcc.output.text()
+    assert inject(fcc, settings)["ReturnStatus"] == 0
+    assert fcc.wait_exit(30) == 0
+
+
+def _checksum_broken() -> bytes:
     frame = bytearray(wire.frame_request(cbor2.dumps({"SchemeVersion": "0.0.1"})))
     frame[-1] ^= 0xFF
-    assert raw_exchange(fcc, bytes(frame)) == (wire.CommStatus.INCONSISTENT_MESSAGE_SIGNATURE,
-                                               None)
-    code = fcc.wait_exit(30)
-    assert code is not None and code != 0
+    return bytes(frame)
 
 
-def test_invalid_group_is_reported_in_the_response(sim_fcc: StartFcc) -> None:
+@pytest.mark.parametrize("frame", [
+    _checksum_broken(),
+    wire.TOKEN + b"\0\0\0\0",  # length 0
+    wire.frame_request(b"\xa1" * 40)[:30],  # body cut short by the peer
+], ids=["checksum", "size-0", "short-body"])
+def test_framing_errors_get_no_answer_and_exit_1(sim_fcc: StartFcc, frame: bytes) -> None:
     fcc = sim_fcc()
-    message = cbor2.dumps({"SchemeVersion": "0.0.1", "Keys": [], "Bogus": 1})
+    assert fcc.ip is not None and fcc.port is not None
+    with socket.create_connection((fcc.ip, fcc.port), timeout=30) as sock:
+        sock.sendall(frame)
+        sock.shutdown(socket.SHUT_WR)
+        assert sock.recv(100) == b""
+    assert fcc.wait_exit(30) == 1
+
+
+def test_an_error_answer_is_a_completed_exchange(sim_fcc: StartFcc) -> None:
+    fcc = sim_fcc()
+    message = cbor2.dumps({"SchemeVersion": "0.0.1", "SID": "early", "Keys": [], "Bogus": 1})
     status, reply = raw_exchange(fcc, wire.frame_request(message))
     assert status == 0 and reply is not None
+    assert reply[0] == 0xBF  # an indefinite-length map, as tinycbor writes it
     doc = cbor2.loads(reply)
-    assert doc["ReturnStatus"] == bundle.FccStatus.BUNDLE_INVALID_GROUP
-    code = fcc.wait_exit(30)
-    assert code is not None and code != 0
+    assert doc["ReturnStatus"] == bundle.FccStatus.BUNDLE_INVALID_GROUP == 23
+    assert doc["SID"] == "early"  # read before the error, so echoed
+    assert fcc.wait_exit(30) == 0
     assert list(working(fcc).iterdir()) == []
+
+
+def test_items_are_stored_before_verify_fails(sim_fcc: StartFcc,
+                                              settings: factory_tool.FactorySettings) -> None:
+    fcc = sim_fcc()
+    items, _ = factory_tool.device_items(settings, "GW-v", "hw")
+    bad = [i if i.name != "mbed.UTCOffset" else bundle.Item("ConfigParams", i.name, "+0:00")
+           for i in items]
+    status, reply = raw_exchange(fcc, wire.frame_request(bundle.encode_request(bad, sid="v")))
+    assert status == 0 and reply is not None
+    doc = cbor2.loads(reply)
+    assert (doc["ReturnStatus"], doc["SID"]) == (33, "v")
+    assert fcc.wait_exit(30) == 0
+    assert esfs.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-v"
+
+
+def test_keep_alive_keeps_the_session_for_the_next_message(
+        sim_fcc: StartFcc, settings: factory_tool.FactorySettings) -> None:
+    fcc = sim_fcc()
+    items, _ = factory_tool.device_items(settings, "GW-k", "hw")
+    first = cbor2.dumps({"SchemeVersion": "0.0.1", "KpAlvSess": 1, "Verify": 0,
+                         "ConfigParams": [{"Name": "mbed.EndpointName", "Data": "GW-k"}]})
+    assert fcc.ip is not None and fcc.port is not None
+    with socket.create_connection((fcc.ip, fcc.port), timeout=30) as sock:
+        reader = wire.StreamReader(wire.socket_recv(sock, timeout=30))
+        sock.sendall(wire.frame_request(first))
+        status, reply = wire.read_response(reader)
+        assert status == 0 and reply is not None and cbor2.loads(reply)["ReturnStatus"] == 0
+        assert fcc.wait_exit(1) is None
+        rest = [i for i in items if i.name != "mbed.EndpointName"]
+        sock.sendall(wire.frame_request(bundle.encode_request(rest)))
+        status, reply = wire.read_response(reader)
+        assert status == 0 and reply is not None and cbor2.loads(reply)["ReturnStatus"] == 0
+    assert fcc.wait_exit(30) == 0
+    assert esfs.check_pal(working(fcc).parent) == []
 
 
 def test_unknown_interface_is_an_error(sim_fcc: StartFcc) -> None:

@@ -34,8 +34,12 @@ def good_doc() -> dict[str, Any]:
             {"Name": "mbed.BootstrapServerURI", "Data": "coaps://bootstrap.example:5684"},
             {"Name": "mbed.EndpointName", "Data": "GW-1"},
         ],
-        "Verify": True,
+        "Verify": 1,
     }
+
+
+def stored(decoded: bundle.Bundle) -> dict[str, bundle.Item]:
+    return {item.name: item for item in decoded.items}
 
 
 def status_of(doc: Any) -> FccStatus:
@@ -48,9 +52,11 @@ def test_factory_bundle_round_trip(settings: factory_tool.FactorySettings) -> No
     items, cert = factory_tool.device_items(settings, "LINE 7/GW+001,rev=2", "hw-1")
     decoded = bundle.decode_request(bundle.encode_request(items, sid="s1"))
     assert decoded.sid == "s1" and decoded.verify
+    # mbed.CurrentTime sets the clock and is not stored, as in the real FCC.
     assert [(i.group, i.name, i.data) for i in decoded.items] == \
-        [(i.group, i.name, i.data) for i in items]
-    bundle.verify(decoded)
+        [(i.group, i.name, i.data) for i in items if i.name != "mbed.CurrentTime"]
+    # Everything FCU sends but the optional firmware-update certificate.
+    assert bundle.verify(stored(decoded)) == ["Item not set:mbed.UpdateAuthCert"]
     endpoint = decoded.get("mbed.EndpointName")
     serial = decoded.get("mbed.SerialNumber")
     assert endpoint is not None and endpoint.data == "LINE 7/GW+001,rev=2"
@@ -75,7 +81,9 @@ def test_factory_bundle_has_the_scheme_and_groups_a_real_one_has(
 
 def test_the_minimal_good_document_is_accepted() -> None:
     decoded = bundle.decode_request(cbor2.dumps(good_doc()))
-    bundle.verify(decoded)
+    bundle.check_session_end(stored(decoded))
+    assert bundle.verify(stored(decoded)) == [f"Item not set:{name}"
+                                              for name in bundle.WARN_IF_MISSING]
     assert len(decoded.items) == 6
 
 
@@ -97,8 +105,12 @@ def test_scheme_version_is_required(version: Any) -> None:
     assert status_of(doc) == FccStatus.BUNDLE_INVALID_SCHEME
 
 
-def test_message_without_groups_is_an_invalid_parameter() -> None:
-    assert status_of({"SchemeVersion": "0.0.1"}) == FccStatus.INVALID_PARAMETER
+def test_a_last_message_without_the_bootstrap_ca_is_item_not_exist() -> None:
+    decoded = bundle.decode_request(cbor2.dumps({"SchemeVersion": "0.0.1"}))
+    assert decoded.items == [] and decoded.verify
+    with pytest.raises(BundleError) as err:
+        bundle.check_session_end(stored(decoded))
+    assert err.value.status == FccStatus.ITEM_NOT_EXIST == 25
 
 
 @pytest.mark.parametrize("blob", [b"\xff\xff", b"\x9f", cbor2.dumps([1, 2])])
@@ -153,7 +165,7 @@ def test_verify_reports_missing_connectivity_items() -> None:
     doc["Certificates"] = doc["Certificates"][:1]
     decoded = bundle.decode_request(cbor2.dumps(doc))
     with pytest.raises(BundleError) as err:
-        bundle.verify(decoded)
+        bundle.verify(stored(decoded))
     assert err.value.status == FccStatus.ITEM_NOT_EXIST
     assert "mbed.BootstrapServerCACert" in str(err.value)
 
@@ -168,18 +180,117 @@ def test_success_response_is_accepted_and_echoes_the_session() -> None:
     reply = bundle.encode_response(FccStatus.SUCCESS, bundle.SUCCESS_MESSAGE, "sid-1")
     doc = bundle.decode_response(reply, "sid-1")
     assert doc["ReturnStatus"] == 0
-    assert doc["InfoMessage"] == "The Factory process succeeded"
+    assert doc["InfoMessage"] == "The Factory process succeeded\n"
+    assert reply[0] == 0xBF and reply[-1] == 0xFF  # indefinite-length, as tinycbor writes it
 
 
 def test_failed_response_raises_with_its_status() -> None:
     reply = bundle.encode_response(FccStatus.BUNDLE_INVALID_GROUP, "bad group")
     with pytest.raises(BundleError) as err:
-        bundle.decode_response(reply)
+        bundle.decode_response(reply, "sid-not-echoed")
     assert err.value.status == FccStatus.BUNDLE_INVALID_GROUP
-    assert "bad group" in str(err.value)
+    # The status is reported before the missing SID echo, and says who refused.
+    assert str(err.value) == \
+        "FCC refused the bundle: ReturnStatus 23 (BUNDLE_INVALID_GROUP): bad group"
 
 
 def test_response_for_another_session_is_rejected() -> None:
     reply = bundle.encode_response(FccStatus.SUCCESS, "ok", "other")
-    with pytest.raises(BundleError):
+    with pytest.raises(BundleError) as err:
         bundle.decode_response(reply, "mine")
+    assert "the factory tool refused FCC's answer" in str(err.value)
+
+
+def test_factory_bundle_is_what_the_real_fcc_accepts(
+        settings: factory_tool.FactorySettings) -> None:
+    items, _ = factory_tool.device_items(settings, "GW-3", "hw-3")
+    doc = cbor2.loads(bundle.encode_request(items, sid="x"))
+    assert doc["Verify"] == 1 and type(doc["Verify"]) is int  # never CBOR true
+    params = {p["Name"]: p["Data"] for p in doc["ConfigParams"]}
+    assert params["mbed.UTCOffset"] == "+00:00"
+    assert len(params["mbed.ClassId"]) == len(params["mbed.VendorId"]) == 16
+    assert "mbed.UpdateAuthCert" not in {c["Name"] for c in doc["Certificates"]}
+
+
+def test_update_auth_cert_is_sent_when_configured() -> None:
+    cert = b"\x30\x03\x02\x01\x05"
+    configured = factory_tool.FactorySettings.generate(update_auth_cert=cert)
+    items, _ = factory_tool.device_items(configured, "GW-4", "hw")
+    decoded = bundle.decode_request(bundle.encode_request(items))
+    assert stored(decoded)["mbed.UpdateAuthCert"].data == cert
+    assert bundle.verify(stored(decoded)) == []
+
+
+@pytest.mark.parametrize("flag", ["Verify", "Disable"])
+@pytest.mark.parametrize("value", [True, False, 2, "1"])
+def test_flags_are_only_the_integers_0_and_1(flag: str, value: Any) -> None:
+    doc = good_doc()
+    doc[flag] = value
+    assert status_of(doc) == FccStatus.BUNDLE_ERROR == 20
+
+
+def test_bad_keep_alive_flag_is_35() -> None:
+    doc = good_doc()
+    doc["KpAlvSess"] = True
+    assert status_of(doc) == FccStatus.BUNDLE_INVALID_KEEP_ALIVE_SESSION_STATUS == 35
+
+
+def test_disable_within_a_kept_alive_session_is_35() -> None:
+    doc = good_doc()
+    doc.update(Disable=1, KpAlvSess=1)
+    assert status_of(doc) == 35
+
+
+def test_sid_counts_only_when_read_before_the_error() -> None:
+    before = {"SchemeVersion": "0.0.1", "SID": "s-1", "Verify": True}
+    after = {"SchemeVersion": "0.0.1", "Verify": True, "SID": "s-1"}
+    for doc, sid in ((before, "s-1"), (after, None)):
+        with pytest.raises(BundleError) as err:
+            bundle.decode_request(cbor2.dumps(doc))
+        assert err.value.partial is not None and err.value.partial.sid == sid
+
+
+def test_items_before_an_error_are_kept_for_storage() -> None:
+    doc = good_doc()
+    doc["ConfigParams"][2]["Data"] = ""
+    with pytest.raises(BundleError) as err:
+        bundle.decode_request(cbor2.dumps(doc))
+    assert err.value.partial is not None
+    assert [i.name for i in err.value.partial.items][-2:] == \
+        ["mbed.UseBootstrap", "mbed.BootstrapServerURI"]
+
+
+def test_a_key_selects_the_first_group_it_begins() -> None:
+    doc = good_doc()
+    doc["Cert"] = doc.pop("Certificates")  # strncmp over the key's length
+    assert len(bundle.decode_request(cbor2.dumps(doc)).items) == 6
+
+
+def test_more_than_12_keys_is_a_bundle_error() -> None:
+    doc = good_doc()
+    doc.update({name: 0 for name in ("D", "Di", "Dis", "Disa", "Disab", "Disabl", "Disable")})
+    assert len(doc) == 12
+    bundle.decode_request(cbor2.dumps(doc))  # twelve keys (each a prefix of Disable) pass
+    doc["V"] = 1
+    assert status_of(doc) == FccStatus.BUNDLE_ERROR
+
+
+def test_indefinite_length_request_map_is_a_bundle_error() -> None:
+    blob = b"\xbf" + cbor2.dumps("SchemeVersion") + cbor2.dumps("0.0.1") + b"\xff"
+    with pytest.raises(BundleError) as err:
+        bundle.decode_request(blob)
+    assert err.value.status == FccStatus.BUNDLE_ERROR
+
+
+@pytest.mark.parametrize(("offset", "ok"), [("+00:00", True), ("-12:30", True),
+                                            ("+0:00", False), ("00:00", False), ("+1", False)])
+def test_utc_offset_must_be_signed_hh_mm(offset: str, ok: bool) -> None:
+    doc = good_doc()
+    doc["ConfigParams"].append({"Name": "mbed.UTCOffset", "Data": offset})
+    items = stored(bundle.decode_request(cbor2.dumps(doc)))
+    if ok:
+        bundle.verify(items)
+        return
+    with pytest.raises(BundleError) as err:
+        bundle.verify(items)
+    assert err.value.status == FccStatus.UTC_OFFSET_WRONG_FORMAT == 33
