@@ -33,6 +33,7 @@ class Exit(IntEnum):
     NOT_FOUND = 24
     ABORTED = 25
     LED = 26
+    UNCONFIRMED = 27
 
 
 class PepError(Exception):
@@ -89,6 +90,13 @@ class FccStartError(PepError):
 class FccExchangeError(PepError):
     code = Exit.FCC_EXCHANGE
     default_hint = "FCC did not complete the factory exchange; see its output in the journal"
+
+
+class IdentityUnconfirmedError(PepError):
+    """An installed identity without a marker that the server could not confirm: kept as it is
+    (a gateway in the field, far from any pep server, keeps working on it)."""
+
+    code = Exit.UNCONFIRMED
 
 
 class ServerUnreachableError(PepError):

@@ -24,6 +24,7 @@ from pep_agent.errors import (
     ConfigError,
     Exit,
     FccStartError,
+    IdentityUnconfirmedError,
     NetworkError,
     NotFoundError,
     PepError,
@@ -167,9 +168,10 @@ def start_fcc(ctx: Context) -> None:
     ctx.fcc = FccSession.start(s.fcc_argv(), cwd=staging,
                                env=fcc_environment(ctx.interface, s.entropy_source))
     ctx.journal.update(fcc_pid=ctx.fcc.pid, fcc_started=proc.process_start_time(ctx.fcc.pid))
-    ip, port = ctx.fcc.read_address(deadline=time.monotonic() + s.fcc_start_timeout)
+    deadline = time.monotonic() + s.fcc_start_timeout
+    ip, port = ctx.fcc.read_address(deadline=deadline)
     check_ip_on_interface(ip, ctx.interface, netinfo.interface_ipv4(ctx.interface))
-    ctx.fcc.probe(ip, port)
+    ctx.fcc.probe(ip, port, deadline=deadline)
     ctx.fcc_address = (ip, port)
     ctx.journal.update(fcc_ip=ip, fcc_port=port)
 
@@ -521,6 +523,8 @@ def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:
             held = True
         start = plan(ctx)
         if start is None:
+            # Type=notify: a run that ends here (an adopted identity) is a clean start too.
+            ctx.notifier.ready()
             return "already-provisioned"
         if start > STEP_NAMES.index("stop-edge-core"):
             if not held:
@@ -634,7 +638,7 @@ def _adopt_installed(ctx: Context) -> bool:
     except NotFoundError:
         held = None
     except PepError as e:
-        err = ServerUnreachableError(
+        err = IdentityUnconfirmedError(
             f"an identity for serial {own} is installed but no marker says this agent "
             f"installed it, and the server's record cannot be read ({e.message}): nothing was "
             "changed; edge-core keeps running on the installed identity",
@@ -703,7 +707,8 @@ def _fail(ctx: Context, err: PepError) -> None:
     log.error("%s", err.message, extra=ctx.fields(PEP_EXIT_CODE=int(err.code)))
     err.logged = True
     ctx.notifier.status(f"failed: {err.message}")
-    ctx.led.show(failure_state(err.code))
+    if err.code != Exit.UNCONFIRMED:  # the gateway works on its identity: no failure LED
+        ctx.led.show(failure_state(err.code))
 
 
 def _stop_fcc(ctx: Context) -> None:

@@ -126,12 +126,20 @@ class FccSession:
             if found:
                 return found
 
-    def probe(self, ip: str, port: int, timeout: float = 5.0) -> None:
-        """Confirm FCC listens there. FCC survives a connection closed before any token."""
-        problem = netinfo.tcp_probe(ip, port, timeout)
-        if problem:
-            raise FccStartError(f"FCC reported {ip}:{port} but nothing accepts connections "
-                                f"there ({problem})")
+    def probe(self, ip: str, port: int, *, deadline: float, timeout: float = 5.0) -> None:
+        """Confirm FCC listens there. FCC survives a connection closed before any token.
+
+        The real FCC prints its port line a moment before it listens (with a backlog of one),
+        so a refused connection is tried again, every 50 ms, until `deadline` (monotonic).
+        """
+        while True:
+            problem = netinfo.tcp_probe(ip, port, timeout)
+            if not problem:
+                return
+            if time.monotonic() >= deadline or self.child.poll() is not None:
+                raise FccStartError(f"FCC reported {ip}:{port} but nothing accepts connections "
+                                    f"there ({problem})")
+            time.sleep(0.05)
 
     def wait_exit(self, *, deadline: float) -> None:
         """FCC must exit 0 by `deadline`; otherwise it is stopped and FccExchangeError raised."""
