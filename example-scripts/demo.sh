@@ -47,7 +47,7 @@ echo "== installed files"
 
 echo
 echo "== what the sandbox service manager recorded"
-cut -d' ' -f2- "$root/var/lib/pep-agent/sandbox-services.log"
+cut -d' ' -f2- "$root/userdata/pep-agent/sandbox-services.log"
 
 echo
 echo "== the status LED (sysfs files under the sandbox root)"

@@ -66,10 +66,13 @@ class Settings:
     led_command: Optional[str] = None
     status_url: Optional[str] = None
     verify_timeout: float = 300.0
+    # Moves the journal, marker and lock (default: the profile's place, see profiles.py).
+    state_dir: Optional[str] = None
 
     @property
     def paths(self) -> Paths:
-        return Paths(self.root)
+        return Paths(self.root, state_setting=self.state_dir,
+                     profile_state=self.platform.state_dir)
 
     @property
     def platform(self) -> Profile:
@@ -304,6 +307,10 @@ def load_settings(cli: Mapping[str, Any] | None = None,
         merged[name] = _convert(name, value, f"{env_name(name)} (command line)")
     merged["root"] = root
     settings = dataclasses.replace(Settings(), **merged)
+    if settings.state_dir is not None and not settings.state_dir.startswith("/"):
+        raise ConfigError(f"PEP_STATE_DIR={_shown(settings.state_dir)} is not an absolute path",
+                          hint="put the state on the identity's partition, e.g. "
+                               "/userdata/pep-agent")
     if settings.parsec not in ("auto", "true", "false"):
         raise ConfigError(f"PEP_PARSEC={_shown(settings.parsec)}: use auto, true or false")
     settings.platform  # noqa: B018 - validates the profile name early

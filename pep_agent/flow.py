@@ -495,10 +495,18 @@ def provision(ctx: Context, *, before: Callable[[Context], None] | None = None) 
         return _provision(ctx, before)
     except OSError as e:
         # The lock or the journal could not be written (a full or read-only disk): the
-        # operator needs exit 18 and its hint, not a traceback.
-        err = fsutil.install_error(f"writing the agent's state in {ctx.paths.state_dir}", e)
+        # operator needs exit 18, the directory and the setting that moves it.
+        err = state_error(ctx.paths, e)
         _fail(ctx, err)
         raise err from None
+
+
+def state_error(paths: Paths, e: OSError) -> PepError:
+    err = fsutil.install_error(f"cannot write the agent's state in {paths.state_dir}", e)
+    err.hint = (f"{err.hint}; or set PEP_STATE_DIR to a writable directory on the "
+                "identity's partition" if err.hint else "make it writable, or set "
+                "PEP_STATE_DIR to a writable directory on the identity's partition")
+    return err
 
 
 def _provision(ctx: Context, before: Callable[[Context], None] | None) -> str:

@@ -8,16 +8,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 # The running kernel's process table: the agent's own processes live there whatever --root is.
 HOST_PROC = Path("/proc")
 
 
+# Where versions before 0.x kept their state (a /var/lib that read-only-rootfs images put in
+# RAM): still read, so that gateways provisioned then keep working.
+LEGACY_STATE_DIR = "/var/lib/pep-agent"
+DEFAULT_STATE_DIR = "/userdata/pep-agent"
+
+
 @dataclass(frozen=True)
 class Paths:
-    """Locations under `root`; `root == Path("/")` on a real gateway."""
+    """Locations under `root`; `root == Path("/")` on a real gateway.
+
+    The state directory (journal, marker, lock) is `state_setting` (PEP_STATE_DIR) when set,
+    else the profile's place on the identity's partition (`profile_state`), or the legacy
+    /var/lib/pep-agent when only that one holds a run's state. Without a profile (status), the
+    first of every profile's places that holds state.
+    """
 
     root: Path = Path("/")
+    state_setting: Optional[str] = None
+    profile_state: Optional[str] = None
 
     def under(self, absolute: str | Path) -> Path:
         """Map an absolute machine path (e.g. from a profile) below the root."""
@@ -33,7 +48,21 @@ class Paths:
 
     @property
     def state_dir(self) -> Path:
-        return self.under("/var/lib/pep-agent")
+        if self.state_setting:
+            return self.under(self.state_setting)
+        if self.profile_state:
+            places = [self.profile_state, LEGACY_STATE_DIR]
+        else:
+            from pep_agent.profiles import PROFILES
+
+            places = list(dict.fromkeys([DEFAULT_STATE_DIR, *(p.state_dir for p in
+                                                              PROFILES.values()),
+                                         LEGACY_STATE_DIR]))
+        for place in places:
+            d = self.under(place)
+            if (d / "state.json").exists() or (d / "provisioned").exists():
+                return d
+        return self.under(places[0])
 
     @property
     def journal(self) -> Path:

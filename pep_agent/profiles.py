@@ -22,6 +22,9 @@ class Profile:
     edge_core_unit: str
     identity_unit: str
     status_url: str
+    # The agent's journal, marker and lock: on the partition that holds the identity, which
+    # survives reboots even where /var/lib is in RAM.
+    state_dir: str
     extra_clear: tuple[str, ...] = field(default_factory=tuple)
     led_backend: str = "none"
     led_name: str = "status"
@@ -35,6 +38,7 @@ _LMP = Profile(
     edge_core_unit="edge-core.service",
     identity_unit="wait-for-edge-identity.service",
     status_url="http://127.0.0.1:9101/status",
+    state_dir="/userdata/pep-agent",
     led_backend="sysfs",
 )
 
@@ -48,6 +52,7 @@ PROFILES: dict[str, Profile] = {
         edge_core_unit="edge-core.service",
         identity_unit="wait-for-pelion-identity.service",
         status_url="http://127.0.0.1:9101/status",
+        state_dir="/userdata/pep-agent",
         extra_clear=(
             "/wigwag/system/lib/bash/relaystatics.sh",
             "/userdata/etc/devicejs/db",
@@ -63,6 +68,7 @@ PROFILES: dict[str, Profile] = {
         edge_core_unit="snap.pelion-edge.edge-core.service",
         identity_unit="snap.pelion-edge.wait-for-pelion-identity.service",
         status_url="http://127.0.0.1:8081/status",
+        state_dir="/var/snap/pelion-edge/current/userdata/pep-agent",
     ),
     "debian": Profile(
         name="debian",
@@ -72,6 +78,7 @@ PROFILES: dict[str, Profile] = {
         edge_core_unit="edge-core.service",
         identity_unit="wait-for-pelion-identity.service",
         status_url="http://127.0.0.1:9101/status",
+        state_dir="/var/lib/pelion/pep-agent",
     ),
 }
 

@@ -61,7 +61,7 @@ def free_port() -> int:
 
 
 def service_log(root: Path) -> list[str]:
-    path = root / "var/lib/pep-agent/sandbox-services.log"
+    path = root / "userdata/pep-agent/sandbox-services.log"
     if not path.exists():
         return []
     return [line.split(" ", 1)[1] for line in path.read_text().splitlines()]

@@ -27,7 +27,7 @@ from tests.simprocs import (
 
 IDENTITY = "userdata/edge_gw_config/identity.json"
 MCC = "userdata/mbed/mcc_config"
-STATE_DIR = "var/lib/pep-agent"
+STATE_DIR = "userdata/pep-agent"
 OLD_SERIAL = "OLD-GW-0"
 WAIT_STEP = 0.05
 

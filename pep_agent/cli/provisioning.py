@@ -209,4 +209,5 @@ def _paths(root: Optional[Path]) -> Any:
     from pep_agent.paths import Paths
 
     chosen = root or os.environ.get("PEP_ROOT")
-    return Paths(Path(chosen)) if chosen else Paths()
+    return Paths(Path(chosen) if chosen else Path("/"),
+                 state_setting=os.environ.get("PEP_STATE_DIR") or None)

@@ -16,7 +16,6 @@ from pathlib import Path
 from types import TracebackType
 
 from pep_agent.errors import BusyError, InstallError
-from pep_agent.system.fsutil import install_error
 
 
 class RunLock:
@@ -33,7 +32,7 @@ class RunLock:
             if e.errno == errno.ELOOP:
                 raise InstallError(f"the run lock {self.path} is a symbolic link; refusing it",
                                    hint=f"remove it (rm {self.path}) and run again") from None
-            raise install_error(f"opening the run lock {self.path}", e) from None
+            raise  # the caller names the state directory and the setting that moves it
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -19,7 +19,7 @@ PROVISION_TIMEOUT = 300.0
 VERIFY_TIMEOUT = 180.0
 IDENTITY = "/userdata/edge_gw_config/identity.json"
 MCC_CONFIG = "/userdata/mbed/mcc_config"
-STATE_DIR = "/var/lib/pep-agent"
+STATE_DIR = "/userdata/pep-agent"
 # The endpoint name as FCC stores it: an ESFS file under a hashed name in pal/WORKING.
 ENDPOINT_ITEM = esfs.CONFIG_PREFIX + "mbed.EndpointName"
 ENDPOINT_FILE = esfs.file_name(ENDPOINT_ITEM)

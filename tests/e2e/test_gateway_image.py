@@ -44,6 +44,7 @@ def _led(bed: Testbed) -> dict[str, str]:
 class TestGatewayImage:
     def test_boots_with_the_agent_installed(self, testbed: Testbed) -> None:
         gw = testbed.gw
+        # Where earlier versions kept their state: the units still honour its markers.
         state_dir = gw.path("/var/lib/pep-agent")
         state_dir.mkdir(mode=0o700)
         (state_dir / "provisioned").write_text(testbed.serial + "\n")

@@ -86,7 +86,7 @@ def test_env_file_not_utf8_is_exit_3_naming_file_and_line(
 ])
 @pytest.mark.parametrize("as_json", [False, True])
 def test_status_of_a_malformed_journal(tmp_path: Path, journal: object, as_json: bool) -> None:
-    path = tmp_path / "var/lib/pep-agent/state.json"
+    path = tmp_path / "userdata/pep-agent/state.json"
     path.parent.mkdir(parents=True)
     path.write_text(journal if isinstance(journal, str) else json.dumps(journal))
     before = tree(tmp_path)

@@ -207,7 +207,7 @@ def run(tmp_path: Path, server: Hostile, **env: str) -> subprocess.CompletedProc
 
 
 def journal_text(root: Path) -> str:
-    path = root / "var/lib/pep-agent/state.json"
+    path = root / "userdata/pep-agent/state.json"
     return path.read_text() if path.exists() else ""
 
 
@@ -226,9 +226,9 @@ def assert_failed(tmp_path: Path, out: subprocess.CompletedProcess[str], code: i
     doc = status(root)
     assert doc["state"] == "failed" and doc["error"]["code"] == code
     assert not doc["provisioned"]
-    assert not (root / "var/lib/pep-agent/response.json").exists()
+    assert not (root / "userdata/pep-agent/response.json").exists()
     assert not list(root.rglob("identity.json"))
-    journal = root / "var/lib/pep-agent/state.json"
+    journal = root / "userdata/pep-agent/state.json"
     assert stat.S_IMODE(journal.stat().st_mode) == 0o600
     assert_no_secret(out.stderr, out.stdout, journal_text(root), json.dumps(doc),
                      run_agent("status", "--root", str(root)).stdout)

@@ -56,7 +56,7 @@ def test_happy_path(tmp_path: Path, server: SimServer) -> None:
     # The identity never reaches the logs; the staging area and saved copy are gone.
     assert data["enrollmentID"] not in out.stderr
     assert not (root / "userdata/mbed/.pep-agent-staging").exists()
-    assert not (root / "var/lib/pep-agent/response.json").exists()
+    assert not (root / "userdata/pep-agent/response.json").exists()
     # A second run on a provisioned gateway does nothing.
     again = provision(root, server.url, "LINE 7/GW-001", fcc_command())
     assert again.returncode == 0 and "already provisioned" in again.stdout
@@ -134,7 +134,7 @@ def test_fcc_that_never_accepts(tmp_path: Path) -> None:
 
 
 def _no_fcc_left(root: Path) -> bool:
-    doc = json.loads((root / "var/lib/pep-agent/state.json").read_text())
+    doc = json.loads((root / "userdata/pep-agent/state.json").read_text())
     pid = doc.get("fcc_pid")
     if not isinstance(pid, int):
         return True
@@ -230,7 +230,7 @@ def test_invalid_server_responses(tmp_path: Path, body: bytes, ctype: str, needl
     assert out.returncode == 17, out.stderr
     assert needle in out.stderr
     assert not (root / IDENTITY).exists()
-    assert not (root / "var/lib/pep-agent/response.json").exists()
+    assert not (root / "userdata/pep-agent/response.json").exists()
 
 
 @pytest.mark.parametrize(("script", "code", "needle"), [

@@ -42,7 +42,7 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_the_state_directory_entry_is_made_durable(tmp_path: Path, synced: list[Path]) -> None:
-    """Case 2: a lost var/lib/pep-agent entry lost the journal of an injection."""
+    """Case 2: a lost state directory entry lost the journal of an injection."""
     paths = Paths(tmp_path)
     Journal(paths.journal).update(injection={"serialNumber": "SN-1"})
     assert paths.state_dir.is_dir()

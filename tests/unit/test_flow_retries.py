@@ -98,7 +98,7 @@ def test_transient_failures_back_off_with_full_jitter(tmp_path: Path) -> None:
     assert clock.sleeps == [0.5, 1, 2, 4]
     assert len(client.queries) == 5
     assert ctx.journal.data["attempt"] == 5 and ctx.journal.data["enrollment_id"] == "A-00"
-    assert (tmp_path / "var/lib/pep-agent/response.json").exists()
+    assert (tmp_path / "userdata/pep-agent/response.json").exists()
 
 
 def test_gives_up_at_the_deadline(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_gives_up_at_the_deadline(tmp_path: Path) -> None:
     with pytest.raises(ServerUnreachableError):
         flow.request_identity(ctx)
     assert clock.t <= 10
-    assert not (tmp_path / "var/lib/pep-agent/response.json").exists()
+    assert not (tmp_path / "userdata/pep-agent/response.json").exists()
 
 
 @pytest.mark.parametrize("err", [
@@ -181,7 +181,7 @@ def test_an_answer_for_another_serial_is_not_saved(tmp_path: Path) -> None:
     ctx, _ = _context(tmp_path, client)
     with pytest.raises(BadResponseError):
         flow.request_identity(ctx)
-    assert not (tmp_path / "var/lib/pep-agent/response.json").exists()
+    assert not (tmp_path / "userdata/pep-agent/response.json").exists()
 
 
 def test_a_gateway_with_the_marker_is_never_provisioned_again(tmp_path: Path) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import BusyError, Exit, InstallError
-from pep_agent.paths import Paths
+from pep_agent.paths import LEGACY_STATE_DIR, Paths
+from pep_agent.profiles import PROFILES
 from pep_agent.system.lock import RunLock
 from tests.agentprocs import free_port, provision
 
@@ -21,7 +22,8 @@ UNITS = Path(__file__).resolve().parents[2] / "systemd"
 HOLDER = """
 import sys
 from pathlib import Path
-from pep_agent.paths import Paths
+from pep_agent.paths import LEGACY_STATE_DIR, Paths
+from pep_agent.profiles import PROFILES
 from pep_agent.system.lock import RunLock
 with RunLock(Paths(Path(sys.argv[1])).lock):
     print("held", flush=True)
@@ -46,10 +48,15 @@ def directories_systemd_deletes(service: configparser.SectionProxy) -> list[str]
 @pytest.mark.parametrize("name", ["pep-agent.service", "pep-agent-verify.service"])
 def test_lock_is_in_a_directory_the_unit_may_write_and_systemd_keeps(name: str) -> None:
     service = unit(name)
-    lock_dir = "/" + str(Paths().lock.parent).lstrip("/")
-    kept = ["/var/lib/" + d for d in service.get("StateDirectory", "").split()]
-    assert lock_dir in kept, (lock_dir, kept)
-    assert lock_dir not in directories_systemd_deletes(service)
+    # configparser keeps one of repeated keys: read every ReadWritePaths= line itself.
+    writable = ["/var/lib/" + d for d in service.get("StateDirectory", "").split()] + [
+        w.lstrip("-") for line in (UNITS / name).read_text().splitlines()
+        if line.startswith("ReadWritePaths=") for w in line.split("=", 1)[1].split()]
+    for place in [*(p.state_dir for p in PROFILES.values()), LEGACY_STATE_DIR]:
+        lock_dir = str(Paths(Path("/"), state_setting=place).lock.parent)
+        assert any(lock_dir == w or lock_dir.startswith(w + "/") for w in writable), (
+            lock_dir, writable)
+        assert lock_dir not in directories_systemd_deletes(service)
 
 
 def test_a_held_lock_survives_systemd_cleaning_up_after_a_restart(tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def one_line(err: PepError) -> None:
 def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     path = tmp_path_factory.mktemp("root")
     (path / "etc/default").mkdir(parents=True)
-    (path / "var/lib/pep-agent").mkdir(parents=True)
+    (path / "userdata/pep-agent").mkdir(parents=True)
     yield path
 
 
@@ -145,8 +145,8 @@ def _status_of(root: Path) -> None:
 @example({"error": {"": math.inf}})  # found by this test: NaN/Infinity in `status --json`
 @example({"steps": {"x": {"duration_s": 1, "other": math.nan}}})
 def test_any_journal_json_gives_a_status(root: Path, data: Any) -> None:
-    (root / "var/lib/pep-agent/state.json").write_text(json.dumps(data))
-    loaded = state.load(root / "var/lib/pep-agent/state.json")
+    (root / "userdata/pep-agent/state.json").write_text(json.dumps(data))
+    loaded = state.load(root / "userdata/pep-agent/state.json")
     assert isinstance(loaded, dict)
     assert state.checked(loaded) == loaded  # the types are what readers expect
     _status_of(root)
@@ -155,7 +155,7 @@ def test_any_journal_json_gives_a_status(root: Path, data: Any) -> None:
 @BOUNDED
 @given(st.binary(max_size=200))
 def test_any_journal_bytes_give_a_status(root: Path, data: bytes) -> None:
-    (root / "var/lib/pep-agent/state.json").write_bytes(data)
+    (root / "userdata/pep-agent/state.json").write_bytes(data)
     _status_of(root)
 
 
