@@ -47,7 +47,7 @@ def test_the_state_directory_entry_is_made_durable(tmp_path: Path, synced: list[
     Journal(paths.journal).update(injection={"serialNumber": "SN-1"})
     assert paths.state_dir.is_dir()
     # Each new directory's parent, from the top down, then the journal's own rename.
-    for new in (tmp_path / "var", tmp_path / "var/lib", paths.state_dir):
+    for new in (tmp_path / "userdata", paths.state_dir):
         assert new.parent in synced, f"the entry of {new} was never synced"
     assert synced.index(paths.state_dir.parent) < synced.index(paths.state_dir)
 

@@ -18,7 +18,8 @@ def test_defaults_and_start_values() -> None:
     snap = faults.snapshot()
     assert snap == {"fail_next": 2, "fail_status": 503, "delay": 1.0, "answer_delay": 0.0,
                     "drop_next": 0,
-                    "drop_after_next": 0, "fail_injection_next": 0, "fcc_timeout": 30.0}
+                    "drop_after_next": 0, "fail_injection_next": 0, "fcc_timeout": 30.0,
+                    "deploy_delay": 0.0}
     assert isinstance(snap["delay"], float)
 
 
