@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check matrix demo e2e bench clean
+.PHONY: setup test lint wheel-check matrix demo e2e bench realfcc clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,12 @@ demo: $(STAMP)
 e2e: $(STAMP)
 	./tests/e2e/prepare.sh
 	$(PY) -m pytest -q tests/e2e --timeout=2400
+
+# With PEP_REAL_FCC=/path/to/factory-configurator-client-example.elf (packaging/real-fcc/build.sh
+# builds one): sim fcc compared with the real FCC, and the provisioning tests with the real FCC
+# in place of sim fcc. Without it the comparison skips and says why.
+realfcc: $(STAMP)
+	$(PY) -m pytest -q -rs tests/realfcc $(if $(PEP_REAL_FCC),tests/integration/test_provision.py)
 
 bench: $(STAMP)
 	$(PY) bench/run.py

@@ -163,6 +163,28 @@ def real_fcc() -> str | None:
     return os.environ.get("PEP_REAL_FCC") or None
 
 
+# What stored_endpoint gives for the real FCC, whose stored data is encrypted with its device key.
+ENCRYPTED = "<encrypted by the real FCC>"
+
+
+def stored_endpoint(working: Path) -> str:
+    """The endpoint name FCC stored in a pal/WORKING folder.
+
+    The simulator's items are readable; the real FCC's (PEP_REAL_FCC) are not, so for it only
+    the file under the item's hashed name, with that name in its header, is checked, and
+    ENCRYPTED is returned.
+    """
+    from pep_agent import esfs
+
+    typed = "CfgParam_mbed.EndpointName"
+    if real_fcc() is None:
+        return esfs.read_item(working, typed).decode()
+    header = esfs.parse_header((working / esfs.file_name(typed)).read_bytes())
+    if header.name != typed:
+        raise AssertionError(f"{esfs.file_name(typed)} holds {header.name!r}, not {typed}")
+    return ENCRYPTED
+
+
 def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
              fault: str | None = None) -> list[str]:
     """argv of the FCC: `sim fcc`, or the real one when PEP_REAL_FCC is set.
