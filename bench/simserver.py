@@ -54,7 +54,8 @@ class Tools:
     @property
     def fcc_command(self) -> str:
         """What provision gets as --fcc-command: the FCC simulator, as the demo runs it."""
-        return shlex.join([self.agent, "sim", "fcc"])
+        # --listen-first: the agent probes the port as soon as FCC prints it (see sim fcc --help).
+        return shlex.join([self.agent, "sim", "fcc", "--listen-first"])
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()

@@ -35,7 +35,7 @@ echo none >"$led/trigger"; echo 0 >"$led/brightness"; echo 255 >"$led/max_bright
 
 echo "== provisioning the sandbox gateway $root as serial '$serial'"
 pep-agent provision --root "$root" --server "$url" --serial "$serial" --interface lo \
-  --fcc-command "$(command -v pep-agent) sim fcc" --no-reboot
+  --fcc-command "$(command -v pep-agent) sim fcc --listen-first" --no-reboot
 
 echo
 echo "== pep-agent status"
