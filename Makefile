@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest clean
+.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest realfcc clean
 
 setup: $(STAMP)
 
@@ -37,6 +37,12 @@ e2e: $(STAMP)
 crashtest: $(STAMP)
 	PEP_CRASH_FULL=1 $(PY) -m pytest -q -s -p no:cacheprovider --timeout=0 \
 		tests/integration/test_crash_states.py tests/integration/test_disk_faults.py -k "crash_state or syscall"
+
+# With PEP_REAL_FCC=/path/to/factory-configurator-client-example.elf (packaging/real-fcc/build.sh
+# builds one): sim fcc compared with the real FCC, and the provisioning tests with the real FCC
+# in place of sim fcc. Without it the comparison skips and says why.
+realfcc: $(STAMP)
+	$(PY) -m pytest -q -rs tests/realfcc $(if $(PEP_REAL_FCC),tests/integration/test_provision.py)
 
 bench: $(STAMP)
 	$(PY) bench/run.py

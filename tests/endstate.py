@@ -21,9 +21,7 @@ from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
 from pep_agent.steps import install
 from tests.agentprocs import AGENT, service_log, status
-from tests.simprocs import (
-    SimServer,
-)
+from tests.simprocs import ENCRYPTED, SimServer, real_fcc, stored_endpoint
 
 IDENTITY = "userdata/edge_gw_config/identity.json"
 MCC = "userdata/mbed/mcc_config"
@@ -136,8 +134,9 @@ def end_state(root: Path, server: SimServer, serial: str) -> str:
     assert stat.S_IMODE(ident.stat().st_mode) == 0o600
     data = json.loads(ident.read_text())
     assert data["serialNumber"] == serial, "identity.json is not from this run"
-    endpoint = esfs.read_item(mcc / "WORKING", "CfgParam_mbed.EndpointName").decode()
-    assert endpoint == serial, f"mcc_config holds {endpoint!r}, identity.json {serial!r}"
+    endpoint = stored_endpoint(mcc / "WORKING")
+    assert endpoint in (serial, ENCRYPTED if real_fcc() else None), \
+        f"mcc_config holds {endpoint!r}, identity.json {serial!r}"
     record = server.get("/v3/enrollment-id", serialNumber=serial)
     assert record.status_code == 200, record.text
     assert data["enrollmentID"] == record.text.strip(), "enrollment id differs from the server's"
@@ -204,7 +203,7 @@ def _credentials_of(mcc: Path) -> str | None:
     "<parsec>" for a Parsec store without one yet, or None."""
     typed = "CfgParam_mbed.EndpointName"
     if (mcc / "WORKING" / esfs.file_name(typed)).is_file():
-        return esfs.read_item(mcc / "WORKING", typed).decode()
+        return stored_endpoint(mcc / "WORKING")
     if (mcc / "pst" / "mbed.EndpointName").is_file():
         return (mcc / "pst" / "mbed.EndpointName").read_text().strip()
     return "<parsec>" if (mcc / "pst").exists() else None

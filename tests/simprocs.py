@@ -163,6 +163,28 @@ def real_fcc() -> str | None:
     return os.environ.get("PEP_REAL_FCC") or None
 
 
+# What stored_endpoint gives for the real FCC, whose stored data is encrypted with its device key.
+ENCRYPTED = "<encrypted by the real FCC>"
+
+
+def stored_endpoint(working: Path) -> str:
+    """The endpoint name FCC stored in a pal/WORKING folder.
+
+    The simulator's items are readable; the real FCC's (PEP_REAL_FCC) are not, so for it only
+    the file under the item's hashed name, with that name in its header, is checked, and
+    ENCRYPTED is returned.
+    """
+    from pep_agent import esfs
+
+    typed = "CfgParam_mbed.EndpointName"
+    if real_fcc() is None:
+        return esfs.read_item(working, typed).decode()
+    header = esfs.parse_header((working / esfs.file_name(typed)).read_bytes())
+    if header.name != typed:
+        raise AssertionError(f"{esfs.file_name(typed)} holds {header.name!r}, not {typed}")
+    return ENCRYPTED
+
+
 def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
              fault: str | None = None) -> list[str]:
     """argv of the FCC: `sim fcc`, or the real one when PEP_REAL_FCC is set.
@@ -177,9 +199,9 @@ def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
             pytest.skip("the real FCC (PEP_REAL_FCC) has no simulated faults and no Parsec here")
         # Without ENTROPYSOURCE the real FCC reads /dev/random ("this can take a long time").
         return ["env", "ENTROPYSOURCE=/dev/urandom", real]
-    # The agent probes FCC's port as soon as it reads it, and the real FCC prints it a moment
-    # before it listens: until the agent retries a refused probe, its tests use --listen-first.
-    argv = sim_argv("fcc", "--listen-first")
+    # Like the real FCC, sim fcc prints its port a moment before it listens: the agent's probe
+    # retries a refused connection, and every test here goes through that window.
+    argv = sim_argv("fcc")
     if parsec:
         argv.append("--parsec")
     if mcc_config is not None:

@@ -68,10 +68,7 @@ def sim_fcc(
     no_sync: bool = typer.Option(
         False, "--no-sync", envvar="PEP_SIM_FCC_NO_SYNC",
         help="Write without O_SYNC, as an FCC build that does not sync (crash tests)."),
-    listen_first: bool = typer.Option(
-        False, "--listen-first", envvar="PEP_SIM_FCC_LISTEN_FIRST",
-        help="Listen before printing the port (the real FCC prints it a moment before)."),
 ) -> None:
     """An FCC: prints its IP and port, takes one factory exchange, exits."""
     raise typer.Exit(_load("fcc").run(parsec=parsec, mcc_config=mcc_config, fault=fault,
-                                      sync=not no_sync, listen_first=listen_first))
+                                      sync=not no_sync))

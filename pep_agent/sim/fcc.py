@@ -208,8 +208,7 @@ def _after_success(fault: str | None) -> int:
     return EXIT_OK
 
 
-def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool,
-          listen_first: bool) -> int:
+def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) -> int:
     if fault == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     storage = Storage(parsec=parsec, mcc_config=mcc_config, cwd=Path.cwd(), sync=sync)
@@ -244,8 +243,6 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool,
         _trace("ERR", "fce", f"Failed to open the server socket: {e.strerror}")
         return EXIT_ERROR
     # Printed before listen, as the real FCC does ("\n Client IP Address and Port :  %s\n").
-    if listen_first:
-        listener.listen(1)
     # One write, as the real FCC's one printf, a moment before it listens.
     _out(f"\n Client IP Address and Port :  {addresses[0]}:{port}\n")
     listener.listen(1)
@@ -264,18 +261,15 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool,
             return _after_success(fault) if code == EXIT_OK else code
 
 
-def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True,
-        listen_first: bool = False) -> int:
+def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True) -> int:
     """Act as FCC until one exchange is done; the exit status (0 after a completed exchange).
 
     sync=False acts as an FCC build that does not open its files O_SYNC (for crash tests).
-    listen_first=True listens before printing the port line, closing the moment in which the
-    real FCC refuses a client that connects as soon as it reads the port.
     """
     if fault is not None and fault not in FAULTS:
         print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return _main(parsec, mcc_config, fault, sync, listen_first)
+        return _main(parsec, mcc_config, fault, sync)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT

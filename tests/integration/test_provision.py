@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent import esfs
 from tests.agentprocs import agent_env, free_port, provision, run_agent, service_log, status
-from tests.simprocs import SimServer, fcc_command, start_server
+from tests.simprocs import (
+    ENCRYPTED,
+    SimServer,
+    fcc_command,
+    real_fcc,
+    start_server,
+    stored_endpoint,
+)
 
 IDENTITY = "userdata/edge_gw_config/identity.json"
 MCC = "userdata/mbed/mcc_config"
@@ -46,8 +52,8 @@ def test_happy_path(tmp_path: Path, server: SimServer) -> None:
     assert data["serialNumber"] == "LINE 7/GW-001"
     assert len(data["enrollmentID"]) == 97
     assert "verificationKey" not in data
-    assert esfs.read_item(root / MCC / "WORKING", "CfgParam_mbed.EndpointName") == \
-        b"LINE 7/GW-001"
+    assert stored_endpoint(root / MCC / "WORKING") in ("LINE 7/GW-001", ENCRYPTED if real_fcc()
+                                                       else None)
     assert service_log(root) == ["hold edge-core.service", "release edge-core.service"]
     doc = status(root)
     assert doc["state"] == "provisioned" and doc["enrollment_id"] == data["enrollmentID"]

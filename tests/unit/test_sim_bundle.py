@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import cbor2
@@ -294,3 +295,21 @@ def test_utc_offset_must_be_signed_hh_mm(offset: str, ok: bool) -> None:
     with pytest.raises(BundleError) as err:
         bundle.verify(items)
     assert err.value.status == FccStatus.UTC_OFFSET_WRONG_FORMAT == 33
+
+
+def test_update_auth_cert_file_is_read_as_der_or_pem(
+        tmp_path: Path, settings: factory_tool.FactorySettings) -> None:
+    import ssl
+
+    from pep_agent.errors import UsageError
+    from pep_agent.sim.server import read_certificate
+
+    der = settings.authority.cert_der
+    (tmp_path / "c.der").write_bytes(der)
+    (tmp_path / "c.pem").write_text(ssl.DER_cert_to_PEM_cert(der))
+    (tmp_path / "bad").write_text("not a certificate")
+    assert read_certificate(tmp_path / "c.der") == der
+    assert read_certificate(tmp_path / "c.pem") == der
+    for bad in ("bad", "missing"):
+        with pytest.raises(UsageError):
+            read_certificate(tmp_path / bad)
