@@ -141,7 +141,9 @@ def plans(doc: dict[str, object], chosen: list[str]) -> list[Plan]:
     out: list[Plan] = []
     for name in chosen:
         if name.startswith("newest-"):
-            out.append(Plan(name, name.split("-", 1)[1], ["unit", "integration"]))
+            newest = doc["newest"]
+            assert isinstance(newest, dict)
+            out.append(Plan(name, name.split("-", 1)[1], list(newest["tests"])))
             continue
         target = targets[name]
         plan = Plan(name, target["python"], list(target["tests"]))
