@@ -11,8 +11,10 @@ package the agent, its tests and its simulators import, with where each figure c
   mirror this machine's apt already uses.
 
 A package a target does not ship is recorded as not shipped; `.ci/matrix.py` then installs
-the lowest version pyproject.toml accepts when it declares the package, and says so. Side effects: writes
-.ci/targets.json (or `--output`), downloads Debian package indexes into a temporary directory.
+the lowest version pyproject.toml accepts when it declares the package, and says so.
+
+Side effects: writes .ci/targets.json (or `--output`), downloads Debian package indexes into a
+temporary directory.
 Exit status: 0 written, 1 a source could not be read, 2 usage.
 """
 
