@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml .ci/setup
 	VENV=$(VENV) ./.ci/setup
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pep_agent tests bench packaging .ci/matrix.py
+	$(VENV)/bin/ruff check pep_agent tests bench packaging .ci/matrix.py .ci/refresh-targets.py
 	$(VENV)/bin/mypy
 
 # The wheel as kirkstone's and scarthgap's build tools make it (see packaging/check-wheel.py).
@@ -20,10 +20,11 @@ wheel-check: $(STAMP)
 test: lint wheel-check
 	$(PY) -m pytest -q
 
-# The unit tests on Python 3.9, 3.10, 3.12, 3.13 and the integration tests on 3.9 and 3.13,
-# each in its own cached venv (see .ci/matrix.py); `make test` covers the venv's own 3.11.
+# The tests on each target's Python with exactly the versions it ships (.ci/targets.json,
+# refreshed by .ci/refresh-targets.py), plus the newest libraries on 3.9 and 3.13; each in its
+# own cached venv (see .ci/matrix.py). MATRIX_ARGS="--only kirkstone" picks runs.
 matrix: $(STAMP)
-	$(PY) .ci/matrix.py
+	$(PY) .ci/matrix.py $(MATRIX_ARGS)
 
 demo: $(STAMP)
 	PATH=$(abspath $(VENV))/bin:$$PATH ./example-scripts/demo.sh

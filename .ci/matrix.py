@@ -1,18 +1,22 @@
 #!/usr/bin/env python3
-"""`make matrix`: the unit tests on every supported Python, the integration tests on the oldest
-and the newest (the development venv's `make test` covers its own version).
+"""`make matrix`: the tests on every target as it ships, plus one newest-libraries run.
 
-Interpreters come from pyenv (`pyenv prefix 3.9`). Where pyenv has none, 3.9 and 3.13 fall
-back to a Debian root made with debootstrap (bullseye ships 3.9, trixie 3.13) in which the tests
-run under chroot; `--debian 3.9,3.13` forces that. Each version gets its own virtualenv with
-the project installed in editable mode and the dev, sim and bench extras; venvs and roots are
-cached under PEP_MATRIX_CACHE (default /var/tmp/pep-agent-matrix), keyed by what shapes them,
-and rebuilt when that changes.
+A target (kirkstone, scarthgap, Debian bookworm, trixie) is its Python and the exact versions
+its recipes or archive hold, listed in .ci/targets.json (written by .ci/refresh-targets.py).
+Each target gets a venv on that Python with exactly those versions installed `--no-deps`, as
+an image has them, and the project on top; the unit tests run on every target, the integration
+tests where targets.json says. A package pyproject.toml declares that a target does not ship,
+or ships outside what pyproject.toml accepts, gets the lowest version it accepts, and the run
+says so; an undeclared package the target lacks is left out, as on the image.
+The newest run lets pip resolve the project's extras on the oldest and the newest Python.
 
-Side effects: creates and removes venvs and roots below the cache directory (pip downloads,
-debootstrap as root), runs pytest there with the checkout as its working directory, writes
-one log per run below the cache directory. Exit status: 0 when every run passed, 1 otherwise,
-2 on a usage error or an interpreter that cannot be found or set up.
+Interpreters are found as `pythonX.Y` on PATH or under `pyenv root`; a target whose Python is
+missing is skipped with the reason. Venvs are cached under PEP_MATRIX_CACHE (default
+/var/tmp/pep-agent-matrix), keyed by what shapes them. Side effects: creates and removes venvs
+below the cache directory (pip downloads; old sdists are compiled, systemd-python needs gcc and
+libsystemd's headers), runs pytest with the checkout as working directory, writes one log per
+step below the cache directory. Exit status: 0 every run passed, 1 one failed or could not be
+set up, 2 usage.
 """
 
 from __future__ import annotations
@@ -29,29 +33,18 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from packaging.requirements import Requirement
+from packaging.version import Version
+
 REPO = Path(__file__).resolve().parent.parent
-VERSIONS = ("3.9", "3.10", "3.11", "3.12", "3.13")
-# 3.11 is the development venv's version: `make test` runs it in full.
-DEFAULT_VERSIONS = ("3.9", "3.10", "3.12", "3.13")
-INTEGRATION_ON = ("3.9", "3.13")
-# The oldest interpreter also checks the oldest `cryptography` the sim extra accepts
-# (Yocto kirkstone's).
-OLDEST_PINS = ("cryptography==36.0.2",)
-# bench: the benchmarks' smoke run (with matplotlib) is part of the unit tests.
-EXTRAS = "dev,sim,bench"
-
-SUITES = {"3.9": "bullseye", "3.13": "trixie"}
-MIRROR = "http://deb.debian.org/debian"
-# What the tests need in a Debian root: the interpreter, a compiler and libsystemd's headers for
-# systemd-python, and the command-line tools the tests call.
-ROOT_PACKAGES = ("python3", "python3-venv", "python3-dev", "gcc", "libc6-dev", "pkg-config",
-                 "libsystemd-dev", "openssl", "jq", "curl", "iproute2", "ca-certificates",
-                 "procps")
-ROOT_LAYOUT = "1"  # bump when the root preparation changes in a way the lists do not show
-
+TARGETS = REPO / ".ci" / "targets.json"
+NEWEST_EXTRAS = "dev,sim,bench"
+# What builds the sdists a target's old versions come as (cbor2 5.4's setup.py imports
+# pkg_resources, which setuptools 70 dropped), and the project itself.
+BUILD_TOOLS = ("setuptools<70", "wheel", "flit_core>=3.7.1,<4")
 SETUP_TIMEOUT = 1800.0
 RUN_TIMEOUT = 1800.0
 
@@ -67,7 +60,7 @@ def _key(*parts: object) -> str:
 
 @contextlib.contextmanager
 def _locked(directory: Path, name: str) -> Iterator[None]:
-    """Serialise the builders of one item: two checkouts on one machine share the cache."""
+    """Serialise the builders of one venv: two checkouts on one machine share the cache."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / f"lock-{name}", "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
@@ -77,130 +70,142 @@ def _locked(directory: Path, name: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _run(argv: list[str], log: Path, timeout: float, cwd: Path | None = None) -> None:
+def _run(argv: list[str], log: Path, timeout: float) -> None:
     with open(log, "a") as out:
         print("$", " ".join(argv), file=out, flush=True)
         subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                       check=True, timeout=timeout, cwd=cwd)
+                       check=True, timeout=timeout, cwd=REPO)
 
 
-def _unmount_below(path: Path) -> None:
-    """Unmount what is mounted below path (debootstrap mounts proc and sys in its target)."""
-    prefix = str(path.resolve()) + "/"
-    with open("/proc/mounts") as mounts:
-        points = sorted((ln.split()[1] for ln in mounts if ln.split()[1].startswith(prefix)),
-                        key=len, reverse=True)
-    for point in points:
-        subprocess.run(["umount", "-l", point], check=False, timeout=60)
+def find_python(version: str) -> Path | None:
+    """The newest X.Y.* in `pyenv root`'s versions, else a real pythonX.Y on PATH.
+
+    pyenv's shims are passed over: a shim answers for any version name and fails (127) when
+    the selected pyenv version is another one.
+    """
+    root: Path | None = None
+    if shutil.which("pyenv") is not None:
+        done = subprocess.run(["pyenv", "root"], capture_output=True, text=True, timeout=60,
+                              check=False)
+        root = Path(done.stdout.strip()) if done.returncode == 0 and done.stdout.strip() else None
+    if root is not None:
+        found = [p for p in (root / "versions").glob(f"{version}.*/bin/python{version}")
+                 if re.fullmatch(rf"{re.escape(version)}\.\d+", p.parent.parent.name)]
+        if found:
+            return max(found, key=lambda p: Version(p.parent.parent.name))
+    for directory in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(directory) / f"python{version}"
+        if root is not None and candidate.parent == root / "shims":
+            continue
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
 
 
-def _remove_tree(path: Path) -> None:
-    _unmount_below(path)
-    subprocess.run(["rm", "-rf", "--one-file-system", str(path)], check=False, timeout=600)
+@dataclass
+class Plan:
+    """One venv: its Python, what goes in it, and which tests run there."""
+
+    name: str
+    python: str
+    tests: list[str]
+    pins: list[str] = field(default_factory=list)  # empty: pip resolves the newest
+    notes: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Interpreter:
-    version: str  # "3.9"
-    python: Path  # as run by `prefix`
-    origin: str  # "pyenv" or "debian <suite>"
-    root: Path | None = None  # the Debian root the tests run in, under chroot
-
-    def command(self, argv: list[str], cwd: str) -> list[str]:
-        """argv run in cwd, inside the root when there is one (the checkout is /src there)."""
-        if self.root is None:
-            return argv
-        # A private mount namespace: the bind mounts end with the command, whatever happens.
-        inner = ("mount --rbind /dev \"$R/dev\" && mount -t proc proc \"$R/proc\" && "
-                 "mount -t sysfs sys \"$R/sys\" && "
-                 "mount --bind \"$S\" \"$R/src\" && cp /etc/resolv.conf \"$R/etc/resolv.conf\" && "
-                 # pip in the root trusts what the host trusts (a proxy's CA, say).
-                 "mount --bind /etc/ssl/certs \"$R/etc/ssl/certs\" && "
-                 "exec chroot \"$R\" /usr/bin/env -C \"$C\" \"$@\"")
-        return ["unshare", "--mount", "--propagation", "private", "--", "env",
-                f"R={self.root}", f"S={REPO}", f"C={cwd}", "sh", "-c", inner, "matrix", *argv]
+def _declared() -> dict[str, Requirement]:
+    """pyproject.toml's requirements (runtime and every extra), by normalised name."""
+    text = (REPO / "pyproject.toml").read_text()
+    found: dict[str, Requirement] = {}
+    for quoted in re.findall(r'^\s*"([A-Za-z][^"]*)",', text, flags=re.MULTILINE):
+        try:
+            req = Requirement(quoted)
+        except ValueError:
+            continue
+        found[_norm(req.name)] = req
+    return found
 
 
-def pyenv_interpreter(version: str) -> Interpreter | None:
-    if shutil.which("pyenv") is None:
-        return None
-    done = subprocess.run(["pyenv", "prefix", version], capture_output=True, text=True,
-                          timeout=60, check=False)
-    lines = done.stdout.strip().splitlines() if done.returncode == 0 else []
-    python = Path(lines[-1]) / "bin" / f"python{version}" if lines else None
-    if python is None or not python.exists():
-        return None
-    return Interpreter(version, python, "pyenv")
+def _norm(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def debian_interpreter(version: str, log: Path) -> Interpreter:
-    """The cached Debian root whose python3 is `version`, built first when absent."""
-    suite = SUITES.get(version)
-    if suite is None:
-        raise SetupError(f"no pyenv {version} and no Debian release to fall back to")
-    if shutil.which("debootstrap") is None and not Path("/usr/sbin/debootstrap").exists():
-        raise SetupError(f"no pyenv {version}; the Debian fallback needs debootstrap (apt)")
-    base = cache_dir()
-    key = _key(suite, MIRROR, ROOT_PACKAGES, ROOT_LAYOUT)
-    root = base / f"root-{suite}-{key}"
-    with _locked(base, f"root-{suite}"):
-        if not (root / ".complete").is_file():
-            for stale in [*base.glob(f"root-{suite}-*"), *base.glob(f"build-{suite}-*")]:
-                _remove_tree(stale)
-            build = base / f"build-{suite}-{key}-{os.getpid()}"
-            try:
-                _run(["debootstrap", "--variant=minbase",
-                      f"--include={','.join(ROOT_PACKAGES)}", suite, str(build), MIRROR],
-                     log, SETUP_TIMEOUT)
-            finally:
-                _unmount_below(build)
-            (build / "src").mkdir()
-            (build / ".complete").write_text(key + "\n")
-            build.rename(root)
-    return Interpreter(version, Path(f"/usr/bin/python{version}"), f"debian {suite}", root)
+def _lowest_accepted(req: Requirement) -> str | None:
+    lows = [s.version for s in req.specifier if s.operator in (">=", "==", "~=")]
+    return lows[0] if lows else None
+
+
+def plans(doc: dict[str, object], chosen: list[str]) -> list[Plan]:
+    declared = _declared()
+    targets = doc["targets"]
+    assert isinstance(targets, dict)
+    out: list[Plan] = []
+    for name in chosen:
+        if name.startswith("newest-"):
+            newest = doc["newest"]
+            assert isinstance(newest, dict)
+            out.append(Plan(name, name.split("-", 1)[1], list(newest["tests"])))
+            continue
+        target = targets[name]
+        plan = Plan(name, target["python"], list(target["tests"]))
+        for pypi, entry in target["packages"].items():
+            version = entry.get("pypi") or entry["version"]
+            req = declared.get(_norm(pypi))
+            if req is not None and (version is None or Version(version) not in req.specifier):
+                lowest = _lowest_accepted(req)
+                shipped = f"{entry['version']} ({entry['from']})" if version else "not shipped"
+                if lowest is None:
+                    plan.notes.append(f"{pypi}: {shipped}, outside {req}; left out")
+                    continue
+                plan.notes.append(f"{pypi}: {shipped}, outside {req}; {lowest} installed")
+                version = lowest
+            if version is not None:
+                plan.pins.append(f"{pypi}=={version}")
+            if entry.get("pypi"):
+                plan.notes.append(f"{pypi} {entry['version']}: PyPI's {entry['pypi']} installed "
+                                  "(the same release, installable)")
+        out.append(plan)
+    return out
 
 
 class SetupError(Exception):
-    """An interpreter or its venv could not be set up; the message says which."""
+    """A venv could not be set up; the message says which and where the log is."""
 
 
-def venv_for(interp: Interpreter, log: Path) -> Path:
-    """The cached venv (its path as the interpreter sees it) with the project installed."""
-    pins = OLDEST_PINS if interp.version == VERSIONS[0] else ()
+def venv_for(plan: Plan, python: Path, log: Path) -> Path:
     project = (REPO / "pyproject.toml").read_text()
-    # Outside a root the editable install points at this checkout; inside one it is /src.
-    where = "/src" if interp.root else str(REPO)
-    key = _key(interp.version, str(interp.python), interp.origin, where, project, pins, EXTRAS)
-    name = f"venv-{interp.version}-{key}"
-    host_base = (interp.root / "opt") if interp.root else cache_dir()
-    seen = Path("/opt") / name if interp.root else host_base / name
-    host = host_base / name
-    with _locked(cache_dir(), f"venv-{interp.version}"):
-        if (host / ".complete").is_file():
-            return seen
-        for stale in host_base.glob(f"venv-{interp.version}-*"):
+    key = _key(plan.name, str(python), plan.pins, project, BUILD_TOOLS, str(REPO))
+    venv = cache_dir() / f"venv-{plan.name}-{key}"
+    with _locked(cache_dir(), f"venv-{plan.name}"):
+        if (venv / ".complete").is_file():
+            return venv
+        for stale in cache_dir().glob(f"venv-{plan.name}-*"):
             shutil.rmtree(stale, ignore_errors=True)
-        src = "/src" if interp.root else str(REPO)
-        steps = [
-            [str(interp.python), "-m", "venv", str(seen)],
-            [f"{seen}/bin/python", "-m", "pip", "install", "-q", "--upgrade", "pip"],
-            [f"{seen}/bin/python", "-m", "pip", "install", "-q", "-e", f"{src}[{EXTRAS}]",
-             *pins],
-        ]
+        pip = [f"{venv}/bin/python", "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        if plan.pins:
+            steps = [[*pip, *BUILD_TOOLS],
+                     [*pip, "--no-deps", "--no-build-isolation", *plan.pins],
+                     [*pip, "--no-deps", "--no-build-isolation", "-e", str(REPO)]]
+        else:
+            steps = [[*pip, "--upgrade", "pip"], [*pip, "-e", f"{REPO}[{NEWEST_EXTRAS}]"]]
         try:
+            _run([str(python), "-m", "venv", str(venv)], log, SETUP_TIMEOUT)
             for argv in steps:
-                _run(interp.command(argv, src), log, SETUP_TIMEOUT)
+                _run(argv, log, SETUP_TIMEOUT)
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-            raise SetupError(f"{interp.version}: venv set-up failed ({e}); see {log}") from None
-        (host / ".complete").write_text(key + "\n")
-    return seen
+            raise SetupError(f"venv set-up failed ({e}); see {log}") from None
+        # What pip thinks of the mix (an image is not checked this way): logged, not judged.
+        with open(log, "a") as out:
+            subprocess.run([f"{venv}/bin/python", "-m", "pip", "check"], stdout=out,
+                           stderr=subprocess.STDOUT, timeout=120, check=False)
+        (venv / ".complete").write_text(key + "\n")
+    return venv
 
 
 @dataclass
 class Outcome:
-    version: str
+    name: str
     what: str
-    origin: str
     summary: str
     seconds: float
     ok: bool
@@ -210,76 +215,82 @@ class Outcome:
 SUMMARY = re.compile(r"^=*\s*(\d+ (passed|failed|skipped|error).*?)\s*=*$")
 
 
-def run_tests(interp: Interpreter, venv: Path, what: str, log: Path) -> Outcome:
-    src = "/src" if interp.root else str(REPO)
+def run_tests(plan: Plan, venv: Path, what: str, log: Path) -> Outcome:
     argv = [f"{venv}/bin/python", "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider",
             "-o", "addopts=", f"tests/{what}"]
     started = time.monotonic()
     with open(log, "w") as out:
         try:
-            done = subprocess.run(interp.command(argv, src), stdout=out, stderr=subprocess.STDOUT,
+            code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT,
                                   stdin=subprocess.DEVNULL, timeout=RUN_TIMEOUT, check=False,
-                                  cwd=REPO)
-            code = done.returncode
+                                  cwd=REPO).returncode
         except subprocess.TimeoutExpired:
             code = -1
     lines = log.read_text(errors="replace").splitlines()
     found = next((m.group(1) for ln in reversed(lines) if (m := SUMMARY.match(ln))), None)
     summary = found or f"no pytest summary (exit {code})"
-    return Outcome(interp.version, what, interp.origin, summary, time.monotonic() - started,
+    return Outcome(plan.name, what, summary, time.monotonic() - started,
                    code == 0 and found is not None, log)
 
 
-def parse_args(argv: list[str]) -> argparse.Namespace:
+def parse_args(argv: list[str], doc: dict[str, object]) -> argparse.Namespace:
+    targets = doc["targets"]
+    newest = doc["newest"]
+    assert isinstance(targets, dict) and isinstance(newest, dict)
+    known = [*targets, *(f"newest-{v}" for v in newest["pythons"])]
     p = argparse.ArgumentParser(prog=".ci/matrix.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--versions", default=",".join(DEFAULT_VERSIONS),
-                   help="comma-separated Python versions (default: %(default)s)")
-    p.add_argument("--integration", default=",".join(INTEGRATION_ON),
-                   help="versions that also run tests/integration (default: %(default)s)")
-    p.add_argument("--debian", default="", help="versions to run in a Debian root even when "
-                   "pyenv has them (3.9: bullseye, 3.13: trixie)")
+    p.add_argument("--only", default=",".join(known),
+                   help="comma-separated runs (default: %(default)s)")
+    p.add_argument("--unit-only", action="store_true", help="skip the integration tests")
     args = p.parse_args(argv)
-    for option in ("versions", "integration", "debian"):
-        chosen = [v for v in getattr(args, option).split(",") if v]
-        unknown = [v for v in chosen if v not in VERSIONS]
-        if unknown:
-            p.error(f"--{option}: unsupported version(s) {', '.join(unknown)}; "
-                    f"choose from {', '.join(VERSIONS)}")
-        setattr(args, option, chosen)
+    args.only = [v for v in args.only.split(",") if v]
+    unknown = [v for v in args.only if v not in known]
+    if unknown:
+        p.error(f"--only: unknown run(s) {', '.join(unknown)}; choose from {', '.join(known)}")
     return args
 
 
 def main(argv: list[str]) -> int:
-    args = parse_args(argv)
+    doc = json.loads(TARGETS.read_text())
+    args = parse_args(argv, doc)
     logs = cache_dir() / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     outcomes: list[Outcome] = []
+    broken: list[str] = []
     started = time.monotonic()
-    for version in args.versions:
-        setup_log = logs / f"setup-{version}-{os.getpid()}.log"
+    for plan in plans(doc, args.only):
+        for note in plan.notes:
+            print(f"matrix: {plan.name}: {note}", flush=True)
+        python = find_python(plan.python)
+        if python is None:
+            print(f"matrix: {plan.name}: SKIPPED, no python{plan.python} on PATH or in pyenv",
+                  flush=True)
+            continue
+        setup_log = logs / f"setup-{plan.name}.log"
         setup_log.write_text("")
+        began = time.monotonic()
         try:
-            interp = None if version in args.debian else pyenv_interpreter(version)
-            interp = interp or debian_interpreter(version, setup_log)
-            venv = venv_for(interp, setup_log)
-        except (SetupError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as e:
-            print(f"matrix: {version}: {e}", file=sys.stderr)
-            return 2
-        for what in ("unit", "integration"):
-            if what == "integration" and version not in args.integration:
+            venv = venv_for(plan, python, setup_log)
+        except SetupError as e:
+            print(f"matrix: {plan.name}: {e}", flush=True)
+            broken.append(plan.name)
+            continue
+        print(f"matrix: {plan.name}: venv on {python} ready "
+              f"[{time.monotonic() - began:.0f} s]", flush=True)
+        for what in plan.tests:
+            if what == "integration" and args.unit_only:
                 continue
-            slug = interp.origin.replace(" ", "-")
-            outcome = run_tests(interp, venv, what, logs / f"{what}-{version}-{slug}.log")
+            outcome = run_tests(plan, venv, what, logs / f"{what}-{plan.name}.log")
             outcomes.append(outcome)
             mark = "ok" if outcome.ok else "FAILED"
-            print(f"matrix: {version} ({interp.origin}) {what}: {outcome.summary} "
+            print(f"matrix: {plan.name} (Python {plan.python}) {what}: {outcome.summary} "
                   f"[{outcome.seconds:.0f} s wall] {mark}", flush=True)
             if not outcome.ok:
                 print(f"matrix: log: {outcome.log}", flush=True)
     failed = [o for o in outcomes if not o.ok]
-    print(f"matrix: {len(outcomes) - len(failed)}/{len(outcomes)} runs passed in "
-          f"{time.monotonic() - started:.0f} s", flush=True)
-    return 1 if failed else 0
+    print(f"matrix: {len(outcomes) - len(failed)}/{len(outcomes)} runs passed, "
+          f"{len(broken)} set-up failures, in {time.monotonic() - started:.0f} s", flush=True)
+    return 1 if failed or broken else 0
 
 
 if __name__ == "__main__":

@@ -251,6 +251,11 @@ class PepClient:
                     if watch.fired:
                         raise _timeout(what, self.base_url, limit) from None
                     raise
+                # A socket the watchdog shut down reads as the end of the body, and urllib3
+                # 1.26 returns what came before it as a whole answer (2.x raises): a body read
+                # while the deadline passed is never an answer, whatever it looks like.
+                if watch.fired:
+                    raise _timeout(what, self.base_url, limit)
         except requests.exceptions.SSLError as e:
             raise _unsent(ServerUnreachableError(
                 f"TLS failure talking to {self.base_url}: {_short(e)}",
@@ -301,7 +306,22 @@ def _read_capped(resp: requests.Response) -> bytes:
             resp.close()
             raise BadResponseError(f"server answer larger than {MAX_BODY} bytes; refused")
         chunks.append(chunk)
+    _check_complete(resp)
     return b"".join(chunks)
+
+
+def _check_complete(resp: requests.Response) -> None:
+    """Raise when fewer bytes came than the server declared (it closed mid-body).
+
+    urllib3 2.x raises on such a body by itself; 1.26 returns it as if it were whole. The count
+    is of bytes as they came over the wire (before any content decoding), as Content-Length is.
+    """
+    declared = resp.headers.get("Content-Length", "").strip()
+    received = resp.raw.tell() if resp.raw is not None else None
+    if declared.isdigit() and isinstance(received, int) and received < int(declared):
+        resp.close()
+        raise requests.exceptions.ChunkedEncodingError(
+            f"answer cut short: {received} of {int(declared)} bytes")
 
 
 def _raise_for_status(resp: requests.Response, what: str) -> None:
@@ -406,7 +426,8 @@ def _transient(err: PepError) -> PepError:
 
 def _short(exc: BaseException) -> str:
     text = str(exc)
-    for marker in ("Connection refused", "Connection reset", "Name or service not known",
+    for marker in ("answer cut short", "Connection refused", "Connection reset",
+                   "Name or service not known",
                    "Remote end closed connection", "certificate verify failed",
                    "No route to host", "Network is unreachable"):
         if marker in text:

@@ -1,57 +1,29 @@
 """Network interface facts (read-only): IPv4 addresses and the interface towards a host.
 
-Standard library only: the addresses come from libc's getifaddrs() (what the netifaces
-packages wrap; none of them is packaged under one name on every target), the default route
-from the kernel's IPv4 routing table in /proc.
+The addresses come from psutil (getifaddrs underneath); the default route, which psutil does
+not report, from the kernel's IPv4 routing table in /proc. No side effects.
 """
 
 from __future__ import annotations
 
-import ctypes
 import socket
 
 from pep_agent.errors import NetworkError
 from pep_agent.paths import HOST_PROC
 
 
-class _Sockaddr(ctypes.Structure):
-    _fields_ = [("family", ctypes.c_ushort), ("data", ctypes.c_ubyte * 14)]
-
-
-class _Ifaddrs(ctypes.Structure):
-    pass
-
-
-_Ifaddrs._fields_ = [
-    ("next", ctypes.POINTER(_Ifaddrs)),
-    ("name", ctypes.c_char_p),
-    ("flags", ctypes.c_uint),
-    ("addr", ctypes.POINTER(_Sockaddr)),
-    ("netmask", ctypes.POINTER(_Sockaddr)),
-    ("broadaddr", ctypes.POINTER(_Sockaddr)),
-    ("data", ctypes.c_void_p),
-]
-
-
 def _ipv4_addresses() -> list[tuple[str, str]]:
     """(interface, IPv4 address) for every address the kernel has, aliases included."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    head = ctypes.POINTER(_Ifaddrs)()
-    if libc.getifaddrs(ctypes.byref(head)) != 0:
-        raise NetworkError(f"cannot list network addresses: {ctypes.get_errno()}")
-    found = []
+    import psutil  # here: commands that never look at interfaces do not pay for it
+
     try:
-        node = head
-        while node:
-            entry = node.contents
-            if entry.addr and entry.addr.contents.family == socket.AF_INET:
-                # sockaddr_in after the family: port (2 bytes), then the address (4).
-                raw = bytes(entry.addr.contents.data[2:6])
-                found.append((entry.name.decode(), socket.inet_ntoa(raw)))
-            node = entry.next
-    finally:
-        libc.freeifaddrs(head)
-    return found
+        table = psutil.net_if_addrs()
+    except OSError as e:
+        raise NetworkError(f"cannot list network addresses: {e.strerror or e}") from None
+    # An alias (eth0:1) is listed under its own label; it belongs to the device before the ':'.
+    return [(name.partition(":")[0], entry.address)
+            for name, entries in table.items() for entry in entries
+            if entry.family == socket.AF_INET]
 
 
 def interface_ipv4(iface: str) -> list[str]:

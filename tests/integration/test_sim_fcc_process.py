@@ -63,8 +63,11 @@ def test_output_and_listening_address(sim_fcc: StartFcc) -> None:
     assert fcc.output.lines[index - 1:index + 3:2] == ["", ""]
     assert fcc.output.lines[index + 2] == WAITING
     # Bound to the interface's address, not to every address.
-    listening = [c.laddr for c in psutil.Process(fcc.process.pid).net_connections("tcp")
-                 if c.status == psutil.CONN_LISTEN]
+    process = psutil.Process(fcc.process.pid)
+    # net_connections is psutil 6's name; the 5.9 that kirkstone and scarthgap ship calls it
+    # connections.
+    connections = getattr(process, "net_connections", None) or process.connections
+    listening = [c.laddr for c in connections("tcp") if c.status == psutil.CONN_LISTEN]
     assert [(a.ip, a.port) for a in listening] == [("127.0.0.1", fcc.port)]
 
 
