@@ -231,7 +231,17 @@ def explore(rec: Recording, states: Iterable[fsmodel.CrashState], work: Path,
 
 
 def sample(states: list[fsmodel.CrashState], count: int, seed: int) -> list[fsmodel.CrashState]:
-    return random.Random(seed).sample(states, min(count, len(states)))
+    """`count` states drawn with `seed`, spread over the models (one each first, in turn)."""
+    rng = random.Random(seed)
+    pools = [[s for s in states if s.model == m] for m in fsmodel.MODELS]
+    for pool in pools:
+        rng.shuffle(pool)
+    chosen: list[fsmodel.CrashState] = []
+    while len(chosen) < min(count, len(states)):
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop())
+    return chosen
 
 
 def summary(title: str, verdicts: list[Verdict]) -> str:

@@ -293,8 +293,8 @@ INJECTABLE = ("openat", "write", "ftruncate", "fsync", "fdatasync", "rename", "u
 ERRORS = ("EIO", "ENOSPC")
 MISSED = "missed"
 FAULT_SEED = int(os.environ.get("PEP_CRASH_SEED", "14"))
-FAULT_SAMPLE = int(os.environ.get("PEP_CRASH_SAMPLE", "3"))
 FAULT_FULL = os.environ.get("PEP_CRASH_FULL") == "1"
+FAULT_SAMPLE = int(os.environ.get("PEP_CRASH_SAMPLE", "0" if FAULT_FULL else "3"))
 
 
 @dataclass(frozen=True)
@@ -390,10 +390,10 @@ def test_syscall_errors_in_every_durable_call(tmp_path: Path, server: SimServer)
     targets = syscall_targets(rec, (tmp_path / "record" / "strace.log").read_text())
     assert len(targets) > 20, f"too few durable-state calls found: {targets}"
     cases = [(t, e) for t in targets for e in ERRORS]
-    chosen = cases if FAULT_FULL else random.Random(FAULT_SEED).sample(cases, FAULT_SAMPLE)
-    print(f"\n{len(cases)} fault cases; running "
-          f"{'all' if FAULT_FULL else f'a sample of {len(chosen)} (PEP_CRASH_SEED={FAULT_SEED})'}",
-          file=sys.stderr)
+    chosen = (random.Random(FAULT_SEED).sample(cases, min(FAULT_SAMPLE, len(cases)))
+              if FAULT_SAMPLE else cases)
+    how = f"a sample of {len(chosen)} (PEP_CRASH_SEED={FAULT_SEED})" if FAULT_SAMPLE else "all"
+    print(f"\n{len(cases)} fault cases; running {how}", file=sys.stderr)
 
     def one(item: tuple[int, tuple[Target, str]]) -> str:
         n, (target, error) = item
