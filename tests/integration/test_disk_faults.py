@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import random
+import re
 import shlex
 import shutil
 import subprocess
@@ -292,6 +293,8 @@ INJECTABLE = ("openat", "write", "ftruncate", "fsync", "fdatasync", "rename", "u
               "unlinkat", "mkdir", "rmdir", "fchmod", "chmod", "symlink", "sync")
 ERRORS = ("EIO", "ENOSPC")
 MISSED = "missed"
+OFF_TARGET = "off target"
+_TMP_NAME = re.compile(r"\.[A-Za-z0-9_]{8}\.tmp$")
 FAULT_SEED = int(os.environ.get("PEP_CRASH_SEED", "14"))
 FAULT_FULL = os.environ.get("PEP_CRASH_FULL") == "1"
 FAULT_SAMPLE = int(os.environ.get("PEP_CRASH_SAMPLE", "0" if FAULT_FULL else "3"))
@@ -306,24 +309,33 @@ class Target:
     path: str
 
 
+def touched(call: trace.Call, root: str) -> str | None:
+    """The path under root a call touched, relative, temporary names' random part masked;
+    "(all)" for sync(); None when it touched nothing under root."""
+    if call.name == "sync":
+        return "(all)"
+    paths = [p for p in (trace.fd_path(a) for a in call.args) if p]
+    paths += [trace.path_arg(a) for a in call.args if a.startswith('"') and "\\x2f" in a]
+    if call.result_path:
+        paths.append(trace.unhex(call.result_path).decode(errors="replace"))
+    for path in paths:
+        if path == root or path.startswith(root + "/"):
+            return _TMP_NAME.sub(".*.tmp", path[len(root):])
+    return None
+
+
 def syscall_targets(rec: explore.Recording, log: str) -> list[Target]:
     """The agent process's calls that touched a file under the recorded root."""
     calls = trace.parse(log)
     main = calls[0].pid
     counts: dict[str, int] = {}
     targets = []
-    root = str(rec.root)
     for call in calls:
         if call.pid != main or call.name not in INJECTABLE:
             continue
         counts[call.name] = counts.get(call.name, 0) + 1
-        touched = [p for p in (trace.fd_path(a) for a in call.args) if p]
-        touched += [trace.path_arg(a) for a in call.args if a.startswith('"') and "\\x2f" in a]
-        if call.result_path:
-            touched.append(trace.unhex(call.result_path).decode(errors="replace"))
-        under = [p for p in touched if p == root or p.startswith(root + "/")]
-        if call.name == "sync" or under:
-            rel = under[0][len(root):] if under else "(all)"
+        rel = touched(call, str(rec.root))
+        if rel is not None:
             targets.append(Target(call.name, counts[call.name], rel))
     return targets
 
@@ -360,9 +372,15 @@ def inject_once(rec: explore.Recording, target: Target, error: str, server: SimS
     what = f"{error} into {target.name} #{target.nth} ({target.path}): exit {faulted.returncode}"
     if "Traceback" in faulted.stderr:
         return f"{what}: a traceback"
-    injected = [c for c in trace.parse(log.read_text()) if c.injected]
+    main = trace.parse(log.read_text())
+    injected = [c for c in main if c.injected and c.pid == main[0].pid]
     if not injected:
         return MISSED
+    hit = touched(injected[0], str(root))
+    if hit != target.path:
+        # The run took another path (e.g. one more poll) and the fault hit another call: still
+        # a fault to survive, judged below, but counted apart.
+        what += f", hit {injected[0].name} on {hit}"
     if faulted.returncode == 0:
         view = durable_view(root, log, work / "durable")
         if not (view / explore.MARKER).exists():
@@ -376,7 +394,7 @@ def inject_once(rec: explore.Recording, target: Target, error: str, server: SimS
         assert_no_wasted_identity(server, {serial: root})
     except AssertionError as e:
         return f"{what}; rerun exit {rerun.returncode}: {str(e).splitlines()[0]}"
-    return ""
+    return OFF_TARGET if hit != target.path else ""
 
 
 @pytest.mark.timeout(0 if FAULT_FULL else 120)
@@ -401,10 +419,11 @@ def test_syscall_errors_in_every_durable_call(tmp_path: Path, server: SimServer)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         problems = list(pool.map(one, enumerate(chosen)))
-    bad = [p for p in problems if p and p != MISSED]
-    missed = problems.count(MISSED)
-    print(f"fault cases: {len(chosen)} run, {len(chosen) - len(bad) - missed} ended well, "
-          f"{len(bad)} did not, {missed} never reached the faulted call", file=sys.stderr)
+    bad = [p for p in problems if p and p not in (MISSED, OFF_TARGET)]
+    missed, off = problems.count(MISSED), problems.count(OFF_TARGET)
+    print(f"fault cases: {len(chosen)} run, {len(chosen) - len(bad) - missed} ended well "
+          f"({off} of them with the fault on another call than recorded), {len(bad)} did not, "
+          f"{missed} never reached the faulted call", file=sys.stderr)
     for p in bad:
         print("  " + p, file=sys.stderr)
     assert not bad, "\n".join(bad[:10])
