@@ -371,7 +371,7 @@ def inject_once(rec: explore.Recording, target: Target, error: str, server: SimS
                              env=agent_env(), stdin=subprocess.DEVNULL, check=False)
     what = f"{error} into {target.name} #{target.nth} ({target.path}): exit {faulted.returncode}"
     if "Traceback" in faulted.stderr:
-        return f"{what}: a traceback"
+        return f"{what}: a traceback ending in {faulted.stderr.strip().splitlines()[-1][:120]}"
     main = trace.parse(log.read_text())
     injected = [c for c in main if c.injected and c.pid == main[0].pid]
     if not injected:
