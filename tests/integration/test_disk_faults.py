@@ -370,12 +370,15 @@ def inject_once(rec: explore.Recording, target: Target, error: str, server: SimS
     faulted = subprocess.run(argv, capture_output=True, text=True, timeout=180,
                              env=agent_env(), stdin=subprocess.DEVNULL, check=False)
     what = f"{error} into {target.name} #{target.nth} ({target.path}): exit {faulted.returncode}"
-    if "Traceback" in faulted.stderr:
-        return f"{what}: a traceback ending in {faulted.stderr.strip().splitlines()[-1][:120]}"
-    main = trace.parse(log.read_text())
-    injected = [c for c in main if c.injected and c.pid == main[0].pid]
+    calls = trace.parse(log.read_text())
+    injected = [c for c in calls if c.injected and c.pid == calls[0].pid]
     if not injected:
         return MISSED
+    # strace counts calls per process: FCC's own call of that number fails too, when it makes
+    # that many. The agent then quotes FCC's last lines (a traceback of FCC's) in its hint.
+    fcc_hit = any(c.injected and c.pid != calls[0].pid for c in calls)
+    if "Traceback" in faulted.stderr and not fcc_hit:
+        return f"{what}: a traceback ending in {faulted.stderr.strip().splitlines()[-1][:120]}"
     hit = touched(injected[0], str(root))
     if hit != target.path:
         # The run took another path (e.g. one more poll) and the fault hit another call: still
