@@ -229,7 +229,7 @@ def judge(rec: Recording, state: fsmodel.CrashState, root: Path, server: object,
                                              previous=previous)
     except AssertionError as e:
         kind = "wasted" if "WASTED" in str(e) else "stranded"
-        return Verdict(kind, str(e).splitlines()[0], state, codes)
+        return Verdict(kind, (str(e).splitlines() or [repr(e)])[0], state, codes)
     except (OSError, ValueError) as e:
         return Verdict("stranded", f"unreadable credentials: {type(e).__name__}: {e}", state,
                        codes)

@@ -396,7 +396,8 @@ def inject_once(rec: explore.Recording, target: Target, error: str, server: SimS
         end_state(root, server, serial)
         assert_no_wasted_identity(server, {serial: root})
     except AssertionError as e:
-        return f"{what}; rerun exit {rerun.returncode}: {str(e).splitlines()[0]}"
+        failed = (str(e).splitlines() or [f"an assertion of tests/endstate.py: {e!r}"])[0]
+        return f"{what}; rerun exit {rerun.returncode}: {failed}"
     return OFF_TARGET if hit != target.path else ""
 
 
