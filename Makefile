@@ -35,6 +35,7 @@ e2e: $(STAMP)
 
 # Issue 14's explorers in full: every crash state of a provision (tests/crash) and a fault
 # injected into every durable-state system call; `make test` runs a seeded sample of each.
+# PEP_CRASH_SAMPLE=N caps the states and fault cases per recording (.ci/run does).
 crashtest: $(STAMP)
 	PEP_CRASH_FULL=1 $(PY) -m pytest -q -s -p no:cacheprovider --timeout=0 \
 		tests/integration/test_crash_states.py tests/integration/test_disk_faults.py -k "crash_state or syscall"

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pep_agent import esfs
+from pep_agent.paths import Paths
+from pep_agent.profiles import get_profile
+from pep_agent.steps import install
 from tests.agentprocs import AGENT, agent_env
 from tests.crash import fsmodel, trace
 from tests.endstate import (
@@ -35,7 +38,14 @@ from tests.simprocs import fcc_command, start_server
 
 SCENARIOS = ("plain", "over-previous", "parsec")
 FCC_MODES = ("o-sync", "no-sync")
-OUTCOMES = ("provisioned", "clean unprovisioned", "wasted", "stranded", "bad marker")
+OUTCOMES = ("provisioned", "clean unprovisioned", "lost at the cut", "wasted", "stranded",
+            "bad marker")
+# Outcomes a state may end in. "lost at the cut": the server had deployed the record, but the
+# power cut itself left no complete credentials on the gateway (FCC syncs no directory, so
+# without metadata ordering its files' names can be gone): no rerun can bring them back, and
+# the only acceptable end is the honest failure, exit 22 without a marker.
+ACCEPTED = ("provisioned", "clean unprovisioned", "lost at the cut")
+UNRECOVERABLE_EXIT = 22
 MARKER = f"{STATE_DIR}/provisioned"
 RUN_TIMEOUT = 180.0
 # A rerun that leaves a recovery pending is followed by more, as the unit's restarts would.
@@ -160,11 +170,32 @@ def credentials_problems(root: Path, parsec: bool) -> list[str]:
     return problems
 
 
+def has_credentials(root: Path, serial: str, parsec: bool) -> bool:
+    """Whether complete credentials of serial are on the gateway: installed or staged."""
+    places = [root / MCC]
+    if not parsec:
+        places.append(install.staged_pal(Paths(root), get_profile("lmp")))
+    for place in places:
+        try:
+            problems = esfs.check_parsec(place) if parsec else esfs.check_pal(place)
+            if problems:
+                continue
+            typed = "CfgParam_mbed.EndpointName"
+            endpoint = ((place / "pst" / "mbed.EndpointName").read_bytes() if parsec
+                        else esfs.read_item(place / "WORKING", typed))
+        except (OSError, ValueError):
+            continue
+        if endpoint.decode(errors="replace").strip() == serial:
+            return True
+    return False
+
+
 def rerun(rec: Recording, state: fsmodel.CrashState, work: Path) -> Verdict:
     """Reboot into the state: the agent runs again, the server holding what it held then."""
     scenario = rec.scenario
     root = (work / "gw").resolve()
     fsmodel.materialize(state.tree, root)
+    lost = state.record and not has_credentials(root, scenario.serial, scenario.parsec)
     server_dir = work / "server"
     server_dir.mkdir()
     if state.record:
@@ -178,7 +209,7 @@ def rerun(rec: Recording, state: fsmodel.CrashState, work: Path) -> Verdict:
                                  stdin=subprocess.DEVNULL, check=False)
             codes.append(out.returncode)
             (work / f"rerun-{len(codes)}.err").write_text(out.stderr)
-            verdict = judge(rec, state, root, server, codes)
+            verdict = judge(rec, state, root, server, codes, lost)
             if verdict.outcome != "recovery-pending":
                 return verdict
         return Verdict("stranded", f"still waiting to recover after {MAX_RERUNS} runs", state,
@@ -188,15 +219,17 @@ def rerun(rec: Recording, state: fsmodel.CrashState, work: Path) -> Verdict:
 
 
 def judge(rec: Recording, state: fsmodel.CrashState, root: Path, server: object,
-          codes: list[int]) -> Verdict:
+          codes: list[int], lost: bool) -> Verdict:
     scenario = rec.scenario
+    if lost and codes[-1] == UNRECOVERABLE_EXIT and not (root / MARKER).exists():
+        return Verdict("lost at the cut", "exit 22, no marker", state, codes)
     previous = OLD_SERIAL if scenario.name == "over-previous" else None
     try:
         verdicts = assert_no_wasted_identity(server, {scenario.serial: root},  # type: ignore[arg-type]
                                              previous=previous)
     except AssertionError as e:
         kind = "wasted" if "WASTED" in str(e) else "stranded"
-        return Verdict(kind, str(e).splitlines()[0], state, codes)
+        return Verdict(kind, (str(e).splitlines() or [repr(e)])[0], state, codes)
     except (OSError, ValueError) as e:
         return Verdict("stranded", f"unreadable credentials: {type(e).__name__}: {e}", state,
                        codes)
@@ -231,7 +264,17 @@ def explore(rec: Recording, states: Iterable[fsmodel.CrashState], work: Path,
 
 
 def sample(states: list[fsmodel.CrashState], count: int, seed: int) -> list[fsmodel.CrashState]:
-    return random.Random(seed).sample(states, min(count, len(states)))
+    """`count` states drawn with `seed`, spread over the models (one each first, in turn)."""
+    rng = random.Random(seed)
+    pools = [[s for s in states if s.model == m] for m in fsmodel.MODELS]
+    for pool in pools:
+        rng.shuffle(pool)
+    chosen: list[fsmodel.CrashState] = []
+    while len(chosen) < min(count, len(states)):
+        for pool in pools:
+            if pool and len(chosen) < count:
+                chosen.append(pool.pop())
+    return chosen
 
 
 def summary(title: str, verdicts: list[Verdict]) -> str:
@@ -244,5 +287,5 @@ def print_report(rec: Recording, verdicts: list[Verdict]) -> None:
     s = rec.scenario
     print(summary(f"crash states of {s.name} with FCC {s.fcc_mode}", verdicts), file=sys.stderr)
     for v in verdicts:
-        if v.outcome in ("wasted", "stranded", "bad marker"):
+        if v.outcome not in ACCEPTED:
             print("  " + v.describe(rec), file=sys.stderr)

@@ -72,6 +72,11 @@ def snapshot(root: Path) -> dict[int, Inode]:
     return inodes
 
 
+def snapshot_empty() -> dict[int, Inode]:
+    """The inodes of an empty root directory."""
+    return {0: Inode("d", 0o755)}
+
+
 class Recorder:
     """Turns traced calls into inode operations by replaying them on the real history."""
 
