@@ -33,7 +33,7 @@ e2e: $(STAMP)
 	./tests/e2e/prepare.sh
 	$(PY) -m pytest -q tests/e2e --timeout=2400
 
-# Issue 14's explorers in full: every crash state of a provision (tests/crash) and a fault
+# The crash explorers in full: every crash state of a provision (tests/crash) and a fault
 # injected into every durable-state system call; `make test` runs a seeded sample of each.
 # PEP_CRASH_SAMPLE=N caps the states and fault cases per recording (.ci/run does).
 crashtest: $(STAMP)
