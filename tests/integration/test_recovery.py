@@ -6,6 +6,7 @@ invariant of tests/endstate.py."""
 from __future__ import annotations
 
 import json
+import os
 import random
 import signal
 import threading
@@ -241,9 +242,9 @@ TRIALS_BUDGET = 150.0  # seconds; trials stop early rather than run past it
 def test_random_kills_never_waste_an_identity(tmp_path: Path, server: SimServer) -> None:
     """kill -9 or SIGTERM at a random moment of a provision, then a rerun, TRIALS times; some
     with a slow server so that the signal lands while the request (and the 200) is in flight."""
-    rng = random.Random()
-    seed = rng.randrange(1 << 30)
-    rng.seed(seed)
+    # Seeded: PEP_TEST_SEED replays a run (the seed is printed with the outcomes).
+    seed = int(os.environ.get("PEP_TEST_SEED") or random.SystemRandom().randrange(1 << 30))
+    rng = random.Random(seed)
     env = agent_env(PEP_FCC_EXIT_TIMEOUT="5", PEP_SERVER_DEADLINE="20")
     started, done, wasted, outcomes = time.monotonic(), 0, 0, []
     for trial in range(TRIALS):
@@ -268,6 +269,11 @@ def test_random_kills_never_waste_an_identity(tmp_path: Path, server: SimServer)
             agent.process.send_signal(sig)
         first = agent.wait(60)
         leftover = fcc_process(journal(root))
+        # systemd restarts the unit RestartSec (30 s) later: by then the server has finished
+        # with the killed run's request. A rerun at once would meet that record mid-injection
+        # (409, and 404 for its enrollment id), which reads as an unfinished record.
+        if delay or answer_delay:
+            time.sleep(delay + answer_delay + 1.0)  # and the factory tool's reconnects
         server.set_faults(delay=0, answer_delay=0)
         rerun = provision(root, server.url, serial, fcc_command(), env=env)
         end_leftover(leftover)

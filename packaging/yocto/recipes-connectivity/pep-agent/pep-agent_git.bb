@@ -79,11 +79,13 @@ FILES:${PN}-sim = "${PYTHON_SITEPACKAGES_DIR}/pep_agent/sim"
 # bring, directly or through the RDEPENDS of what they list.
 #   core: os sys re pathlib enum typing signal stat struct errno subprocess threading
 #         contextlib functools collections shutil ipaddress warnings types uuid
-#   ctypes (the routing table), email (email.utils), fcntl (the run lock), io (socket, tempfile), json, logging, math (random),
+#   crypt (hashlib: the hashed names of FCC's storage), ctypes (the routing table), email
+#   (email.utils), fcntl (the run lock), io (socket, tempfile), json, logging, math (random),
 #   netclient (urllib, http.client), profile (dataclasses on kirkstone), shell (shlex).
 #   difflib: click's parser imports it, and scarthgap's python3-click does not list it.
 RDEPENDS:${PN} = " \
     python3-core \
+    python3-crypt \
     python3-ctypes \
     python3-difflib \
     python3-email \
@@ -104,12 +106,11 @@ RDEPENDS:${PN} = " \
     systemd \
 "
 # The pep server simulator's records (sqlite3), its HTTP server (netserver, html), the
-# bundles it sends FCC (cbor2), the keys and certificates it makes (cryptography, crypt for
-# hashlib and secrets, datetime for their validity).
+# bundles it sends FCC (cbor2), the keys and certificates it makes (cryptography, datetime for
+# their validity; crypt, for secrets, comes with the agent).
 RDEPENDS:${PN}-sim = " \
     ${PN} \
     python3-cbor2 \
-    python3-crypt \
     python3-datetime \
     python3-cryptography \
     python3-html \
