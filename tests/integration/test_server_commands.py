@@ -13,6 +13,7 @@ import shutil
 import ssl
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -411,6 +412,13 @@ def test_fss_sends_the_verification_key(work: Path, sim_server: SimServer,
 
 # --- progress: rich on a terminal only --------------------------------------------------
 
+def _typer_imports_rich() -> bool:
+    probe = "import sys, typer; print('rich' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60, check=True)
+    return out.stdout.strip() == "True"
+
+
 def test_progress_only_on_a_terminal(work: Path, recorder: Recorder) -> None:
     import pty
 
@@ -420,6 +428,10 @@ def test_progress_only_on_a_terminal(work: Path, recorder: Recorder) -> None:
                            env=env, capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL, check=False)
     assert plain.returncode == 0, plain.stderr
+    if _typer_imports_rich():
+        # Some typer releases (bookworm's 0.7 among them) import rich by themselves when it is
+        # installed: what is checked here, that the agent's own code does not, cannot be seen.
+        pytest.skip("this typer imports rich by itself")
     assert not [ln for ln in plain.stderr.splitlines() if ln.rstrip().endswith(" rich")]
     assert "fetching" not in plain.stderr
 
