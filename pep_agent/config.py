@@ -309,8 +309,8 @@ def load_settings(cli: Mapping[str, Any] | None = None,
     settings = dataclasses.replace(Settings(), **merged)
     if settings.state_dir is not None and not settings.state_dir.startswith("/"):
         raise ConfigError(f"PEP_STATE_DIR={_shown(settings.state_dir)} is not an absolute path",
-                          hint="put the state on the identity's partition, e.g. "
-                               "/userdata/pep-agent")
+                          hint="give an absolute directory on the identity's partition "
+                               "(the profile's default is there)")
     if settings.parsec not in ("auto", "true", "false"):
         raise ConfigError(f"PEP_PARSEC={_shown(settings.parsec)}: use auto, true or false")
     settings.platform  # noqa: B018 - validates the profile name early
