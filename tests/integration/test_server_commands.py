@@ -7,6 +7,7 @@ every HTTP failure class, and journald sealing inside a private mount namespace.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -428,12 +429,15 @@ def test_progress_only_on_a_terminal(work: Path, recorder: Recorder) -> None:
                            env=env, capture_output=True, text=True, timeout=60,
                            stdin=subprocess.DEVNULL, check=False)
     assert plain.returncode == 0, plain.stderr
-    if _typer_imports_rich():
+    # Without rich (Yocto kirkstone ships none) the terminal gets a plain counter instead.
+    has_rich = importlib.util.find_spec("rich") is not None
+    if has_rich and _typer_imports_rich():
         # Some typer releases (bookworm's 0.7 among them) import rich by themselves when it is
         # installed: what is checked here, that the agent's own code does not, cannot be seen.
         pytest.skip("this typer imports rich by itself")
-    assert not [ln for ln in plain.stderr.splitlines() if ln.rstrip().endswith(" rich")]
-    assert "fetching" not in plain.stderr
+    if has_rich:
+        assert not [ln for ln in plain.stderr.splitlines() if ln.rstrip().endswith(" rich")]
+    assert "fetch" not in plain.stderr
 
     leader, follower = pty.openpty()
     try:
@@ -453,7 +457,7 @@ def test_progress_only_on_a_terminal(work: Path, recorder: Recorder) -> None:
     finally:
         os.close(leader)
     assert child.returncode == 0
-    assert b"fetching enrollment ids" in shown
+    assert (b"fetching enrollment ids" if has_rich else b"fetched ") in shown
 
 
 def test_get_one_identity_checks_its_output_before_asking(tmp_path: Path,
