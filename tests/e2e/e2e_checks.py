@@ -112,3 +112,12 @@ def wait_verified(gw: Gateway, serial: str) -> None:
     # The success LED: solid on.
     shown = led(gw)
     assert (shown["trigger"], shown["brightness"]) == ("none", "255"), shown
+
+
+def assert_units_ran(gw: Gateway, executable: str) -> None:
+    """Both units ran the agent as `executable` (systemd resolves their bare name at start,
+    and the journal records the command line it chose)."""
+    for unit, verb in (("pep-agent", "provision"), ("pep-agent-verify", "verify")):
+        entries = journal_json(gw, "-u", unit, "_COMM=pep-agent")
+        lines = {str(e.get("_CMDLINE")) for e in entries}
+        assert lines == {f"/usr/bin/python3 {executable} {verb}"}, lines
