@@ -1,6 +1,12 @@
-"""Settings: built-in defaults ← platform profile ← env file ← environment ← CLI options.
+"""Settings: built-in defaults ← env file ← environment ← CLI options; then the profile.
 
-Side effects: reads the env file (`<root>/etc/default/pep-agent`) and the process environment.
+Each field `x` comes from the last source that sets it: the dataclass default, `PEP_X` in the
+env file (`<root>/etc/default/pep-agent`), `PEP_X` in the environment, the command line. The
+platform profile (PEP_PROFILE) then fills the fields that name no value of their own (LED
+backend and directory, edge-core's status URL), so that Settings carry the effective values;
+its other places (FCC, credentials, units, state directory) are read from the profile.
+
+Side effects: reads the env file and the process environment.
 Every value is checked here, before any command changes anything: a bad one is a ConfigError
 (exit 3) naming the variable, and for the env file the file and its line.
 """
@@ -15,13 +21,14 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Optional, Union, get_type_hints
+from typing import Any, Callable, Optional, get_type_hints
 
 from pep_agent.errors import ConfigError, SerialError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile, get_profile
-from pep_agent.urls import check_settings
+from pep_agent.urls import MAX_REQUEST_HEAD, check_settings, request_size
 
 ENV_PREFIX = "PEP_"
 
@@ -60,17 +67,19 @@ class Settings:
     fcc_start_timeout: float = 30.0
     fcc_exit_timeout: float = 60.0
     injection_retries: int = 2
-    led_backend: Optional[str] = None
+    # Empty (or None) until load_settings fills them from the profile (see _FROM_PROFILE).
+    led_backend: str = ""
     led_name: str = "status"
     led_dir: Optional[Path] = None
     led_command: Optional[str] = None
-    status_url: Optional[str] = None
+    status_url: str = ""
     verify_timeout: float = 300.0
     # Moves the journal, marker and lock (default: the profile's place, see profiles.py).
     state_dir: Optional[str] = None
 
-    @property
+    @cached_property
     def paths(self) -> Paths:
+        """Every location, resolved once (the state directory is chosen at its first use)."""
         return Paths(self.root, state_setting=self.state_dir,
                      profile_state=self.platform.state_dir)
 
@@ -313,15 +322,55 @@ def load_settings(cli: Mapping[str, Any] | None = None,
                                "(the profile's default is there)")
     if settings.parsec not in ("auto", "true", "false"):
         raise ConfigError(f"PEP_PARSEC={_shown(settings.parsec)}: use auto, true or false")
-    settings.platform  # noqa: B018 - validates the profile name early
+    profile = settings.platform  # validates the profile name early
+    for name, default in _FROM_PROFILE.items():
+        if not getattr(settings, name):
+            setattr(settings, name, default(profile, settings.paths))
     settings.fss_interval = check_fss_interval(settings.fss_interval)
     if settings.serial is not None:
         settings.serial = normalise_serial(settings.serial, "the configuration")
     check_settings(settings)  # every URL, complete, before anything changes
+    check_request_size(settings)
     return settings
 
 
-def settings_as_dict(settings: Settings) -> dict[str, Union[str, float, bool, None]]:
-    """Settings for display (status, debug logs); nothing here is secret."""
-    return {f.name: (str(v) if isinstance(v := getattr(settings, f.name), Path) else v)
-            for f in fields(Settings)}
+# The settings whose default is the profile's (or the root's) value.
+_FROM_PROFILE: dict[str, Callable[[Profile, Paths], Any]] = {
+    "led_backend": lambda profile, paths: profile.led_backend,
+    "led_dir": lambda profile, paths: paths.leds,
+    "status_url": lambda profile, paths: profile.status_url,
+}
+
+# The longest values of what is only known during a run. journalctl prints a verification key
+# as 12 seed bytes in hex groups of 6, "/", then start and interval as 64-bit hex numbers.
+_LONGEST_SERIAL = "'" * SERIAL_MAX  # URL-encodes to 3 bytes a character
+_LONGEST_IP, _LONGEST_PORT = "255.255.255.255", 65535
+_LONGEST_KEY = "-".join(["ffffff"] * 4) + "/" + "f" * 16 + "-" + "f" * 16
+# The settings that go into the identity request, for naming the one that is too long.
+_REQUEST_FIELDS = {"hardware_version": "hardwareVersion", "api_address": "apiAddress",
+                   "gateway_services_address": "gatewayServicesAddress",
+                   "radio_config": "radioConfig", "led_config": "ledConfig",
+                   "category": "category", "server_url": None}
+
+
+def check_request_size(settings: Settings) -> None:
+    """ConfigError when the identity request, with the longest serial, IP, port and key a run
+    can have, would exceed what the pep server accepts: found now, not after edge-core is
+    held and FCC started. Names the longest setting that goes into the request."""
+    query = settings.identity_query(_LONGEST_SERIAL, _LONGEST_IP, _LONGEST_PORT, _LONGEST_KEY)
+    size = request_size(settings.server_url, "/v3/identity", query)
+    if size <= MAX_REQUEST_HEAD:
+        return
+
+    def weight(name: str) -> int:
+        key = _REQUEST_FIELDS[name]
+        value = str(getattr(settings, name))
+        return request_size("http://h", "", {key: value}) if key else len(value)
+
+    worst = max(_REQUEST_FIELDS, key=weight)
+    length = len(str(getattr(settings, worst)))
+    raise ConfigError(
+        f"the identity request would be up to {size} bytes, over the {MAX_REQUEST_HEAD} "
+        f"the pep server accepts: {env_name(worst)} has {length} characters",
+        hint=f"shorten {env_name(worst)} by at least {size - MAX_REQUEST_HEAD} bytes "
+             "(as URL-encoded: characters other than letters, digits and _.- count 3)")

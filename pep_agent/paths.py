@@ -7,6 +7,7 @@ whole agent runs inside any directory given as root, which is how tests and the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +28,8 @@ class Paths:
     The state directory (journal, marker, lock) is `state_setting` (PEP_STATE_DIR) when set,
     else the profile's place on the identity's partition (`profile_state`), or the legacy
     /var/lib/pep-agent when only that one holds a run's state. Without a profile (status), the
-    first of every profile's places that holds state.
+    first of every profile's places that holds state. Chosen at the first use and kept: a run
+    that writes its state then never moves to another place.
     """
 
     root: Path = Path("/")
@@ -46,7 +48,7 @@ class Paths:
     def env_file(self) -> Path:
         return self.under("/etc/default/pep-agent")
 
-    @property
+    @cached_property
     def state_dir(self) -> Path:
         if self.state_setting:
             return self.under(self.state_setting)
@@ -104,10 +106,6 @@ class Paths:
             self.under("/proc/device-tree/serial-number"),
             self.under("/sys/firmware/devicetree/base/serial-number"),
         )
-
-    @property
-    def device_tree_model(self) -> Path:
-        return self.under("/proc/device-tree/model")
 
     @property
     def cpuinfo(self) -> Path:

@@ -2,8 +2,11 @@
 
 No side effects.
 
-Facts from the public meta-edge, meta-pelion-edge, snap and Debian packaging; any field can be
-overridden by configuration when a real gateway disagrees.
+Facts from the public meta-edge, meta-pelion-edge, snap and Debian packaging. Where a real
+gateway disagrees, settings override these fields: the FCC binary (PEP_FCC_COMMAND), the
+state directory (PEP_STATE_DIR), edge-core's status URL (PEP_STATUS_URL) and the LED backend
+(PEP_LED_BACKEND); config.py fills those settings from the profile when they are not given.
+The credential and identity places, the units and extra_clear are the profile's alone.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ class Profile:
     state_dir: str
     extra_clear: tuple[str, ...] = field(default_factory=tuple)
     led_backend: str = "none"
-    led_name: str = "status"
 
 
 _LMP = Profile(

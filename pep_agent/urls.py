@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from urllib.parse import urlsplit
+from collections.abc import Mapping
+from urllib.parse import urlencode, urlsplit
 
 from pep_agent.errors import ConfigError
 
@@ -105,3 +106,29 @@ def _shown(url: str) -> str:
     if at and "://" in head:
         url = head.split("://", 1)[0] + "://[credentials hidden]@" + tail
     return repr(url if len(url) <= 200 else url[:200] + "...")
+
+
+# The headers the HTTP client sends on every request, all of them (it sets no others), so
+# that a request's size is known before it is sent.
+REQUEST_HEADERS = {"User-Agent": "pep-agent", "Accept-Encoding": "gzip, deflate",
+                   "Accept": "*/*", "Connection": "close"}
+# The pep server runs on node.js 10, which refuses a request whose request line and headers
+# exceed 8 KiB (its default --max-http-header-size) with 431 or a closed connection.
+MAX_REQUEST_HEAD = 8 * 1024
+
+
+def request_size(base_url: str, path: str, query: Mapping[str, str]) -> int:
+    """Bytes of the request line and headers the HTTP client sends for GET base_url+path?query:
+    the query URL-encoded as requests does it, the Host header as http.client writes it."""
+    parts = urlsplit(base_url)
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    if parts.port is not None and parts.port != default:
+        host += f":{parts.port}"
+    target = parts.path.rstrip("/") + path + ("?" + urlencode(list(query.items()))
+                                               if query else "")
+    headers = {"Host": host, **REQUEST_HEADERS}
+    head = f"GET {target} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    return len((head + "\r\n").encode("ascii", errors="replace"))

@@ -12,22 +12,15 @@ from typing import Any, Optional
 import typer
 
 from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
-from pep_agent.errors import AbortedError, UsageError
+from pep_agent.cli.options import serial_option, server_option
+from pep_agent.errors import AbortedError, ConfigError, UsageError
 
 # The options provision and reprovision share.
-
-
-def _server() -> Any:
-    return option(None, "--server", help="pep server URL [PEP_SERVER_URL]")
 
 
 def _profile() -> Any:
     return option(None, "--profile",
                   help="Platform profile: lmp, meta-pelion-edge, snap, debian [PEP_PROFILE]")
-
-
-def _serial() -> Any:
-    return option(None, "--serial", help="Serial number [PEP_SERIAL]")
 
 
 def _interface() -> Any:
@@ -58,8 +51,24 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, _exit)
 
 
-def _flow_context(debug: bool, **cli: Any) -> Any:
-    """What provision and reprovision share: logs, SIGTERM cleanup, settings, the context."""
+def require_root(command: str, root: Optional[Path]) -> None:
+    """Exit 3 unless this process may change the gateway: root, or a sandbox (--root DIR or
+    PEP_ROOT other than /). Checked before anything is read or created under the root."""
+    import os
+
+    from pep_agent.paths import Paths
+
+    chosen = root or os.environ.get("PEP_ROOT") or "/"
+    if os.geteuid() != 0 and not Paths(Path(chosen)).sandboxed:
+        raise ConfigError(f"pep-agent {command} must run as root",
+                          hint=f"run `sudo pep-agent {command} ...`, or pass --root DIR to try "
+                               "it in a sandbox directory")
+
+
+def _flow_context(command: str, debug: bool, **cli: Any) -> Any:
+    """What provision and reprovision share: root check, logs, SIGTERM cleanup, settings, the
+    context."""
+    require_root(command, cli.get("root"))
     setup_logs(debug)
     _stop_on_sigterm()
     from pep_agent import flow
@@ -81,7 +90,7 @@ def settings_from(**cli: Any) -> Any:
 @app.command()
 @handles_errors
 def provision(root: Optional[Path] = root_option(), profile: Optional[str] = _profile(),
-              server: Optional[str] = _server(), serial: Optional[str] = _serial(),
+              server: Optional[str] = server_option(), serial: Optional[str] = serial_option(),
               interface: Optional[str] = _interface(),
               fcc_command: Optional[str] = _fcc_command(),
               parsec: Optional[bool] = _parsec(), no_reboot: bool = _no_reboot(),
@@ -89,7 +98,8 @@ def provision(root: Optional[Path] = root_option(), profile: Optional[str] = _pr
     """Provision this gateway: FCC + pep server → identity.json and mcc_config, then reboot."""
     from pep_agent import flow
 
-    ctx = _flow_context(debug, root=root, profile=profile, server_url=server, serial=serial,
+    ctx = _flow_context("provision", debug, root=root, profile=profile, server_url=server,
+                        serial=serial,
                         interface=interface, fcc_command=fcc_command, parsec=parsec,
                         no_reboot=no_reboot)
     outcome = flow.provision(ctx)
@@ -104,7 +114,7 @@ def provision(root: Optional[Path] = root_option(), profile: Optional[str] = _pr
 @app.command()
 @handles_errors
 def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _profile(),
-                server: Optional[str] = _server(), serial: Optional[str] = _serial(),
+                server: Optional[str] = server_option(), serial: Optional[str] = serial_option(),
                 interface: Optional[str] = _interface(),
                 fcc_command: Optional[str] = _fcc_command(),
                 parsec: Optional[bool] = _parsec(), no_reboot: bool = _no_reboot(),
@@ -113,7 +123,8 @@ def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _
     """Erase this gateway's identity (and Parsec state) and provision it again."""
     from pep_agent import lifecycle
 
-    ctx = _flow_context(debug, root=root, profile=profile, server_url=server, serial=serial,
+    ctx = _flow_context("reprovision", debug, root=root, profile=profile, server_url=server,
+                        serial=serial,
                         interface=interface, fcc_command=fcc_command, parsec=parsec,
                         no_reboot=no_reboot)
     if not yes:
@@ -152,8 +163,7 @@ def status(root: Optional[Path] = root_option(),
             # A broken env file must not hide where provisioning is: report it here.
             doc["edge_core"] = {"status": "unknown", "detail": e.message}
         else:
-            doc["edge_core"] = report.edge_core(settings.status_url
-                                                or settings.platform.status_url)
+            doc["edge_core"] = report.edge_core(settings.status_url)
     if as_json:
         import json
 
@@ -169,6 +179,7 @@ def verify(root: Optional[Path] = root_option(), debug: bool = debug_option(),
            timeout: Optional[float] = option(
                None, "--timeout", help="Deadline in seconds [PEP_VERIFY_TIMEOUT]")) -> None:
     """After the reboot: wait for edge-core to connect with the provisioned serial."""
+    require_root("verify", root)
     setup_logs(debug)
     from pep_agent import lifecycle
 
@@ -189,6 +200,7 @@ def led(state: str = typer.Argument(..., help="off, provisioning, waiting, succe
     from pep_agent.flow import make_led_for
     from pep_agent.system.leds import STATES
 
+    require_root("led", root)
     setup_logs(debug)
     if state not in STATES:
         raise UsageError(f"unknown LED state {state!r}", hint="one of: " + ", ".join(STATES))

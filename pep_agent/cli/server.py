@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
+from pep_agent.cli.options import serial_option, server_option
 from pep_agent.errors import AlreadyProvisionedError, UsageError
 
 # No `from __future__ import annotations` in the cli package: typer would eval() every string
@@ -26,11 +27,6 @@ if TYPE_CHECKING:
 # The options every command here shares.
 
 
-def _server() -> Any:
-    return option(None, "--server",
-                  help="pep server URL [PEP_SERVER_URL, default http://localhost:5151]")
-
-
 def _ca_cert() -> Any:
     return option(None, "--ca-cert",
                   help="CA certificate that the https server must chain to [PEP_CA_CERT]")
@@ -39,10 +35,6 @@ def _ca_cert() -> Any:
 def _insecure() -> Any:
     return option(False, "--insecure",
                   help="Do not verify the server's TLS certificate (never in production).")
-
-
-def _serial() -> Any:
-    return option(None, "--serial", "-s", help="Serial number of the gateway [PEP_SERIAL]")
 
 
 def _verbose() -> Any:
@@ -61,12 +53,9 @@ def _settings(**cli: Any) -> "Settings":
 def _client(settings: "Settings") -> "PepClient":
     from pep_agent.system.http import PepClient
 
-    if settings.insecure:
-        # Loud on purpose, every time: an unverified server can hand out any identity.
-        print("pep-agent: warning: --insecure: the server's TLS certificate is NOT verified",
-              file=sys.stderr)
-    return PepClient(settings.server_url, timeout=settings.http_timeout,
-                     ca_cert=settings.ca_cert, insecure=settings.insecure)
+    # On stderr, not the log: these commands log nothing without --verbose.
+    return PepClient.from_settings(
+        settings, warn=lambda text: print(f"pep-agent: warning: {text}", file=sys.stderr))
 
 
 def _need_serial(settings: "Settings") -> str:
@@ -83,7 +72,7 @@ def _say(verbose: bool, text: str) -> None:
 @app.command("get-one-identity")
 @handles_errors
 def get_one_identity(
-    serial: Optional[str] = _serial(),
+    serial: Optional[str] = serial_option(),
     ip: Optional[str] = option(
         None, "--ip", "-i", help="IP address FCC listens on (its ' Client IP Address' line)"),
     port: Optional[int] = option(
@@ -116,7 +105,7 @@ def get_one_identity(
     show: bool = option(
         False, "--show",
         help="Also print the identity JSON (it holds production identity data)."),
-    server: Optional[str] = _server(), ca_cert: Optional[Path] = _ca_cert(),
+    server: Optional[str] = server_option(), ca_cert: Optional[Path] = _ca_cert(),
     insecure: bool = _insecure(), verbose: bool = _verbose(),
     root: Optional[Path] = root_option(), debug: bool = debug_option(),
 ) -> None:
@@ -198,7 +187,8 @@ def _lookup(what: str, serial: Optional[str], server: Optional[str], ca_cert: Op
 
 @app.command("get-enrollment-id")
 @handles_errors
-def get_enrollment_id(serial: Optional[str] = _serial(), server: Optional[str] = _server(),
+def get_enrollment_id(serial: Optional[str] = serial_option(),
+                      server: Optional[str] = server_option(),
                       ca_cert: Optional[Path] = _ca_cert(), insecure: bool = _insecure(),
                       verbose: bool = _verbose(), root: Optional[Path] = root_option(),
                       debug: bool = debug_option()) -> None:
@@ -209,7 +199,8 @@ def get_enrollment_id(serial: Optional[str] = _serial(), server: Optional[str] =
 
 @app.command("get-verification-key")
 @handles_errors
-def get_verification_key(serial: Optional[str] = _serial(), server: Optional[str] = _server(),
+def get_verification_key(serial: Optional[str] = serial_option(),
+                         server: Optional[str] = server_option(),
                          ca_cert: Optional[Path] = _ca_cert(), insecure: bool = _insecure(),
                          verbose: bool = _verbose(), root: Optional[Path] = root_option(),
                          debug: bool = debug_option()) -> None:
@@ -233,7 +224,7 @@ def list_enrollment_ids(
         help="Output name without extension [enrollment_ids_list]"),
     every_page: bool = option(
         False, "--all", help="Follow the 'next' links to the end and export everything."),
-    server: Optional[str] = _server(), ca_cert: Optional[Path] = _ca_cert(),
+    server: Optional[str] = server_option(), ca_cert: Optional[Path] = _ca_cert(),
     insecure: bool = _insecure(), verbose: bool = _verbose(),
     root: Optional[Path] = root_option(), debug: bool = debug_option(),
 ) -> None:

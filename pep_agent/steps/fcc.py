@@ -26,17 +26,22 @@ ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 
 def parse_fcc_address(line: str) -> tuple[str, int] | None:
-    """(ip, port) from FCC's `Client IP Address and Port :  A.B.C.D:P` line, else None."""
-    m = ADDRESS_RE.search(ANSI_RE.sub("", line))
+    """(ip, port) from FCC's `Client IP Address and Port :  A.B.C.D:P` line, None for any
+    other line; FccStartError when that line names an address no client can reach (FCC
+    prints it once and never another, so waiting would only wait out the start timeout)."""
+    text = ANSI_RE.sub("", line)
+    m = ADDRESS_RE.search(text)
     if not m:
         return None
     ip, port = m.group(1), int(m.group(2))
     if not all(0 <= int(o) <= 255 for o in ip.split(".")) or not 0 < port < 65536:
-        return None
+        raise FccStartError(f"FCC printed an unusable address: {text.strip()[:160]!r}",
+                            hint="FCC could not bind a TCP port on the interface: check the "
+                                 "interface (--interface) has an IPv4 address, then run again")
     return ip, port
 
 
-# What FCC prints once an injection went through, in order (PLATFORM.md, section 3).
+# What FCC prints once an injection went through, in order.
 PROCESSED = "Successfully processed comm message"
 COMPLETED = "Successfully completed factory flow"
 # wait_exit runs once the server has answered, and its answer is saved: a rerun never asks
@@ -164,8 +169,14 @@ class FccSession:
 
 
 def check_ip_on_interface(ip: str, interface: str, addresses: Sequence[str]) -> None:
-    """The IP sent to the server is FCC's; it must be one of the interface's addresses."""
+    """The IP sent to the server is FCC's; it must still be one of the interface's addresses.
+
+    FCC was started on `interface` and reported an address of it, so a mismatch means the
+    address changed since (a DHCP renewal or a cable moved), not that FCC chose another one.
+    """
     if ip not in addresses:
-        raise NetworkError(f"FCC reports IP {ip}, which is not an address of {interface} "
-                           f"({', '.join(addresses) or 'none'})",
-                           hint="check ETHERNET_LINUX_IFACE_NAME handling and --interface")
+        raise NetworkError(f"FCC reports IP {ip}, but {interface} now has "
+                           f"{', '.join(addresses) or 'no IPv4 address'}: its address changed "
+                           "after FCC started",
+                           hint=f"run again once {interface} keeps its address; on a "
+                                "production line give the gateway a static DHCP lease")

@@ -21,7 +21,23 @@ from pep_agent.errors import InstallError
 
 def fsync_dir(path: Path) -> None:
     """Make a rename or unlink inside `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    _fsync(path, _DIRECTORY)
+
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY
+# A file FCC wrote: never through a symlink, never blocking on a FIFO.
+_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+
+
+def _fsync(path: Path, flags: int) -> None:
+    """fsync whatever `path` opens to with `flags`; a symlink refused by O_NOFOLLOW is skipped
+    (its target is not ours to sync)."""
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP and flags & os.O_NOFOLLOW:
+            return
+        raise
     try:
         os.fsync(fd)
     finally:
@@ -56,24 +72,11 @@ def sync_tree(top: Path) -> None:
 
     for dirpath, _dirs, files in os.walk(top, onerror=fail):
         for name in files:
-            _fsync(Path(dirpath, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        _fsync(Path(dirpath), os.O_RDONLY | os.O_DIRECTORY)
+            _fsync(Path(dirpath, name), _FILE)
+        fsync_dir(Path(dirpath))
     if not top.is_dir():
         raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(top))
     fsync_dir(top.parent)
-
-
-def _fsync(path: Path, flags: int) -> None:
-    try:
-        fd = os.open(path, flags)
-    except OSError as e:
-        if e.errno == errno.ELOOP:
-            return  # a symlink FCC left: its target is not ours to sync
-        raise
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:

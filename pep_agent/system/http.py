@@ -17,9 +17,9 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urljoin, urlsplit
 
 import requests
@@ -37,7 +37,12 @@ from pep_agent.errors import (
     ServerError,
     ServerUnreachableError,
 )
-from pep_agent.urls import check_url
+from pep_agent.urls import REQUEST_HEADERS, check_url
+
+if TYPE_CHECKING:
+    from pep_agent.config import Settings
+
+log = logging.getLogger(__name__)
 
 MAX_BODY = 1_000_000  # a pep answer is a few hundred bytes; anything huge is not one
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
@@ -184,9 +189,11 @@ class PepClient:
         self.session = requests.Session()
         for scheme in ("http://", "https://"):
             self.session.mount(scheme, _WatchedAdapter())
-        self.session.headers["User-Agent"] = "pep-agent"
-        # One connection per request: only a socket opened by the request is watched.
-        self.session.headers["Connection"] = "close"
+        # Every header is fixed, so that the request's size is known before anything changes
+        # (urls.request_size); Connection: close makes one connection per request, and only a
+        # socket opened by the request is watched.
+        self.session.headers.clear()
+        self.session.headers.update(REQUEST_HEADERS)
         if insecure:
             self.session.verify = False
             warnings.filterwarnings("ignore", message="Unverified HTTPS request")
@@ -194,6 +201,18 @@ class PepClient:
             if not ca_cert.is_file():
                 raise ConfigError(f"CA certificate {ca_cert} does not exist")
             self.session.verify = str(ca_cert)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *,
+                      warn: Callable[[str], None] | None = None) -> PepClient:
+        """The client the settings describe. With --insecure, `warn` (default: a log warning)
+        is told every time: an unverified server can hand out any identity."""
+        if settings.insecure:
+            (warn or log.warning)(f"TLS verification of {settings.server_url} is OFF "
+                                  "(--insecure / PEP_INSECURE): anyone on the path can "
+                                  "impersonate the pep server")
+        return cls(settings.server_url, timeout=settings.http_timeout,
+                   ca_cert=settings.ca_cert, insecure=settings.insecure)
 
     def identity(self, query: Mapping[str, str], *,
                  budget: float | None = None) -> dict[str, Any]:
@@ -257,13 +276,13 @@ class PepClient:
                 if watch.fired:
                     raise _timeout(what, self.base_url, limit)
         except requests.exceptions.SSLError as e:
-            raise _unsent(ServerUnreachableError(
-                f"TLS failure talking to {self.base_url}: {_short(e)}",
-                hint="check --ca-cert, or the server certificate")) from None
-        except requests.exceptions.Timeout as e:
-            err = _timeout(what, self.base_url, limit)
-            raise (_unsent(err) if isinstance(e, requests.exceptions.ConnectTimeout)
-                   else err) from None
+            raise _unsent(tls_error(self.base_url, str(e))) from None
+        except requests.exceptions.ConnectTimeout:
+            raise _unsent(_transient(ServerUnreachableError(
+                f"{what}: could not connect to {self.base_url} within "
+                f"{min(self.connect_timeout, limit):g} s"))) from None
+        except requests.exceptions.Timeout:
+            raise _timeout(what, self.base_url, limit) from None
         except requests.exceptions.ConnectionError as e:
             err = _transient(ServerUnreachableError(
                 f"{what}: cannot reach {self.base_url} ({_short(e)})"))
@@ -408,6 +427,31 @@ def _shown_url(url: str) -> str:
     return redact(shown[:200])
 
 
+# OpenSSL's verify reasons that mean "not valid at this moment": a wrong clock, most often.
+_DATE_REASONS = ("certificate is not yet valid", "certificate has expired")
+
+
+def tls_error(base_url: str, detail: str, *, now: float | None = None) -> PepError:
+    """The error for a failed TLS handshake; `detail` is the TLS library's text.
+
+    A date failure names the clock: boards without a battery-backed clock start at 1970 (or
+    the image's build date) until NTP syncs, and then every certificate looks not yet valid.
+    """
+    reason = next((r for r in _DATE_REASONS if r in detail), None)
+    if reason is None:
+        return ServerUnreachableError(
+            f"TLS failure talking to {base_url}: {_short_text(detail, 'TLS error')}",
+            hint="check --ca-cert / PEP_CA_CERT against the server's certificate")
+    clock = time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                          time.gmtime(time.time() if now is None else now))
+    return ServerUnreachableError(
+        f"TLS failure talking to {base_url}: {reason} by this gateway's clock, "
+        f"which reads {clock}",
+        hint="set the clock (a board without a battery-backed clock reads 1970 at first "
+             "boot): wait for NTP (`timedatectl` shows 'System clock synchronized: yes') "
+             "or set it with `date -s`, then run again")
+
+
 def _timeout(what: str, base_url: str, limit: float) -> PepError:
     return _transient(ServerUnreachableError(
         f"{what}: no complete answer from {base_url} within {limit:g} s"))
@@ -425,11 +469,14 @@ def _transient(err: PepError) -> PepError:
 
 
 def _short(exc: BaseException) -> str:
-    text = str(exc)
+    return _short_text(str(exc), type(exc).__name__)
+
+
+def _short_text(text: str, fallback: str) -> str:
     for marker in ("answer cut short", "Connection refused", "Connection reset",
                    "Name or service not known",
                    "Remote end closed connection", "certificate verify failed",
                    "No route to host", "Network is unreachable"):
         if marker in text:
             return marker.lower()
-    return type(exc).__name__
+    return fallback

@@ -1,4 +1,4 @@
-"""sd_notify: tells systemd that the agent is ready, what it is doing, and that it is alive.
+"""sd_notify: tells systemd that the agent is ready, what it is doing, and that it stops.
 
 Side effect: sends datagrams to the AF_UNIX socket named by $NOTIFY_SOCKET (a path, or an
 abstract socket written with a leading "@"). Without that variable every call is a no-op.
@@ -30,21 +30,9 @@ class Notifier:
         # A newline would start a new assignment in the datagram.
         return self.send("STATUS=" + " ".join(text.splitlines()))
 
-    def watchdog(self) -> bool:
-        """WATCHDOG=1: keeps a WatchdogSec= unit from being restarted."""
-        return self.send("WATCHDOG=1")
-
     def stopping(self) -> bool:
         """STOPPING=1: the agent is shutting down."""
         return self.send("STOPPING=1")
-
-    def watchdog_interval(self) -> float | None:
-        """Seconds between required WATCHDOG=1 pings (half of WatchdogSec=), or None."""
-        usec = os.environ.get("WATCHDOG_USEC", "")
-        pid = os.environ.get("WATCHDOG_PID", "")
-        if not self.enabled or not usec.isdigit() or (pid and pid != str(os.getpid())):
-            return None
-        return int(usec) / 2_000_000 if int(usec) > 0 else None
 
     def send(self, message: str) -> bool:
         """Send one datagram; True when it was delivered to the socket."""

@@ -19,9 +19,10 @@ import time
 from collections.abc import Sequence
 
 from pep_agent.config import check_fss_interval
-from pep_agent.errors import SealingError
+from pep_agent.errors import InstallError, SealingError
 from pep_agent.paths import Paths
 from pep_agent.system import proc
+from pep_agent.system.fsutil import append_line
 
 DEFAULT_TIMEOUT = 60.0  # seeding reads the kernel's entropy pool; allow a slow board
 SANDBOX_KEY = "sandbox-fake-sealing-key"
@@ -66,11 +67,12 @@ def setup_keys(interval: str, paths: Paths, *, journalctl: Sequence[str] = ("jou
 
 
 def _record(paths: Paths, argv: Sequence[str]) -> None:
-    """Append `<epoch> <command>` to the sandbox log, as the sandbox service manager does."""
+    """Append `<epoch> <command>` to the sandbox log, as the sandbox service manager does
+    (through the same helper, which never writes through a symlink)."""
     try:
-        paths.sandbox_services.parent.mkdir(parents=True, exist_ok=True)
-        with paths.sandbox_services.open("a", encoding="utf-8") as f:
-            f.write(f"{time.time():.3f} {' '.join(argv)}\n")
+        append_line(paths.sandbox_services, f"{time.time():.3f} {' '.join(argv)}\n", mode=0o644)
+    except InstallError as e:
+        raise SealingError(f"cannot record the sealing call: {e.message}", hint=e.hint) from None
     except OSError as e:
         raise SealingError(f"cannot record the sealing call in {paths.sandbox_services}: "
                            f"{e.strerror or type(e).__name__}", hint="") from None

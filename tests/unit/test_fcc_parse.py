@@ -1,7 +1,16 @@
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
-from pep_agent.errors import NetworkError
-from pep_agent.steps.fcc import check_ip_on_interface, fcc_environment, parse_fcc_address
+from pep_agent.errors import FccStartError, NetworkError
+from pep_agent.steps.fcc import (
+    FccSession,
+    check_ip_on_interface,
+    fcc_environment,
+    parse_fcc_address,
+)
 
 
 def test_parses_the_real_line() -> None:
@@ -19,6 +28,14 @@ def test_ignores_banner_and_colour_codes() -> None:
     " Client IP Address and Port :  999.1.1.1:4000",
     " Client IP Address and Port :  10.0.0.1:0",
     " Client IP Address and Port :  10.0.0.1:70000",
+])
+def test_an_unusable_address_line_is_refused(line: str) -> None:
+    with pytest.raises(FccStartError) as e:
+        parse_fcc_address("\x1b[0m" + line)
+    assert line.strip() in e.value.message and e.value.hint
+
+
+@pytest.mark.parametrize("line", [
     " Client IP Address and Port :  garbage",
     "Client is waiting for incoming connection...",
 ])
@@ -28,8 +45,27 @@ def test_rejects_garbage(line: str) -> None:
 
 def test_ip_must_be_on_the_interface() -> None:
     check_ip_on_interface("10.0.0.5", "eth0", ["10.0.0.5"])
-    with pytest.raises(NetworkError, match="not an address of eth0"):
+    with pytest.raises(NetworkError) as e:
         check_ip_on_interface("10.0.0.6", "eth0", ["10.0.0.5"])
+    assert "10.0.0.6" in e.value.message and "eth0 now has 10.0.0.5" in e.value.message
+    assert "address changed" in e.value.message
+    assert "ETHERNET_LINUX_IFACE_NAME" not in (e.value.hint or "")
+    assert "run again" in (e.value.hint or "") and "static" in (e.value.hint or "")
+
+
+def test_a_port_out_of_range_stops_the_wait_at_once(tmp_path: Path) -> None:
+    """A real child printing port 70000 and then staying up: refused at once, not after the
+    start timeout (FCC prints its address once)."""
+    script = ("import sys, time; print(' Client IP Address and Port :  127.0.0.1:70000', "
+              "flush=True); time.sleep(30)")
+    session = FccSession.start([sys.executable, "-c", script], cwd=tmp_path, env={})
+    try:
+        started = time.monotonic()
+        with pytest.raises(FccStartError, match="70000"):
+            session.read_address(deadline=time.monotonic() + 20)
+        assert time.monotonic() - started < 10
+    finally:
+        session.stop()
 
 
 def test_environment() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from collections.abc import Iterator
@@ -30,8 +29,6 @@ def test_messages_reach_the_socket(listener: tuple[socket.socket, str]) -> None:
     assert sock.recv(4096) == b"READY=1"
     assert notifier.status("step fcc, attempt 2")
     assert sock.recv(4096) == b"STATUS=step fcc, attempt 2"
-    assert notifier.watchdog()
-    assert sock.recv(4096) == b"WATCHDOG=1"
     assert notifier.stopping()
     assert sock.recv(4096) == b"STOPPING=1"
 
@@ -64,17 +61,7 @@ def test_no_socket_is_a_no_op(monkeypatch: pytest.MonkeyPatch) -> None:
     notifier = Notifier()
     assert not notifier.enabled
     assert not notifier.ready()
-    assert notifier.watchdog_interval() is None
 
 
 def test_vanished_socket_does_not_raise(tmp_path: Path) -> None:
     assert not Notifier(str(tmp_path / "gone.sock")).status("hello")
-
-
-def test_watchdog_interval(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    notifier = Notifier(str(tmp_path / "notify.sock"))
-    monkeypatch.setenv("WATCHDOG_USEC", "10000000")
-    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    assert notifier.watchdog_interval() == 5.0
-    monkeypatch.setenv("WATCHDOG_PID", str(os.getpid() + 1))
-    assert notifier.watchdog_interval() is None

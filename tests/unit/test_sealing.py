@@ -156,3 +156,15 @@ def test_sandbox_records_the_call_and_never_runs_journalctl(tmp_path: Path) -> N
     with pytest.raises(ConfigError, match="FSS interval"):
         setup_keys("soon", paths, journalctl=argv)
     assert len(paths.sandbox_services.read_text().splitlines()) == 1
+
+
+def test_sandbox_record_never_writes_through_a_symlink(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere.txt"
+    elsewhere.write_text("untouched\n")
+    paths = Paths(tmp_path / "root")
+    paths.sandbox_services.parent.mkdir(parents=True)
+    paths.sandbox_services.symlink_to(elsewhere)
+    with pytest.raises(SealingError, match="symbolic link") as e:
+        setup_keys("10s", paths, journalctl=("journalctl",))
+    assert e.value.code == Exit.SEALING
+    assert elsewhere.read_text() == "untouched\n"
