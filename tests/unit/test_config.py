@@ -106,3 +106,18 @@ def test_a_serial_is_stripped_wherever_it_is_configured(tmp_path: Path) -> None:
     assert load_settings({"root": tmp_path}, {}).serial == "from file"
     assert load_settings({"root": tmp_path}, {"PEP_SERIAL": " lead"}).serial == "lead"
     assert load_settings({"root": tmp_path, "serial": " lead "}, {}).serial == "lead"
+
+
+def test_profile_defaults_are_resolved_into_the_settings(tmp_path: Path) -> None:
+    """Settings carry the effective values: a setting when given, else the profile's."""
+    s = load_settings({"root": tmp_path, "profile": "meta-pelion-edge"}, {})
+    assert (s.led_backend, s.led_dir, s.status_url) == (
+        "rgb", tmp_path / "sys/class/leds", "http://127.0.0.1:9101/status")
+    assert load_settings({"root": tmp_path, "profile": "snap"}, {}).status_url == (
+        "http://127.0.0.1:8081/status")
+    s = load_settings({"root": tmp_path}, {"PEP_LED_BACKEND": "command",
+                                           "PEP_LED_DIR": "/leds",
+                                           "PEP_STATUS_URL": "http://10.0.0.1:9101/status"})
+    assert (s.led_backend, s.led_dir, s.status_url) == (
+        "command", Path("/leds"), "http://10.0.0.1:9101/status")
+    assert load_settings({"root": tmp_path}, {"PEP_LED_BACKEND": ""}).led_backend == "sysfs"

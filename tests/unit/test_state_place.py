@@ -1,5 +1,5 @@
-"""Where the state lives (issue 14, case 4): on the identity's partition per profile, moved by
-PEP_STATE_DIR, with the state of earlier versions in /var/lib/pep-agent still honoured."""
+"""Where the state lives: on the identity's partition per profile, moved by PEP_STATE_DIR,
+with the state of earlier versions in /var/lib/pep-agent still honoured; chosen once."""
 
 from __future__ import annotations
 
@@ -56,3 +56,15 @@ def test_an_unwritable_state_directory_is_named_with_its_setting(tmp_path: Path)
     assert raised.value.code == Exit.INSTALL
     assert str(tmp_path / "userdata/pep-agent") in raised.value.message
     assert "PEP_STATE_DIR" in raised.value.hint
+
+
+def test_the_place_is_chosen_once(tmp_path: Path) -> None:
+    """State that appears elsewhere during a run does not move the run's state directory."""
+    settings = load_settings({"root": tmp_path}, {})
+    chosen = settings.paths.state_dir
+    assert chosen == tmp_path / "userdata/pep-agent"
+    legacy = tmp_path / "var/lib/pep-agent"
+    legacy.mkdir(parents=True)
+    (legacy / "state.json").write_text("{}")
+    assert settings.paths.state_dir == chosen and settings.paths.journal.parent == chosen
+    assert Paths(tmp_path, profile_state="/userdata/pep-agent").state_dir == legacy
