@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import pep_agent.cli.provisioning  # noqa: F401 - registers the commands
+import pep_agent.cli.provisioning as commands
 from pep_agent import flow, lifecycle
 from pep_agent.cli.app import app
 from pep_agent.errors import Exit
@@ -26,6 +26,9 @@ def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
     def reached(*args: object, **kwargs: object) -> None:
         raise Reached
 
+    # The first thing after the root check: logging set-up (kept out of this process's
+    # handlers), then the context.
+    monkeypatch.setattr(commands, "setup_logs", reached)
     monkeypatch.setattr(flow, "build_context", reached)
     monkeypatch.setattr(lifecycle, "verify_connection", reached)
     monkeypatch.setattr(flow, "make_led_for", reached)
