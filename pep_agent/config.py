@@ -350,22 +350,31 @@ _LONGEST_KEY = "-".join(["ffffff"] * 4) + "/" + "f" * 16 + "-" + "f" * 16
 _REQUEST_FIELDS = {"hardware_version": "hardwareVersion", "api_address": "apiAddress",
                    "gateway_services_address": "gatewayServicesAddress",
                    "radio_config": "radioConfig", "led_config": "ledConfig",
-                   "category": "category", "server_url": None}
+                   "category": "category", "serial": "serialNumber", "server_url": None}
+
+
+def _serial_weight(serial: str) -> int:
+    """The bytes a serial adds to a request, URL-encoded."""
+    return request_size("http://h", "", {"serialNumber": serial})
 
 
 def check_request_size(settings: Settings) -> None:
     """ConfigError when the identity request, with the longest serial, IP, port and key a run
     can have, would exceed what the pep server accepts: found now, not after edge-core is
     held and FCC started. Names the longest setting that goes into the request."""
-    query = settings.identity_query(_LONGEST_SERIAL, _LONGEST_IP, _LONGEST_PORT, _LONGEST_KEY)
+    def weight(name: str) -> int:
+        key, value = _REQUEST_FIELDS[name], getattr(settings, name)
+        if value is None:
+            return 0
+        return request_size("http://h", "", {key: value}) if key else len(value)
+
+    # A configured serial longer than provisioning allows still goes out with get-one-identity.
+    serial = settings.serial if weight("serial") > _serial_weight(_LONGEST_SERIAL) else None
+    query = settings.identity_query(serial or _LONGEST_SERIAL, _LONGEST_IP, _LONGEST_PORT,
+                                    _LONGEST_KEY)
     size = request_size(settings.server_url, "/v3/identity", query)
     if size <= MAX_REQUEST_HEAD:
         return
-
-    def weight(name: str) -> int:
-        key = _REQUEST_FIELDS[name]
-        value = str(getattr(settings, name))
-        return request_size("http://h", "", {key: value}) if key else len(value)
 
     worst = max(_REQUEST_FIELDS, key=weight)
     length = len(str(getattr(settings, worst)))

@@ -441,7 +441,8 @@ def tls_error(base_url: str, detail: str, *, now: float | None = None) -> PepErr
     if reason is None:
         return ServerUnreachableError(
             f"TLS failure talking to {base_url}: {_short_text(detail, 'TLS error')}",
-            hint="check --ca-cert / PEP_CA_CERT against the server's certificate")
+            hint="pass the CA that signed the server's certificate with --ca-cert "
+                 "(PEP_CA_CERT), or fix the server's certificate chain")
     clock = time.strftime("%Y-%m-%d %H:%M:%S UTC",
                           time.gmtime(time.time() if now is None else now))
     return ServerUnreachableError(

@@ -120,3 +120,10 @@ def test_the_longest_other_setting_is_named(tmp_path: Path) -> None:
         load_settings({"root": tmp_path},
                       {"PEP_API_ADDRESS": "https://" + ".".join(["a" * 60] * 4) + "/"
                        + "p" * 8000})
+
+
+def test_a_configured_serial_longer_than_the_rule_counts_and_is_named(tmp_path: Path) -> None:
+    """pep-cli commands send any serial: one past the limit is refused, naming PEP_SERIAL."""
+    load_settings({"root": tmp_path}, {"PEP_SERIAL": "s" * 1000})
+    with pytest.raises(ConfigError, match="PEP_SERIAL has 9000 characters"):
+        load_settings({"root": tmp_path}, {"PEP_SERIAL": "s" * 9000})
