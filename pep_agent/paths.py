@@ -28,8 +28,8 @@ class Paths:
     The state directory (journal, marker, lock) is `state_setting` (PEP_STATE_DIR) when set,
     else the profile's place on the identity's partition (`profile_state`), or the legacy
     /var/lib/pep-agent when only that one holds a run's state. Without a profile (status), the
-    first of every profile's places that holds state. Chosen at the first use and kept: a run
-    that writes its state then never moves to another place.
+    first of every profile's places that holds state. With a setting or a profile (a run), it
+    is chosen at the first use and kept: the run's state never moves to another place.
     """
 
     root: Path = Path("/")
@@ -48,19 +48,27 @@ class Paths:
     def env_file(self) -> Path:
         return self.under("/etc/default/pep-agent")
 
-    @cached_property
+    @property
     def state_dir(self) -> Path:
+        if self.state_setting or self.profile_state:
+            return self._run_state_dir
+        # Without a profile this is a reader (status), which may wait for a run to appear at
+        # any of the places: it looks again at each use.
+        from pep_agent.profiles import PROFILES
+
+        return self._first_with_state([DEFAULT_STATE_DIR, *(p.state_dir for p in
+                                                             PROFILES.values())])
+
+    @cached_property
+    def _run_state_dir(self) -> Path:
         if self.state_setting:
             return self.under(self.state_setting)
-        if self.profile_state:
-            places = [self.profile_state, LEGACY_STATE_DIR]
-        else:
-            from pep_agent.profiles import PROFILES
+        assert self.profile_state is not None
+        return self._first_with_state([self.profile_state])
 
-            places = list(dict.fromkeys([DEFAULT_STATE_DIR, *(p.state_dir for p in
-                                                              PROFILES.values()),
-                                         LEGACY_STATE_DIR]))
-        for place in places:
+    def _first_with_state(self, places: list[str]) -> Path:
+        """The first of `places` (then the legacy place) holding a run's state, else the first."""
+        for place in dict.fromkeys([*places, LEGACY_STATE_DIR]):
             d = self.under(place)
             if (d / "state.json").exists() or (d / "provisioned").exists():
                 return d

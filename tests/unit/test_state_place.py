@@ -68,3 +68,13 @@ def test_the_place_is_chosen_once(tmp_path: Path) -> None:
     (legacy / "state.json").write_text("{}")
     assert settings.paths.state_dir == chosen and settings.paths.journal.parent == chosen
     assert Paths(tmp_path, profile_state="/userdata/pep-agent").state_dir == legacy
+
+
+def test_a_reader_without_profile_sees_a_run_appear(tmp_path: Path) -> None:
+    """status --wait builds its Paths before a snap gateway's run writes its journal."""
+    paths = Paths(tmp_path)
+    assert paths.state_dir == tmp_path / "userdata/pep-agent"
+    snap = tmp_path / "var/snap/pelion-edge/current/userdata/pep-agent"
+    snap.mkdir(parents=True)
+    (snap / "state.json").write_text("{}")
+    assert paths.state_dir == snap
