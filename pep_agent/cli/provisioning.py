@@ -99,9 +99,8 @@ def provision(root: Optional[Path] = root_option(), profile: Optional[str] = _pr
     from pep_agent import flow
 
     ctx = _flow_context("provision", debug, root=root, profile=profile, server_url=server,
-                        serial=serial,
-                        interface=interface, fcc_command=fcc_command, parsec=parsec,
-                        no_reboot=no_reboot)
+                        serial=serial, interface=interface, fcc_command=fcc_command,
+                        parsec=parsec, no_reboot=no_reboot)
     outcome = flow.provision(ctx)
     data = ctx.journal.data
     if outcome == "already-provisioned":
@@ -124,9 +123,8 @@ def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _
     from pep_agent import lifecycle
 
     ctx = _flow_context("reprovision", debug, root=root, profile=profile, server_url=server,
-                        serial=serial,
-                        interface=interface, fcc_command=fcc_command, parsec=parsec,
-                        no_reboot=no_reboot)
+                        serial=serial, interface=interface, fcc_command=fcc_command,
+                        parsec=parsec, no_reboot=no_reboot)
     if not yes:
         if not sys.stdin.isatty():
             raise UsageError("reprovision erases this gateway's identity: pass --yes to confirm")

@@ -1,4 +1,4 @@
-"""Durable before trusted (issue 14, cases 2, 3 and 7): every directory the agent creates on
+"""Durable before trusted: every directory the agent creates on
 the way to the marker has its entry fsync'd, an error while syncing the identity is an install
 failure, and a request that never left is told apart from one that may have been answered."""
 
@@ -42,7 +42,8 @@ def synced(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def test_the_state_directory_entry_is_made_durable(tmp_path: Path, synced: list[Path]) -> None:
-    """Case 2: a lost state directory entry lost the journal of an injection."""
+    """An unsynced state directory entry can vanish in a power cut, and the journal of an
+    injection with it."""
     paths = Paths(tmp_path)
     Journal(paths.journal).update(injection={"serialNumber": "SN-1"})
     assert paths.state_dir.is_dir()
@@ -68,7 +69,7 @@ def test_staging_and_edge_gw_config_entries_are_made_durable(tmp_path: Path,
                                         "edge_gw_config"])
 def test_an_unreadable_folder_is_an_install_failure(tmp_path: Path, unopenable: str,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Case 3: os.walk skipped what it could not open, and the marker followed."""
+    """os.walk skips what it cannot open unless told otherwise: the marker must not follow."""
     paths = Paths(tmp_path)
     write_pal(install.staged_pal(paths, LMP), {"CfgParam_mbed.EndpointName": b"SN-1"})
     install.install(paths, LMP, False, b"{}\n")
@@ -128,7 +129,7 @@ def _error(url: str) -> PepError:
 
 
 def test_a_refused_connection_never_sent_the_request() -> None:
-    """Case 7: nothing left the gateway, so nothing can have been injected."""
+    """Nothing left the gateway, so nothing can have been injected."""
     err = _error(f"http://127.0.0.1:{free_port()}")
     assert err.code == Exit.SERVER_UNREACHABLE and err.transient
     assert not err.sent
