@@ -208,9 +208,9 @@ class PepClient:
         """The client the settings describe. With --insecure, `warn` (default: a log warning)
         is told every time: an unverified server can hand out any identity."""
         if settings.insecure:
-            (warn or log.warning)(f"TLS verification of {settings.server_url} is OFF "
-                                  "(--insecure / PEP_INSECURE): anyone on the path can "
-                                  "impersonate the pep server")
+            (warn or log.warning)(f"--insecure (PEP_INSECURE): the TLS certificate of "
+                                  f"{settings.server_url} is NOT verified; anyone on the "
+                                  "path can impersonate the pep server")
         return cls(settings.server_url, timeout=settings.http_timeout,
                    ca_cert=settings.ca_cert, insecure=settings.insecure)
 

@@ -178,3 +178,13 @@ def test_atomic_write_replaces_a_planted_symlink_instead_of_writing_through(
     Journal(journal).update(state="running")
     assert victim.read_text() == "precious\n"
     assert not journal.is_symlink() and (journal.stat().st_mode & 0o777) == 0o600
+
+
+def test_one_constructor_warns_of_insecure_every_time(tmp_path: Path) -> None:
+    told: list[str] = []
+    client = http.PepClient.from_settings(
+        load_settings({"root": tmp_path, "insecure": True}, {}), warn=told.append)
+    assert client.session.verify is False and len(told) == 1 and "NOT verified" in told[0]
+    client = http.PepClient.from_settings(load_settings({"root": tmp_path}, {}),
+                                          warn=told.append)
+    assert client.session.verify is not False and len(told) == 1
