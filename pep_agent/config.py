@@ -67,10 +67,11 @@ class Settings:
     fcc_start_timeout: float = 30.0
     fcc_exit_timeout: float = 60.0
     injection_retries: int = 2
-    # Empty (or None) until load_settings fills them from the profile (see _FROM_PROFILE).
+    # Unset here: load_settings fills them from the profile when no source gives them (see
+    # _FROM_PROFILE).
     led_backend: str = ""
     led_name: str = "status"
-    led_dir: Optional[Path] = None
+    led_dir: Path = Path()
     led_command: Optional[str] = None
     status_url: str = ""
     verify_timeout: float = 300.0
@@ -324,7 +325,7 @@ def load_settings(cli: Mapping[str, Any] | None = None,
         raise ConfigError(f"PEP_PARSEC={_shown(settings.parsec)}: use auto, true or false")
     profile = settings.platform  # validates the profile name early
     for name, default in _FROM_PROFILE.items():
-        if not getattr(settings, name):
+        if not merged.get(name):  # not given, or given empty
             setattr(settings, name, default(profile, settings.paths))
     settings.fss_interval = check_fss_interval(settings.fss_interval)
     if settings.serial is not None:
