@@ -63,8 +63,7 @@ class Paths:
     def _run_state_dir(self) -> Path:
         if self.state_setting:
             return self.under(self.state_setting)
-        assert self.profile_state is not None
-        return self._first_with_state([self.profile_state])
+        return self._first_with_state([self.profile_state or DEFAULT_STATE_DIR])
 
     def _first_with_state(self, places: list[str]) -> Path:
         """The first of `places` (then the legacy place) holding a run's state, else the first."""
