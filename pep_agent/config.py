@@ -383,4 +383,5 @@ def check_request_size(settings: Settings) -> None:
         f"the identity request would be up to {size} bytes, over the {MAX_REQUEST_HEAD} "
         f"the pep server accepts: {env_name(worst)} has {length} characters",
         hint=f"shorten {env_name(worst)} by at least {size - MAX_REQUEST_HEAD} bytes "
-             "(as URL-encoded: characters other than letters, digits and _.- count 3)")
+             "(URL-encoded: a character other than a letter, a digit, a space or _.-~ "
+             "takes 3 bytes or more)")
