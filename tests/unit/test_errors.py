@@ -94,7 +94,7 @@ def test_an_abort_passes_every_retry_loop() -> None:
     with pytest.raises(AbortedError):
         try:
             raise AbortedError.by_signal(signal.SIGINT)
-        except (PepError, Exception) as e:  # noqa: BLE001 - what a retry loop catches
+        except (PepError, Exception) as e:  # what a retry loop catches
             caught.append(e)
     assert caught == []
 
