@@ -121,7 +121,7 @@ TABLE: dict[Exit, Code] = {
                        "check `systemctl status` of the unit named above", blinks=10),
     Exit.VERIFICATION: Code("verification failed (edge-core not connected as the serial in time)",
                             "check `curl 127.0.0.1:9101/status` and edge-core's journal",
-                            blinks=11),
+                            blinks=11, restarted=None),
     Exit.BUSY: Code("another provisioning run is active (for `verify`: when it records its "
                     "outcome)", "another provisioning run is active; see `pep-agent status`"),
     Exit.RESUME: Code(
@@ -132,8 +132,9 @@ TABLE: dict[Exit, Code] = {
                        "journald needs persistent storage (/var/log/journal) to seal logs",
                        blinks=14),
     Exit.NOT_FOUND: Code("not found on the server (404)",
-                         "no deployed gateway has that serial number on this server"),
-    Exit.ABORTED: Code("aborted by the operator at a prompt: nothing changed"),
+                         "no deployed gateway has that serial number on this server",
+                         restarted=None),
+    Exit.ABORTED: Code("aborted by the operator at a prompt: nothing changed", restarted=None),
     Exit.LED: Code(
         "`pep-agent led`: the LED could not be driven (missing sysfs LED or one of the rgb "
         "triplet, failing LED command, backend `none`); the reason is on the error line",

@@ -205,3 +205,42 @@ def test_status_as_non_root_on_a_root_owned_gateway(tmp_path: Path) -> None:
     assert out.stderr.splitlines() == [
         "pep-agent: error: cannot read the provisioning state: permission denied",
         "pep-agent: hint: run it as root (sudo pep-agent status)"]
+
+
+def test_a_bug_is_loud_and_its_secrets_are_not(
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unexpected exception: traceback at ERROR through the redacting filter (no --debug),
+    then exit 1 with a hint; the document in the exception's text is masked."""
+    import logging
+
+    import typer
+
+    from pep_agent.cli.app import handles_errors
+
+    for name in ("JOURNAL_STREAM", "INVOCATION_ID"):
+        monkeypatch.delenv(name, raising=False)
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    for h in handlers:
+        root.removeHandler(h)
+    pem = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBsecretbody\n-----END EC PRIVATE KEY-----"
+
+    @handles_errors
+    def provision() -> None:
+        raise KeyError({"enrollmentID": "A-35:E7:secret", "key": pem})
+
+    try:
+        with pytest.raises(typer.Exit) as ended:
+            provision()
+    finally:
+        for h in list(root.handlers):
+            root.removeHandler(h)
+        for h in handlers:
+            root.addHandler(h)
+        root.setLevel(level)
+    assert ended.value.exit_code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("pep-agent: error: internal error in provision: KeyError\n")
+    assert "Traceback (most recent call last)" in err
+    assert "A-35:E7:secret" not in err and "MHcCAQEEIBsecretbody" not in err
+    assert err.endswith(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}\n")
