@@ -149,7 +149,7 @@ TABLE: dict[Exit, Code] = {
                      _STATE_HINT, blinks=12),
     Exit.OUTPUT: Code("a file the operator asked for (`-f` of `list-enrollment-ids`, "
                       "`get-one-identity`'s identity.json) could not be written",
-                      "check the output path and that its directory is writable",
+                      "check that the directory is writable and has free space",
                       restarted=None),
     Exit.STATUS_FAILED: Code("`status`: the run failed or was interrupted, and nothing runs it "
                              "again by itself", restarted=None),
