@@ -229,9 +229,20 @@ def test_a_bug_is_loud_and_its_secrets_are_not(
     def provision() -> None:
         raise KeyError({"enrollmentID": "A-35:E7:secret", "key": pem})
 
+    @handles_errors
+    def runner_bug() -> None:
+        """A runner that turns a bug into an internal PepError, as the flow's steps do."""
+        try:
+            raise KeyError({"enrollmentID": "A-35:E7:secret"})
+        except KeyError as e:
+            raise PepError(f"internal error in step install: {type(e).__name__}",
+                           hint="report it") from None
+
     try:
         with pytest.raises(typer.Exit) as ended:
             provision()
+        with pytest.raises(typer.Exit) as converted:
+            runner_bug()
     finally:
         for h in list(root.handlers):
             root.removeHandler(h)
@@ -240,7 +251,12 @@ def test_a_bug_is_loud_and_its_secrets_are_not(
         root.setLevel(level)
     assert ended.value.exit_code == 1
     err = capsys.readouterr().err
-    assert err.startswith("pep-agent: error: internal error in provision: KeyError\n")
     assert "Traceback (most recent call last)" in err
     assert "A-35:E7:secret" not in err and "MHcCAQEEIBsecretbody" not in err
-    assert err.endswith(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}\n")
+    first, _, second = err.partition(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}\n")
+    assert first.startswith("pep-agent: error: internal error in provision: KeyError\n")
+    # The converted bug: its traceback at ERROR, then the runner's one line and hint.
+    assert converted.value.exit_code == 1
+    assert second.startswith("pep-agent: error: internal error: KeyError\nTraceback")
+    assert second.endswith("pep-agent: error: internal error in step install: KeyError\n"
+                           "pep-agent: hint: report it\n")
