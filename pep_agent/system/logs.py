@@ -92,7 +92,10 @@ class _Redact(logging.Filter):
     object itself (systemd-python would send its repr as EXCEPTION_INFO)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
+        try:
+            text = record.getMessage()
+        except Exception:  # a broken format call: its arguments would reach handleError raw
+            text = f"{record.msg} (log arguments that do not fit the format, not shown)"
         record.msg, record.args = redact(text), None
         if record.exc_info:
             if not record.exc_text:

@@ -162,3 +162,10 @@ def test_redact_keeps_ordinary_text() -> None:
     assert redact(line) == line
     cut = '{"enrollmentID": "A-35:E7", "serialNumber": "SN-1", "ssl": {"ke'
     assert redact(f"body: {cut}") == "body: {[redacted] identity document}"
+
+
+def test_a_broken_log_call_does_not_leak_its_arguments(capsys: pytest.CaptureFixture[str]) -> None:
+    setup_logging(journal=False)
+    logging.getLogger("pep_agent.test").info("two %s %s", FSS_KEY)  # one argument missing
+    err = capsys.readouterr().err
+    assert FSS_KEY not in err and "not shown" in err
