@@ -90,8 +90,8 @@ def handles_errors(func: F) -> F:
             bug = e.__context__
             if e.code == Exit.INTERNAL and isinstance(bug, Exception):
                 # A runner turned a bug into this error: its traceback is what matters.
-                log.error("internal error: %s", type(bug).__name__,
-                          exc_info=(type(bug), bug, bug.__traceback__))
+                _log_bug(log, "internal error: %s", type(bug).__name__,
+                         exc_info=(type(bug), bug, bug.__traceback__))
             else:
                 log.debug("error detail", exc_info=True)
             if func.__name__ in RUNS and e.code in _RECORDED and not e.logged:
@@ -107,16 +107,23 @@ def handles_errors(func: F) -> F:
         except (typer.Exit, typer.Abort):
             raise  # typer's own endings: exit codes already
         except Exception as e:
-            # A bug: loud, through the redacting filter of the root handler (set up here if
-            # the command had not); the operator's stderr still ends with one line and a hint.
-            if not logging.getLogger().handlers:
-                setup_logs(False)
-            log.error("internal error in %s: %s", func.__name__.replace("_", "-"),
-                      type(e).__name__, exc_info=True)
+            # A bug: loud, and the operator's stderr still ends with one line and a hint.
+            _log_bug(log, "internal error in %s: %s", func.__name__.replace("_", "-"),
+                     type(e).__name__, exc_info=True)
             print(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}", file=sys.stderr)
             raise typer.Exit(int(Exit.INTERNAL)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _log_bug(log: Any, *args: Any, exc_info: Any) -> None:
+    """A traceback at ERROR, through the root handler's redacting filter: set up here when
+    the command had not (Python's last-resort handler would print it unredacted)."""
+    import logging
+
+    if not logging.getLogger().handlers:
+        setup_logs(False)
+    log.error(*args, exc_info=exc_info)
 
 
 def state_paths(root: Optional[Path]) -> Any:
