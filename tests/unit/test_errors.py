@@ -260,3 +260,33 @@ def test_a_bug_is_loud_and_its_secrets_are_not(
     assert second.startswith("pep-agent: error: internal error: KeyError\nTraceback")
     assert second.endswith("pep-agent: error: internal error in step install: KeyError\n"
                            "pep-agent: hint: report it\n")
+
+
+def test_status_wait_keeps_waiting_while_the_unit_retries(tmp_path: Path) -> None:
+    """A gateway (root /) whose last run failed with 14 a moment ago: `status --wait` waits
+    through "retrying" until the restarted run has provisioned the gateway."""
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    journal = state_dir / "state.json"
+    journal.write_text(json.dumps({
+        "state": "failed", "finished_at": time.time(), "serial": "GW-R",
+        "error": {"code": 14, "name": "SERVER_UNREACHABLE", "message": "m", "hint": "h"}}))
+    env = agent_env(PEP_STATE_DIR=str(state_dir))
+    once = run_agent("status", "--json", env=env)
+    assert once.returncode == int(Exit.STATUS_RETRYING), once.stderr
+    assert json.loads(once.stdout)["state"] == "retrying"
+    waiting = subprocess.Popen([*AGENT, "status", "--wait", "--timeout", "30"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               stdin=subprocess.DEVNULL)
+    try:
+        time.sleep(1.0)
+        assert waiting.poll() is None, "status --wait returned while the unit retries"
+        (state_dir / "provisioned").write_text("GW-R\n")  # the restarted run finished
+        journal.write_text(json.dumps({"state": "provisioned", "serial": "GW-R"}))
+        out, err = waiting.communicate(timeout=20)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+    assert waiting.returncode == 0, err
+    assert out.startswith("state:         provisioned")
