@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest realfcc clean
+.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest realfcc clean exit-codes
 
 setup: $(STAMP)
 
@@ -10,7 +10,8 @@ $(STAMP): pyproject.toml .ci/setup
 	VENV=$(VENV) ./.ci/setup
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check pep_agent tests bench packaging .ci/matrix.py .ci/refresh-targets.py
+	$(VENV)/bin/ruff check pep_agent tests bench packaging .ci/matrix.py .ci/refresh-targets.py \
+		.ci/exit-codes.py
 	$(VENV)/bin/mypy
 
 # The wheel as kirkstone's and scarthgap's build tools make it (see packaging/check-wheel.py).
@@ -53,6 +54,10 @@ bench: $(STAMP)
 DEB_DIR ?= dist
 deb:
 	./.ci/deb $(DEB_DIR)
+
+# The README's exit-code table, from pep_agent/errors.py (a unit test checks they agree).
+exit-codes: $(STAMP)
+	$(PY) .ci/exit-codes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,9 @@
 #
 # Usage: factory-tool.sh HOST [TIMEOUT_SECONDS]
 #   HOST     user@address of the gateway, or "local"
-# Exit status: 0 provisioned (or verified), 1 failed, 2 still running at the timeout.
+# Exit status: 0 provisioned (or verified), 1 failed, 2 not finished at the timeout (running,
+# not started, or retrying: the unit runs a failed run again by itself), 3 no status could be
+# read (ssh failed, not root on the gateway, a usage error or a bug: anything else).
 set -eu
 
 host=${1:?usage: factory-tool.sh HOST [TIMEOUT_SECONDS]}
@@ -26,11 +28,23 @@ on_gateway() {
 # the status below, which is why its exit status is not checked here.
 on_gateway systemctl start pep-agent.service || true
 
-# status exits 0 done, 1 failed, 2 running or not started; capture the JSON either way.
+# status has codes of its own, which no error uses: 0 provisioned or verified, 30 failed,
+# 31 running, 32 not started, 33 retrying (README, "Exit codes and LED blink codes"). A typo
+# here (exit 2) or an ssh failure (255) is not a state; capture the JSON either way.
 set +e
 doc=$(on_gateway pep-agent status --json --wait --timeout "$timeout")
 code=$?
 set -e
+
+case $code in
+    0) outcome=0 ;;
+    30) outcome=1 ;;
+    31|32|33) outcome=2 ;;
+    *)
+        echo "factory-tool: could not read the gateway's status (exit $code)" >&2
+        exit 3
+        ;;
+esac
 
 printf '%s' "$doc" | python3 -c '
 import json, sys
@@ -43,4 +57,4 @@ if error:
     print("error:        ", error.get("message"), "(exit %s)" % error.get("code"))
     print("hint:         ", error.get("hint"))
 '
-exit "$code"
+exit "$outcome"

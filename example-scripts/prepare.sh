@@ -29,7 +29,8 @@ if [ -n "$serial" ]; then
     set_key PEP_SERIAL "$serial"
 fi
 
-# Where this gateway stands (exit 0 provisioned, 1 failed, 2 not started or running).
+# Where this gateway stands (exit 0 provisioned, 30 failed, 31 running, 32 not started,
+# 33 retrying).
 pep-agent status || true
 
 # The server answers and knows its records: a cheap end-to-end check of the network path

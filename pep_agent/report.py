@@ -6,11 +6,21 @@ edge-core's status.
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 from pep_agent import state
+from pep_agent.errors import Exit, StateError, restarted
 from pep_agent.paths import Paths
+
+# A failed run that pep-agent.service runs again by itself (errors.TABLE, "restarted").
+RETRYING = "retrying"
+# How long a failed journal reads as "retrying": the unit's RestartSec (30 s) plus the start of
+# the next run, with margin. A failure older than this was not restarted (a manual run, or a
+# unit that was stopped): it is a failure.
+RESTART_WINDOW_S = 120.0
 
 # The keys of `status --json`, a contract for factory tools (README, "Status JSON").
 KEYS = ("state", "step", "serial", "enrollment_id", "attempt", "next_retry_in", "error",
@@ -18,11 +28,26 @@ KEYS = ("state", "step", "serial", "enrollment_id", "attempt", "next_retry_in", 
         "fcc_ip", "fcc_port", "parsec", "profile", "server", "steps", "timings", "verify")
 
 
-def status_document(paths: Paths) -> dict[str, Any]:
+def status_document(paths: Paths, *, now: float | None = None) -> dict[str, Any]:
+    """The status of provisioning; StateError when the state cannot be read (not root)."""
+    try:
+        return _document(paths, time.time() if now is None else now)
+    except PermissionError:
+        raise StateError("cannot read the provisioning state: permission denied",
+                         hint="run it as root (sudo pep-agent status)") from None
+
+
+def _document(paths: Paths, now: float) -> dict[str, Any]:
+    for place in (paths.state_dir, paths.journal):
+        # state.load reads an unreadable journal as absent: say so instead of "not-started".
+        if place.exists() and not os.access(place, os.X_OK if place.is_dir() else os.R_OK):
+            raise PermissionError(place)
     data = state.load(paths.journal)
     doc: dict[str, Any] = {k: data.get(k) for k in KEYS}
     doc["schema"] = state.SCHEMA
     doc["state"] = state.effective_state(data)
+    if doc["state"] == state.FAILED and not paths.sandboxed and will_restart(data, now):
+        doc["state"] = RETRYING
     doc["steps"] = data.get("steps") or {}
     doc["timings"] = timings(data)
     doc["provisioned"] = paths.provisioned_marker.exists()
@@ -33,6 +58,16 @@ def status_document(paths: Paths) -> dict[str, Any]:
     doc["verify"] = verify_outcome(data)
     doc["edge_core"] = None
     return doc
+
+
+def will_restart(data: dict[str, Any], now: float) -> bool:
+    """A failed run that the unit runs again: its code is restarted, and it is recent."""
+    code = (data.get("error") or {}).get("code")
+    ended = data.get("finished_at") or data.get("updated_at")
+    if not isinstance(code, int) or not isinstance(ended, (int, float)):
+        return False
+    # A clock set back since (no RTC, then NTP) makes the age negative: still recent.
+    return restarted(code) and now - ended < RESTART_WINDOW_S
 
 
 def verify_outcome(data: dict[str, Any]) -> dict[str, Any] | None:
@@ -77,13 +112,17 @@ def timings(data: dict[str, Any]) -> dict[str, float | None]:
             "agent_s": round(total - outside, 4) if steps else None}
 
 
-def exit_code(st: str) -> int:
-    """Like `cloud-init status`: 0 done, 1 failed, 2 running or not yet run."""
+def exit_code(st: str) -> Exit:
+    """`status`'s exit code: 0 done, else a 30-range code no error uses (errors.TABLE)."""
     if st in (state.DONE, state.VERIFIED):
-        return 0
+        return Exit.OK
     if st in (state.FAILED, state.INTERRUPTED):
-        return 1
-    return 2
+        return Exit.STATUS_FAILED
+    if st == state.RUNNING:
+        return Exit.STATUS_RUNNING
+    if st == RETRYING:
+        return Exit.STATUS_RETRYING
+    return Exit.STATUS_NOT_STARTED
 
 
 def human(doc: dict[str, Any]) -> str:
@@ -98,6 +137,8 @@ def human(doc: dict[str, Any]) -> str:
     if doc.get("attempt"):
         retry = doc.get("next_retry_in")
         more = f", next try in {retry:.1f} s" if retry and doc["state"] == "running" else ""
+        if doc["state"] == RETRYING:
+            more = ", the unit runs it again"
         lines.append(f"attempt:       {doc['attempt']}{more}")
     err = doc.get("error")
     if err:

@@ -1,15 +1,21 @@
-"""The Typer application, shared options and the error-to-exit-code wrapper. No side effects."""
+"""The Typer application, shared options and the error-to-exit-code wrapper.
+
+Side effects: none, except that a configuration error of `provision` or `reprovision` is
+recorded in the journal (pep_agent/failures.py) and a bug's traceback is logged.
+"""
 
 from __future__ import annotations
 
 import functools
+import signal
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import typer
 
-from pep_agent.errors import Exit, PepError
+from pep_agent.errors import TABLE, AbortedError, Exit, PepError, Reported
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,7 +62,7 @@ def debug_option() -> Any:
     return typer.Option(False, "--debug", help="Verbose logs and tracebacks.")
 
 
-def fail(err: PepError) -> None:
+def fail(err: Reported) -> None:
     """Print the one-line error and its hint to stderr."""
     if not err.logged:
         print(f"pep-agent: error: {err.message}", file=sys.stderr)
@@ -64,24 +70,88 @@ def fail(err: PepError) -> None:
         print(f"pep-agent: hint: {err.hint}", file=sys.stderr)
 
 
+# The commands whose runs the journal records: a configuration error of theirs is recorded
+# there too (pep_agent/failures.py), so that `status` reports it.
+RUNS = ("provision", "reprovision")
+_RECORDED = (Exit.CONFIG, Exit.SERIAL)
+
+
 def handles_errors(func: F) -> F:
-    """Map PepError to its exit code; tracebacks only at debug level."""
+    """Map errors to their exit codes: one line and a hint; a bug's traceback at ERROR."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        import logging  # imported here: status and --help never log
+
+        log = logging.getLogger("pep_agent")
         try:
             return func(*args, **kwargs)
         except PepError as e:
-            import logging  # imported here: status and --help never log
-
-            logging.getLogger("pep_agent").debug("error detail", exc_info=True)
+            bug = e.__context__
+            if e.code == Exit.INTERNAL and isinstance(bug, Exception):
+                # A runner turned a bug into this error: its traceback is what matters.
+                _log_bug(log, "internal error: %s", type(bug).__name__,
+                         exc_info=(type(bug), bug, bug.__traceback__))
+            else:
+                log.debug("error detail", exc_info=True)
+            if func.__name__ in RUNS and e.code in _RECORDED and not e.logged:
+                _record(kwargs.get("root"), e)
+            fail(e)
+            raise typer.Exit(int(e.code)) from None
+        except AbortedError as e:
             fail(e)
             raise typer.Exit(int(e.code)) from None
         except KeyboardInterrupt:
-            print("pep-agent: interrupted", file=sys.stderr)
-            raise typer.Exit(int(Exit.ABORTED)) from None
+            fail(AbortedError.by_signal(signal.SIGINT))
+            raise typer.Exit(int(Exit.SIGINT)) from None
+        except (typer.Exit, typer.Abort):
+            raise  # typer's own endings: exit codes already
+        except Exception as e:
+            # A bug: loud, and the operator's stderr still ends with one line and a hint.
+            _log_bug(log, "internal error in %s: %s", func.__name__.replace("_", "-"),
+                     type(e).__name__, exc_info=True)
+            print(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}", file=sys.stderr)
+            raise typer.Exit(int(Exit.INTERNAL)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _log_bug(log: Any, *args: Any, exc_info: Any) -> None:
+    """A traceback at ERROR, through the root handler's redacting filter: set up here when
+    the command had not (Python's last-resort handler would print it unredacted)."""
+    import logging
+
+    if not logging.getLogger().handlers:
+        setup_logs(False)
+    log.error(*args, exc_info=exc_info)
+
+
+def state_paths(root: Optional[Path]) -> Any:
+    """Where the journal is, from the root only (--root, else PEP_ROOT, else /): not the
+    settings, nor the env file, which lives under the root and so never sets it. Status reads
+    there, and a configuration error is recorded there."""
+    import os
+
+    from pep_agent.paths import Paths
+
+    chosen = root or os.environ.get("PEP_ROOT")
+    return Paths(Path(chosen) if chosen else Path("/"),
+                 state_setting=os.environ.get("PEP_STATE_DIR") or None)
+
+
+def _record(root: Any, err: PepError) -> None:
+    """Record a configuration error of a run when the root and the state directory allow."""
+    if root is not None and (not isinstance(root, Path) or not root.is_dir()):
+        return  # a bad --root: no place to record it
+    try:
+        paths = state_paths(root)
+    except (OSError, ValueError):
+        return
+    if "\x00" in str(paths.root) or not paths.root.is_dir():
+        return
+    from pep_agent.failures import record_failure
+
+    record_failure(paths, err)
 
 
 def setup_logs(debug: bool) -> None:

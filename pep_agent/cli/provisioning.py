@@ -42,13 +42,26 @@ def _no_reboot() -> Any:
 
 
 def _stop_on_sigterm() -> None:
-    """A `kill` or `timeout` from a factory script ends the run through its cleanup (FCC)."""
+    """SIGTERM (`kill`, `timeout`, systemd) and SIGINT end the run through its cleanup (FCC).
+
+    Both raise AbortedError, which no retry loop catches, so the run records "aborted by
+    SIGTERM" and the CLI exits 128 + the signal's number. A second signal is ignored: it
+    must not cut that cleanup short (SIGKILL still ends the process).
+    """
     import signal
 
-    def _exit(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+    from pep_agent.errors import AbortedError
 
-    signal.signal(signal.SIGTERM, _exit)
+    def _later(signum: int, frame: object) -> None:
+        pass  # a handler, not SIG_IGN: children started by the cleanup must not inherit it
+
+    def _abort(signum: int, frame: object) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, _later)
+        raise AbortedError.by_signal(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _abort)
 
 
 def require_root(command: str, root: Optional[Path]) -> None:
@@ -142,14 +155,17 @@ def status(root: Optional[Path] = root_option(),
            wait: bool = typer.Option(False, "--wait", help="Block until the run ends."),
            timeout: float = typer.Option(3600.0, help="Longest --wait, seconds."),
            ) -> None:
-    """Where provisioning is: exit 0 done, 1 failed, 2 running or not started."""
+    """Where provisioning is: exit 0 done, 30 failed, 31 running, 32 not started, 33 retrying."""
     from pep_agent import report
+    from pep_agent.cli.app import state_paths
 
-    paths = _paths(root)
+    paths = state_paths(root)
     deadline = time.monotonic() + timeout
     doc = report.status_document(paths)
-    # Like `cloud-init status --wait`: a run that has not started yet is waited for too.
-    while wait and doc["state"] in ("running", "not-started") and time.monotonic() < deadline:
+    # Like `cloud-init status --wait`: a run that has not started yet is waited for too, and
+    # so is a failed one that the unit runs again.
+    while (wait and doc["state"] in ("running", "not-started", report.RETRYING)
+           and time.monotonic() < deadline):
         time.sleep(0.5)
         doc = report.status_document(paths)
     if doc["provisioned"] and not paths.sandboxed:
@@ -168,7 +184,7 @@ def status(root: Optional[Path] = root_option(),
         print(json.dumps(doc, indent=2, sort_keys=True))
     else:
         print(report.human(doc))
-    raise typer.Exit(report.exit_code(doc["state"]))
+    raise typer.Exit(int(report.exit_code(doc["state"])))
 
 
 @app.command()
@@ -209,15 +225,3 @@ def led(state: str = typer.Argument(..., help="off, provisioning, waiting, succe
     problems = led.show(state)
     if problems:
         raise LedError(f"LED state {state} not shown: " + "; ".join(dict.fromkeys(problems)))
-
-
-def _paths(root: Optional[Path]) -> Any:
-    """Status needs the root only (--root, else PEP_ROOT, else /): not the settings module, nor
-    the env file, which lives under the root and so never sets it."""
-    import os
-
-    from pep_agent.paths import Paths
-
-    chosen = root or os.environ.get("PEP_ROOT")
-    return Paths(Path(chosen) if chosen else Path("/"),
-                 state_setting=os.environ.get("PEP_STATE_DIR") or None)

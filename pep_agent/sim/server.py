@@ -14,7 +14,6 @@ import datetime
 import html
 import json
 import os
-import re
 import signal
 import ssl
 import sys
@@ -29,16 +28,11 @@ from typing import Any
 from pep_agent.errors import UsageError
 from pep_agent.sim import factory_tool, query, records
 from pep_agent.sim.faults import Faults
+from pep_agent.system.logs import redact
 
 DUPLICATE_MESSAGE = "Identity with this serial number exists already!"
 REQUEST_LOG_SIZE = 10_000
 MAX_BODY = 64 * 1024
-_SECRET_IN_URL = re.compile(r"(verificationKey=)[^&\s\"']*", re.IGNORECASE)
-
-
-def redact(text: str) -> str:
-    """text with every verificationKey value masked."""
-    return _SECRET_IN_URL.sub(r"\1[redacted]", text)
 
 
 class SimHTTPServer(ThreadingHTTPServer):

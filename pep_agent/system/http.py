@@ -3,7 +3,8 @@
 Side effects: network requests to the configured server only. Each request is bounded as a
 whole (a watchdog shuts its socket down at the deadline, however slowly the server trickles);
 redirects are never followed; HTTP failures become PepErrors with the documented exit codes.
-Every value sent as a secret is redacted from any text built from an answer (messages, logs).
+Every value sent as a secret is redacted (system/logs.redact) from any text built from an
+answer (messages); log lines are redacted by the root handler's filter.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import contextlib
 import email.utils
 import json
 import logging
-import re
 import socket
 import threading
 import time
@@ -20,7 +20,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, quote_plus, urljoin, urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -37,6 +37,7 @@ from pep_agent.errors import (
     ServerError,
     ServerUnreachableError,
 )
+from pep_agent.system.logs import redact, remember_secret
 from pep_agent.urls import REQUEST_HEADERS, check_url
 
 if TYPE_CHECKING:
@@ -47,39 +48,6 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1_000_000  # a pep answer is a few hundred bytes; anything huge is not one
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 SECRET_PARAMS = ("verificationKey",)
-_SECRET_PARAM = re.compile(r"(verificationKey=)[^&\s\"]*", re.IGNORECASE)
-REDACTED = "[redacted]"
-# Every secret value this process sent; shorter strings would mask ordinary words.
-_sent_secrets: set[str] = set()
-_MIN_SECRET = 6
-
-
-def remember_secret(value: str) -> None:
-    """From now on, `value` is masked in every text that redact() sees."""
-    if len(value) >= _MIN_SECRET:
-        _sent_secrets.add(value)
-
-
-def redact(text: str) -> str:
-    """`text` with every sent secret, raw or URL-encoded, and any verificationKey= masked."""
-    for secret in _sent_secrets:
-        for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
-            text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
-    return _SECRET_PARAM.sub(r"\1" + REDACTED, text)
-
-
-class _RedactSecrets(logging.Filter):
-    """urllib3 logs every request line at debug level, query string included: mask the key."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        masked = redact(text)
-        if masked != text:
-            record.msg, record.args = masked, None
-        return True
-
-
-logging.getLogger("urllib3.connectionpool").addFilter(_RedactSecrets())
 
 
 # --- the whole-request deadline ----------------------------------------------------------------

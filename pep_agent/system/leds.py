@@ -10,8 +10,8 @@ directory, and writes are plain writes because sysfs attributes cannot be replac
 How failures are signalled on one colour: the kernel `timer` trigger only blinks at a steady
 rate, so it cannot say "N blinks, then a pause". The `pattern` trigger (kernel 4.20+,
 CONFIG_LEDS_TRIGGER_PATTERN) can, so a failure class is shown as N short blinks (200 ms on,
-300 ms off) followed by a 2 s dark pause, repeated; N is `BLINK_CODES[code]`, which is the
-exit code minus 9. When the LED has no pattern trigger (writing "pattern" to `trigger` is
+300 ms off) followed by a 2 s dark pause, repeated; N is the blink code of the exit code in
+errors.TABLE. When the LED has no pattern trigger (writing "pattern" to `trigger` is
 refused, or no `pattern` attribute appears), the failure falls back to a steady timer blink
 with delay_on = N x 200 ms and delay_off = 2000 ms: still distinct per class and readable
 from `delay_on`, but not countable by eye. No helper process is left running to fake a
@@ -28,21 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pep_agent.errors import ConfigError, Exit
+from pep_agent.errors import TABLE, ConfigError, Exit
 from pep_agent.system import proc
 
 log = logging.getLogger(__name__)
 
-# Exit code minus 9: an operator who counts N blinks reads exit code 9 + N in the README table.
+# The failure classes the LED shows, with their blink counts: errors.TABLE, the one contract.
 BLINK_CODES: dict[Exit, int] = {
-    code: int(code) - 9
-    for code in (
-        Exit.SERIAL, Exit.NETWORK, Exit.FCC_START, Exit.FCC_EXCHANGE,
-        Exit.SERVER_UNREACHABLE, Exit.ALREADY_PROVISIONED, Exit.SERVER_ERROR,
-        Exit.BAD_RESPONSE, Exit.INSTALL, Exit.SYSTEMD, Exit.VERIFICATION, Exit.RESUME,
-        Exit.SEALING,
-    )
-}
+    code: row.blinks for code, row in TABLE.items() if row.blinks is not None}
 
 
 def _failure_name(code: Exit) -> str:
@@ -62,9 +55,9 @@ FALLBACK_ON_MS_PER_BLINK = 200
 DEFAULT_MAX_BRIGHTNESS = 255
 
 
-def failure_state(code: Exit) -> str:
+def failure_state(code: int) -> str:
     """The LED state for a failure exit code; codes without their own pattern get "failed"."""
-    return _failure_name(code) if code in BLINK_CODES else "failed"
+    return _failure_name(Exit(code)) if code in BLINK_CODES else "failed"
 
 
 @dataclass(frozen=True)

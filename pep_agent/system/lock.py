@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from pep_agent.errors import BusyError, InstallError
+from pep_agent.errors import BusyError, StateError
 
 
 class RunLock:
@@ -30,7 +30,7 @@ class RunLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         except OSError as e:
             if e.errno == errno.ELOOP:
-                raise InstallError(f"the run lock {self.path} is a symbolic link; refusing it",
+                raise StateError(f"the run lock {self.path} is a symbolic link; refusing it",
                                    hint=f"remove it (rm {self.path}) and run again") from None
             raise  # the caller names the state directory and the setting that moves it
         try:

@@ -116,7 +116,7 @@ class TestDebOnBookworm:
         version = chroot_run(root, "pep-agent", "--version")
         assert (version.returncode, version.stdout) == (0, "pep-agent 0.1.0\n"), version
         status = chroot_run(root, "pep-agent", "status", "--json")
-        assert status.returncode == 2, status  # not started yet
+        assert status.returncode == 32, status  # not started yet
         assert '"state": "not-started"' in status.stdout
         helped = chroot_run(root, "pep-agent", "sim", "server", "--help")
         assert helped.returncode == 0 and "--fail-next" in helped.stdout, helped

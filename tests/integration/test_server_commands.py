@@ -465,5 +465,5 @@ def test_get_one_identity_checks_its_output_before_asking(tmp_path: Path,
     (tmp_path / "a-file").write_text("")
     out = run_agent("get-one-identity", "--server", sim_server.url, "-s", "GW-OUT", "-i",
                     "127.0.0.1", "-p", "1", "-o", str(tmp_path / "a-file/identity.json"))
-    assert out.returncode == 18, out.stderr
+    assert out.returncode == 29, out.stderr
     assert sim_server.get("/v3/enrollment-id", serialNumber="GW-OUT").status_code == 404

@@ -75,11 +75,15 @@ def test_retry_delay_honours_retry_after_within_the_cap() -> None:
 
 
 def test_redact_masks_every_form_of_a_sent_secret() -> None:
+    from urllib.parse import quote, quote_plus
+
+    from pep_agent.system.logs import redact, remember_secret
+
     secret = "0a1b2c-3d4e5f/1c2d-35a4e900"
-    http.remember_secret(secret)
+    remember_secret(secret)
     text = (f"bad key {secret}; url ?verificationKey=x&a=1 "
-            f"q={http.quote(secret, safe='')} plus {http.quote_plus(secret).upper()}")
-    masked = http.redact(text)
+            f"q={quote(secret, safe='')} plus {quote_plus(secret).upper()}")
+    masked = redact(text)
     assert secret not in masked and "2F" not in masked.upper()
     assert masked.count("[redacted]") == 4 and "a=1" in masked
 

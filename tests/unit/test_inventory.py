@@ -207,10 +207,10 @@ def test_nothing_is_written_when_the_csv_cannot_be_made(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_unwritable_export_is_exit_18_with_a_local_hint(tmp_path: Path) -> None:
+def test_unwritable_export_is_exit_29_with_a_local_hint(tmp_path: Path) -> None:
     (tmp_path / "taken.json").mkdir()  # a directory where the file should go
     with pytest.raises(PepError) as info:
         inventory.write_exports(str(tmp_path / "taken"), {"results": []}, csv=False)
-    assert info.value.code == Exit.INSTALL
+    assert info.value.code == Exit.OUTPUT
     assert "taken.json" in info.value.message
     assert "userdata" not in (info.value.hint or "")

@@ -249,7 +249,8 @@ def test_failure_states_and_blink_codes() -> None:
     assert len(set(STATES)) == len(STATES)
     assert BLINK_CODES[Exit.SERIAL] == 1
     assert BLINK_CODES[Exit.SEALING] == 14
-    assert len(set(BLINK_CODES.values())) == len(BLINK_CODES) == 13
+    assert BLINK_CODES[Exit.STATE] == 12
+    assert len(set(BLINK_CODES.values())) == len(BLINK_CODES) == 14
 
 
 def test_show_returns_the_problems_a_line_test_must_see(tmp_path: Path) -> None:

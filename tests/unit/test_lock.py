@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import BusyError, Exit, InstallError
+from pep_agent.errors import BusyError, Exit, StateError
 from pep_agent.paths import LEGACY_STATE_DIR, Paths
 from pep_agent.profiles import PROFILES
 from pep_agent.system.lock import RunLock
@@ -86,12 +86,12 @@ def test_a_symlink_at_the_lock_path_is_refused_and_its_target_untouched(tmp_path
     victim = tmp_path / "victim"
     victim.write_text("precious\n")
     lock_path.symlink_to(victim)
-    with pytest.raises(InstallError, match="symbolic link"), RunLock(lock_path):
+    with pytest.raises(StateError, match="symbolic link"), RunLock(lock_path):
         pass
     assert victim.read_text() == "precious\n"
 
 
-def test_provision_refuses_a_symlinked_lock_with_one_line_and_exit_18(tmp_path: Path) -> None:
+def test_provision_refuses_a_symlinked_lock_with_one_line_and_exit_28(tmp_path: Path) -> None:
     root = tmp_path / "root"
     lock_path = Paths(root).lock
     lock_path.parent.mkdir(parents=True)
@@ -99,7 +99,7 @@ def test_provision_refuses_a_symlinked_lock_with_one_line_and_exit_18(tmp_path: 
     victim.write_text("precious\n")
     lock_path.symlink_to(victim)
     out = provision(root, f"http://127.0.0.1:{free_port()}", "SN-LOCK", "true")
-    assert out.returncode == int(Exit.INSTALL), out.stderr
+    assert out.returncode == int(Exit.STATE), out.stderr
     errors = [line for line in out.stderr.splitlines() if "symbolic link" in line]
     assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
     assert victim.read_text() == "precious\n"

@@ -1,4 +1,5 @@
 import json
+import os
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -7,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent import report
+from pep_agent.errors import TABLE, Exit, StateError
 from pep_agent.paths import Paths
 from tests.agentprocs import free_port
 
@@ -49,16 +51,75 @@ def test_document_of_a_failed_run(tmp_path: Path) -> None:
         "steps": {"preflight": {"status": "done", "duration_s": 0.01},
                   "request-identity": {"status": "failed", "duration_s": 2.0}}}))
     doc = report.status_document(paths)
-    assert doc["state"] == "failed" and report.exit_code(doc["state"]) == 1
+    assert doc["state"] == "failed" and report.exit_code(doc["state"]) == 30
     assert doc["timings"]["agent_s"] == 0.01 and doc["edge_core"] is None
     text = report.human(doc)
     assert "cannot reach x (exit 14)" in text and "hint:          check the URL" in text
 
 
-def test_states_map_to_cloud_init_like_codes(tmp_path: Path) -> None:
+def test_states_map_to_codes_no_error_uses(tmp_path: Path) -> None:
     assert report.status_document(Paths(tmp_path))["state"] == "not-started"
-    assert [report.exit_code(s) for s in ("provisioned", "verified", "failed", "interrupted",
-                                          "running", "not-started")] == [0, 0, 1, 1, 2, 2]
+    states = ("provisioned", "verified", "failed", "interrupted", "running", "not-started",
+              "retrying")
+    codes = [report.exit_code(s) for s in states]
+    assert codes == [0, 0, 30, 30, 31, 32, 33]
+    # Not 1 (a bug) nor 2 (a typo in a polling script), nor any error's code.
+    assert not {1, 2} & set(codes)
+    assert all(TABLE[c].restarted is None for c in codes if c)
+
+
+def _gateway_paths(tmp_path: Path) -> Paths:
+    """Paths of a real gateway (root /, not a sandbox) whose state directory is tmp_path."""
+    return Paths(Path("/"), state_setting=str(tmp_path / "state"))
+
+
+def _failed(paths: Paths, code: int, finished_at: float) -> None:
+    paths.state_dir.mkdir(parents=True, exist_ok=True)
+    paths.journal.write_text(json.dumps({
+        "state": "failed", "finished_at": finished_at, "updated_at": finished_at,
+        "error": {"code": code, "name": Exit(code).name, "message": "m", "hint": "h"}}))
+
+
+@pytest.mark.parametrize(("code", "age", "expected"), [
+    (14, 5.0, "retrying"),  # server unreachable: the unit restarts it in 30 s
+    (14, -3600.0, "retrying"),  # the clock was set back since (no RTC, then NTP)
+    (14, report.RESTART_WINDOW_S + 1, "failed"),  # nothing restarted it: a failure
+    (16, 5.0, "retrying"),
+    (3, 5.0, "failed"),  # configuration: RestartPreventExitStatus
+    (15, 5.0, "failed"),
+    (22, 5.0, "failed"),
+])
+def test_a_failure_the_unit_restarts_reads_as_retrying(
+        tmp_path: Path, code: int, age: float, expected: str) -> None:
+    paths = _gateway_paths(tmp_path)
+    assert not paths.sandboxed
+    now = 1_800_000_000.0
+    _failed(paths, code, now - age)
+    doc = report.status_document(paths, now=now)
+    assert doc["state"] == expected
+    assert report.exit_code(doc["state"]) == (33 if expected == "retrying" else 30)
+    assert doc["error"]["code"] == code
+
+
+def test_nothing_restarts_a_sandbox_run(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    now = 1_800_000_000.0
+    _failed(paths, 14, now - 1)
+    assert report.status_document(paths, now=now)["state"] == "failed"
+
+
+def test_an_unreadable_state_is_a_state_error_not_a_traceback(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file: the test needs an ordinary user")
+    paths = _gateway_paths(tmp_path)
+    _failed(paths, 14, 0.0)
+    paths.state_dir.chmod(0)
+    try:
+        with pytest.raises(StateError, match="permission denied") as err:
+            report.status_document(paths)
+    finally:
+        paths.state_dir.chmod(0o700)
+    assert err.value.code == Exit.STATE and "root" in err.value.hint
 
 
 def test_a_reused_pid_does_not_look_like_a_running_agent(tmp_path: Path) -> None:

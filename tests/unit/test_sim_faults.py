@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("cryptography")
 
 from pep_agent.sim.faults import Faults
-from pep_agent.sim.server import redact
+from pep_agent.system.logs import redact
 
 
 def test_defaults_and_start_values() -> None:
