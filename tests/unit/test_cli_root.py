@@ -18,12 +18,18 @@ class Reached(Exception):
     """Raised where the command would start to act on the gateway."""
 
 
+# Where a command got to: the CLI wrapper turns the exception into exit 1, as for any bug.
+REACHED: list[str] = []
+
+
 @pytest.fixture
 def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     monkeypatch.delenv("PEP_ROOT", raising=False)
+    REACHED.clear()
 
     def reached(*args: object, **kwargs: object) -> None:
+        REACHED.append("acting")
         raise Reached
 
     # The first thing after the root check: logging set-up (kept out of this process's
@@ -38,13 +44,13 @@ def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
                                   ["led", "success"], ["provision", "--root", "/"]])
 def test_non_root_on_the_gateway_is_exit_3(not_root: None, argv: list[str]) -> None:
     result = CliRunner().invoke(app, argv)
-    assert not isinstance(result.exception, Reached)
+    assert REACHED == []
     assert result.exit_code == Exit.CONFIG, result.output
     assert f"pep-agent {argv[0]} must run as root" in result.output
     assert "sudo" in result.output and "--root DIR" in result.output
 
 
 def test_non_root_in_a_sandbox_goes_on(not_root: None, tmp_path: Path) -> None:
-    result = CliRunner().invoke(app, ["provision", "--root", str(tmp_path)])
-    assert isinstance(result.exception, Reached)
+    CliRunner().invoke(app, ["provision", "--root", str(tmp_path)])
+    assert REACHED == ["acting"]
     assert list(tmp_path.iterdir()) == []
