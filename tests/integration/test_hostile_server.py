@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, quote, quote_plus
 import pytest
 
 from pep_agent.steps.identity import NO_VERIFICATION_KEY
-from tests.agentprocs import agent_env, provision, run_agent, status
+from tests.agentprocs import NO_INJECTION, agent_env, provision, run_agent, status
 from tests.integration.test_server_commands import make_pki
 from tests.simprocs import fcc_command
 
@@ -203,7 +203,7 @@ def start_hostile() -> Iterator[Callable[..., Hostile]]:
 
 def run(tmp_path: Path, server: Hostile, **env: str) -> subprocess.CompletedProcess[str]:
     return provision(tmp_path / "root", server.url, SERIAL, fcc_command(),
-                     env=agent_env(**env), timeout=90)
+                     env=agent_env(**{**NO_INJECTION, **env}), timeout=90)
 
 
 def journal_text(root: Path) -> str:
