@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from pep_agent import esfs
-from tests.simprocs import SimFcc, SimServer, start_server
+from pep_agent.sim import harness
+from tests.simprocs import SimFcc, SimServer, sim_argv, start_server
 
 EID = re.compile(r"A-([0-9a-f]{2}:){31}[0-9a-f]{2}")
 SERIAL = "LINE 7/GW+001,rev=2"
@@ -232,3 +233,16 @@ def test_records_persist_in_the_given_file(tmp_path: Path, sim_fcc: StartFcc) ->
         assert second.get("/v3/enrollment-id", serialNumber="GW-p").status_code == 200
     finally:
         second.stop()
+
+
+def test_the_port_file_names_where_the_server_listens(server: SimServer, tmp_path: Path) -> None:
+    written = harness.read_port_file(server.db.parent / "port")
+    assert written is not None and server.url == f"http://{written[0]}:{written[1]}"
+    assert server.get("/_sim/faults").status_code == 200
+    # A second server on the same port cannot listen: it ends, and the harness says so at
+    # once rather than wait out its deadline.
+    with pytest.raises(RuntimeError, match="exited before it wrote"):
+        harness.start(sim_argv("server", "--port", str(written[1]), "--db",
+                               str(tmp_path / "second.sqlite")), tmp_path / "second.port",
+                      timeout=60)
+    assert not (tmp_path / "second.port").exists()
