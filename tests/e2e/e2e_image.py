@@ -36,10 +36,10 @@ BASE_PACKAGES = (
     "python3-psutil",
     "python3-systemd",
 )
-# The pip-installed gateway image: the base, with typer from the wheels below rather than
-# Debian's python3-typer (0.7 on bookworm, which the .deb gateways test): the newest typer
-# the agent supports, as pip resolves it on a gateway. typer 0.28 vendors click, so
-# python3-click is not needed; it imports rich and shellingham.
+# The root of the gateways that get the agent's wheel: the base, with typer from the wheels
+# below rather than Debian's python3-typer (0.7 on bookworm, which the agent accepts too and
+# the .deb gateways test): the newest typer the agent accepts, as pip resolves it. typer 0.28
+# vendors click, so python3-click is not needed; it imports rich and shellingham.
 PACKAGES = (
     *BASE_PACKAGES,
     "python3-cbor2",
