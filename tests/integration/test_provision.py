@@ -153,7 +153,7 @@ def _no_fcc_left(root: Path) -> bool:
     return False
 
 
-def test_fcc_ignoring_sigterm_is_killed(tmp_path: Path, server: SimServer) -> None:
+def test_fcc_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
     root = tmp_path / "gw"
     env = agent_env(PEP_FCC_START_TIMEOUT="2", **SERVER_AWAY)
     out = provision(root, f"http://127.0.0.1:{free_port()}", "GW-TERM",
