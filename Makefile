@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest realfcc clean exit-codes
+.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest ptest realfcc clean exit-codes
 
 setup: $(STAMP)
 
@@ -18,8 +18,11 @@ lint: $(STAMP)
 wheel-check: $(STAMP)
 	$(PY) packaging/check-wheel.py
 
+# The tests mostly wait on processes and sockets: two workers (pytest-xdist) halve the time on
+# two cores. TEST_WORKERS=0 runs them in this process.
+TEST_WORKERS ?= 2
 test: lint wheel-check
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
 
 # The tests on each target's Python with exactly the versions it ships (.ci/targets.json,
 # refreshed by .ci/refresh-targets.py), plus the newest libraries on 3.9 and 3.13; each in its
@@ -40,6 +43,11 @@ e2e: $(STAMP)
 crashtest: $(STAMP)
 	PEP_CRASH_FULL=1 $(PY) -m pytest -q -s -p no:cacheprovider --timeout=0 \
 		tests/integration/test_crash_states.py tests/integration/test_disk_faults.py -k "crash_state or syscall"
+
+# The Yocto recipe's run-ptest on an installed copy with every unit test (`make test` gives it
+# a few: the unit tests themselves run there already).
+ptest: $(STAMP)
+	PEP_PTEST_FULL=1 $(PY) -m pytest -q tests/integration/test_ptest.py
 
 # With PEP_REAL_FCC=/path/to/factory-configurator-client-example.elf (packaging/real-fcc/build.sh
 # builds one): sim fcc compared with the real FCC, and the provisioning tests with the real FCC

@@ -15,7 +15,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Target:
-    """One target of issue 6: value against limit (smaller is better unless at_least)."""
+    """One target: value against limit (smaller is better unless at_least)."""
 
     name: str
     value: float

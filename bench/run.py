@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""`make bench`: how fast and how light pep-agent is, next to its floors (issue 6).
+"""`make bench`: how fast and how light pep-agent is, next to its floors.
 
 Runs every measurement against a simulated pep server on 127.0.0.1 and sandbox gateways in a
 temporary directory, prints each figure (median and spread over repeated runs) as it finishes,

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 import sys
-import time
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -20,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.children import Child, Finished
+from pep_agent.sim import harness
 
 START_TIMEOUT = 30.0
 HTTP_TIMEOUT = 120.0
-SERVER_LINE = re.compile(r"^pep sim server listening on (http://\S+)", re.MULTILINE)
-FCC_PORT_LINE = re.compile(r"Client IP Address and Port :\s+(\d+\.\d+\.\d+\.\d+):(\d+)")
 # Variables that would change how the agent runs (journald, sd_notify, settings, profiling).
 # PYTHONDONTWRITEBYTECODE goes too: a gateway image ships .pyc files, and without them every
 # module edited since its last cached compile would be compiled again at each start.
@@ -64,19 +61,10 @@ class Tools:
         return env
 
 
-def wait_for_line(path: Path, pattern: re.Pattern[str], child: Child,
-                  timeout: float = START_TIMEOUT) -> re.Match[str]:
-    """The first match of pattern in a child's output file, polled for at most timeout."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = pattern.search(path.read_text(encoding="utf-8", errors="replace"))
-        if found:
-            return found
-        if child.result is not None or _ended(child):
-            break
-        time.sleep(0.005)
-    raise RuntimeError(f"{child.argv[0]} {child.argv[1:3]} printed no {pattern.pattern!r} "
-                       f"within {timeout:g} s")
+def wait_listening(child: Child, port_file: Path) -> tuple[str, int]:
+    """Where a simulator started with `--port-file port_file` listens, once it does."""
+    return harness.wait_for_port_file(port_file, timeout=START_TIMEOUT,
+                                      alive=lambda: child.result is None and not _ended(child))
 
 
 def _ended(child: Child) -> bool:
@@ -92,15 +80,18 @@ class SimServer:
 
     def __init__(self, tools: Tools, work: Path) -> None:
         work.mkdir(parents=True, exist_ok=True)
+        port_file = work / "sim-server.port"
+        port_file.unlink(missing_ok=True)
         argv = [tools.agent, "sim", "server", "--host", "127.0.0.1", "--port", "0",
-                "--db", str(work / "pep-sim.sqlite")]
+                "--db", str(work / "pep-sim.sqlite"), "--port-file", str(port_file)]
         self.child = Child(argv, out_dir=work, name="sim-server", env=tools.env(),
                            die_with_parent=True)
         try:
-            self.url = wait_for_line(self.child.stdout, SERVER_LINE, self.child).group(1)
+            host, port = wait_listening(self.child, port_file)
         except RuntimeError:
             self.stop()
             raise
+        self.url = f"http://{host}:{port}"
 
     def get(self, path: str, **params: str) -> bytes:
         url = f"{self.url}{path}?{urllib.parse.urlencode(params)}"
@@ -145,11 +136,14 @@ class SimServer:
 def start_fcc(tools: Tools, cwd: Path, name: str) -> tuple[Child, str, int]:
     """An FCC simulator on lo, as a provision would start it; returns it and its address."""
     cwd.mkdir(parents=True, exist_ok=True)
-    child = Child(shlex.split(tools.fcc_command), out_dir=cwd.parent, name=name, cwd=cwd,
+    port_file = cwd / "fcc.port"
+    port_file.unlink(missing_ok=True)
+    child = Child([*shlex.split(tools.fcc_command), "--port-file", str(port_file)],
+                  out_dir=cwd.parent, name=name, cwd=cwd,
                   env=tools.env(ETHERNET_LINUX_IFACE_NAME="lo"))
     try:
-        found = wait_for_line(child.stdout, FCC_PORT_LINE, child)
+        ip, port = wait_listening(child, port_file)
     except RuntimeError:
         child.kill()
         raise
-    return child, found.group(1), int(found.group(2))
+    return child, ip, port

@@ -12,17 +12,25 @@ from typing import Any
 
 AGENT = [sys.executable, "-m", "pep_agent"]
 
-# Short deadlines so that failure tests end quickly; each test may override them.
+# Short deadlines so that failure tests end quickly; each test may override them. The server
+# deadline also cuts a request in progress, so it leaves a successful injection room on a busy
+# machine: a test of an unreachable server takes SERVER_AWAY.
 FAST = {
     "PEP_RETRY_BASE": "0.1",
     "PEP_RETRY_CAP": "0.5",
-    "PEP_SERVER_DEADLINE": "3",
+    "PEP_SERVER_DEADLINE": "15",
     "PEP_NETWORK_DEADLINE": "2",
     "PEP_FCC_START_TIMEOUT": "10",
     "PEP_FCC_EXIT_TIMEOUT": "10",
     "PEP_HTTP_TIMEOUT": "20",
     "PEP_LED_BACKEND": "none",
 }
+# Against a server that is away on purpose: the agent gives up after 2 s.
+SERVER_AWAY = {"PEP_SERVER_DEADLINE": "2"}
+# Against a server that never injects FCC (a stub, a hostile server): after an answer, the
+# agent waits up to PEP_FCC_EXIT_TIMEOUT for an FCC that has nothing to store. A test whose
+# subject is not that wait keeps it short.
+NO_INJECTION = {"PEP_FCC_EXIT_TIMEOUT": "1"}
 
 
 def agent_env(**extra: str) -> dict[str, str]:

@@ -156,7 +156,7 @@ def end_state(root: Path, server: SimServer, serial: str) -> str:
 def assert_no_wasted_identity(server: SimServer, gateways: dict[str, Path],
                               previous: str | None = None,
                               foreign: Collection[str] = ()) -> dict[str, str]:
-    """Issue 9's invariant: no identity the server handed out is lost, none is half-kept.
+    """The wasted-identity invariant: no identity the server handed out is lost, none is half-kept.
 
     For every serial the server holds a record for, its gateway has those credentials
     installed ("installed"), or staged with the journal saying an injection may have happened,

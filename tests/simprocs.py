@@ -22,14 +22,13 @@ from typing import IO, Any
 
 import requests
 
+from pep_agent.sim import harness
+from pep_agent.steps.fcc import parse_fcc_address
 from pep_agent.system import proc
 
 START_TIMEOUT = 30.0
 STOP_GRACE = 5.0
 HTTP_TIMEOUT = 30.0
-SERVER_LINE = re.compile(r"pep sim server listening on (http://\S+)")
-FCC_WAITING_LINE = re.compile(r"^ Client is waiting for incoming connection\.\.\.$")
-FCC_PORT_LINE = re.compile(r"Client IP Address and Port :\s+(\d+\.\d+\.\d+\.\d+):(\d+)")
 # Knobs the `sim server` command line takes; the others are set over HTTP after start.
 _CLI_KNOBS = ("fail_next", "fail_status", "delay", "drop_next", "fcc_timeout")
 _MAX_LINES = 20_000
@@ -89,13 +88,9 @@ class LineReader:
         self._thread.join(timeout)
 
 
-def _spawn(argv: list[str], *, cwd: Path, env: Mapping[str, str] | None = None,
-           ) -> tuple[subprocess.Popen[bytes], LineReader]:
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    child = proc.spawn(argv, env=full_env, cwd=cwd)
+def _reader(child: subprocess.Popen[bytes]) -> LineReader:
     assert child.stdout is not None
-    return child, LineReader(child.stdout)
+    return LineReader(child.stdout)
 
 
 @dataclass
@@ -146,12 +141,13 @@ def start_server(tmp_path: Path, *, port: int = 0, **fault_kwargs: Any) -> SimSe
     for name in _CLI_KNOBS:
         if name in fault_kwargs:
             argv += ["--" + name.replace("_", "-"), str(fault_kwargs[name])]
-    child, output = _spawn(argv, cwd=tmp_path)
-    found = output.wait_for(SERVER_LINE, START_TIMEOUT)
-    if found is None:
-        proc.stop(child, grace=STOP_GRACE)
-        raise RuntimeError(f"sim server did not start:\n{output.text()}")
-    server = SimServer(child, output, found.group(1), db)
+    readers: list[LineReader] = []
+    try:
+        sim = harness.start(argv, tmp_path / "port", cwd=tmp_path, timeout=START_TIMEOUT,
+                            on_spawn=lambda child: readers.append(_reader(child)))
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}:\n{readers[0].text() if readers else ''}") from None
+    server = SimServer(sim.process, readers[0], f"http://{sim.host}:{sim.port}", db)
     rest = {k: v for k, v in fault_kwargs.items() if k not in _CLI_KNOBS}
     if rest:
         server.set_faults(**rest)
@@ -240,24 +236,39 @@ def start_fcc(cwd: Path, *, iface: str = "lo", parsec: bool = False,
               mcc_config: Path | None = None, fault: str | None = None,
               env: Mapping[str, str] | None = None, wait_port: bool = True,
               wrapper: Sequence[str] = (), argv: Sequence[str] | None = None) -> SimFcc:
-    """Start the FCC stand-in in cwd on iface; waits for its port line when wait_port.
+    """Start the FCC stand-in in cwd on iface; with wait_port, waits until it listens: for
+    sim fcc its port file, for another FCC (the real one, or argv) its output.
 
     wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace;
     argv replaces the FCC's own (fcc_argv) when given.
     """
     cwd.mkdir(parents=True, exist_ok=True)
-    child_env = {"ETHERNET_LINUX_IFACE_NAME": iface, **(env or {})}
+    child_env = {**os.environ, "ETHERNET_LINUX_IFACE_NAME": iface, **(env or {})}
+    ours = argv is None and real_fcc() is None
     argv = [*wrapper, *(argv if argv is not None else fcc_argv(parsec, mcc_config, fault))]
-    child, output = _spawn(argv, cwd=cwd, env=child_env)
-    fcc = SimFcc(child, output, cwd)
-    if wait_port:
-        found = output.wait_for(FCC_PORT_LINE, START_TIMEOUT)
-        if found is None:
-            fcc.stop()
-            raise RuntimeError(f"sim fcc printed no port:\n{output.text()}")
-        fcc.ip, fcc.port = found.group(1), int(found.group(2))
-        # FCC prints its port just before listen(); it listens once it says it waits.
-        if output.wait_for(FCC_WAITING_LINE, START_TIMEOUT) is None:
-            fcc.stop()
-            raise RuntimeError(f"fcc never said it waits for a connection:\n{output.text()}")
-    return fcc
+    if not wait_port or not ours:
+        child = proc.spawn(argv, env=child_env, cwd=cwd)
+        fcc = SimFcc(child, _reader(child), cwd)
+        if wait_port:
+            _wait_printed_address(fcc)
+        return fcc
+    readers: list[LineReader] = []
+    try:
+        sim = harness.start(argv, cwd / "fcc.port", cwd=cwd, env=child_env,
+                            timeout=START_TIMEOUT,
+                            on_spawn=lambda child: readers.append(_reader(child)))
+    except RuntimeError as e:
+        raise RuntimeError(f"{e}:\n{readers[0].text() if readers else ''}") from None
+    return SimFcc(sim.process, readers[0], cwd, sim.host, sim.port)
+
+
+def _wait_printed_address(fcc: SimFcc) -> None:
+    """An FCC without a port file: its address as the agent reads it, then its waiting line
+    (it prints its address just before listen(), and listens once it says it waits)."""
+    printed = fcc.output.wait_for("Client IP Address and Port", START_TIMEOUT)
+    address = None if printed is None else parse_fcc_address(printed.string)
+    if address is None or fcc.output.wait_for(
+            "^ Client is waiting for incoming connection", START_TIMEOUT) is None:
+        fcc.stop()
+        raise RuntimeError(f"the FCC printed no address or never waited:\n{fcc.output.text()}")
+    fcc.ip, fcc.port = address

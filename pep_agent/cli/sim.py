@@ -45,6 +45,8 @@ def sim_server(
     fcc_timeout: float = typer.Option(30.0, help="Socket timeout towards FCC."),
     update_auth_cert: Optional[Path] = typer.Option(
         None, help="Certificate (DER or PEM) sent to FCC as mbed.UpdateAuthCert."),
+    port_file: Optional[Path] = typer.Option(
+        None, help="Write HOST:PORT to this file (atomically) once listening."),
 ) -> None:
     """A pep server: the v3 API, records in SQLite, the real FCC exchange."""
     from pep_agent.errors import UsageError
@@ -54,7 +56,7 @@ def sim_server(
 
     _load("server").serve(host, port, db, fail_next=fail_next, fail_status=fail_status,
                           delay=delay, drop_next=drop_next, fcc_timeout=fcc_timeout,
-                          update_auth_cert=update_auth_cert)
+                          update_auth_cert=update_auth_cert, port_file=port_file)
 
 
 @sim_app.command("fcc")
@@ -68,7 +70,9 @@ def sim_fcc(
     no_sync: bool = typer.Option(
         False, "--no-sync", envvar="PEP_SIM_FCC_NO_SYNC",
         help="Write without O_SYNC, as an FCC build that does not sync (crash tests)."),
+    port_file: Optional[Path] = typer.Option(
+        None, help="Write IP:PORT to this file (atomically) once listening."),
 ) -> None:
     """An FCC: prints its IP and port, takes one factory exchange, exits."""
     raise typer.Exit(_load("fcc").run(parsec=parsec, mcc_config=mcc_config, fault=fault,
-                                      sync=not no_sync))
+                                      sync=not no_sync, port_file=port_file))

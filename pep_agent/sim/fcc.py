@@ -33,6 +33,7 @@ from pathlib import Path
 from pep_agent.errors import NetworkError
 from pep_agent.sim import bundle, wire
 from pep_agent.sim.fcc_storage import Storage
+from pep_agent.sim.harness import write_port_file
 from pep_agent.system.netinfo import interface_ipv4
 
 FAULTS = ("crash", "silent", "no-accept", "fail-after", "hang-after", "ignore-term",
@@ -208,7 +209,8 @@ def _after_success(fault: str | None) -> int:
     return EXIT_OK
 
 
-def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) -> int:
+def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool,
+          port_file: Path | None) -> int:
     if fault == "ignore-term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
     storage = Storage(parsec=parsec, mcc_config=mcc_config, cwd=Path.cwd(), sync=sync)
@@ -246,6 +248,8 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) 
     # One write, as the real FCC's one printf, a moment before it listens.
     _out(f"\n Client IP Address and Port :  {addresses[0]}:{port}\n")
     listener.listen(1)
+    if port_file is not None:
+        write_port_file(port_file, addresses[0], port)
     _out(" Client is waiting for incoming connection...")
     if fault == "no-accept":
         _wait_forever()
@@ -261,15 +265,17 @@ def _main(parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool) 
             return _after_success(fault) if code == EXIT_OK else code
 
 
-def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True) -> int:
+def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool = True,
+        port_file: Path | None = None) -> int:
     """Act as FCC until one exchange is done; the exit status (0 after a completed exchange).
 
-    sync=False acts as an FCC build that does not open its files O_SYNC (for crash tests).
+    sync=False acts as an FCC build that does not open its files O_SYNC (for crash tests);
+    port_file is written with IP:PORT once FCC listens (see harness).
     """
     if fault is not None and fault not in FAULTS:
         print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        return _main(parsec, mcc_config, fault, sync)
+        return _main(parsec, mcc_config, fault, sync, port_file)
     except KeyboardInterrupt:
         return 128 + signal.SIGINT

@@ -28,6 +28,7 @@ from typing import Any
 from pep_agent.errors import UsageError
 from pep_agent.sim import factory_tool, query, records
 from pep_agent.sim.faults import Faults
+from pep_agent.sim.harness import write_port_file
 from pep_agent.system.logs import redact
 
 DUPLICATE_MESSAGE = "Identity with this serial number exists already!"
@@ -304,10 +305,12 @@ def _run_until_signal(server: SimHTTPServer) -> None:
 
 def serve(host: str, port: int, db: Path | None, *, fail_next: int = 0,
           fail_status: int = 503, delay: float = 0.0, drop_next: int = 0,
-          fcc_timeout: float = 30.0, update_auth_cert: Path | None = None) -> None:
+          fcc_timeout: float = 30.0, update_auth_cert: Path | None = None,
+          port_file: Path | None = None) -> None:
     """Run the server until SIGTERM or SIGINT; prints its URL as the first stdout line.
 
     update_auth_cert: a certificate file (DER or PEM) sent to FCC as mbed.UpdateAuthCert.
+    port_file: written with HOST:PORT once the server listens (see harness).
     """
     try:
         faults = Faults(fail_next=fail_next, fail_status=fail_status, delay=delay,
@@ -324,6 +327,8 @@ def serve(host: str, port: int, db: Path | None, *, fail_next: int = 0,
     try:
         server = _listen(host, port, store, faults, update_cert)
         print(f"pep sim server listening on http://{host}:{server.port}", flush=True)
+        if port_file is not None:
+            write_port_file(port_file, host, server.port)
         print(f"pep sim server: records in {db}", file=sys.stderr, flush=True)
         _run_until_signal(server)
     finally:

@@ -53,7 +53,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "incremental: steps that build on the previous ones")
-    config.addinivalue_line("markers", "power_cut: the power cut after an injection (issue 9)")
+    config.addinivalue_line("markers", "power_cut: the power cut after an injection")
     config.addinivalue_line("markers", "volatile_var_lib: /var/lib in RAM, as on a read-only "
                             "Yocto root")
     config.addinivalue_line("markers", "server_restart: the pep server restarted during the "

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 
 from e2e_image import (
+    BASE_PACKAGES,
     DEBOOTSTRAP_TIMEOUT,
     MIRROR,
     _locked,
@@ -28,19 +29,13 @@ from e2e_image import (
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
-# The suite's own packages only: what the .deb's Depends pull in (pep-agent: requests, urllib3,
-# psutil, systemd, typer; pep-agent-sim: cbor2, cryptography), preinstalled so that installing
-# the .deb in a test resolves from the root's package lists without a download.
+# The base of every test gateway and what the .deb's Depends pull in (pep-agent: requests,
+# urllib3, psutil, systemd, typer; pep-agent-sim: cbor2, cryptography), all from the suite
+# itself, preinstalled so that installing the .deb in a test resolves from the root's package
+# lists without a download.
 PACKAGES = (
-    "systemd",
-    "systemd-sysv",
-    "dbus",
-    "iproute2",
-    "python3",
-    "python3-requests",
+    *BASE_PACKAGES,
     "python3-urllib3",
-    "python3-psutil",
-    "python3-systemd",
     "python3-typer",
     "python3-cbor2",
     "python3-cryptography",

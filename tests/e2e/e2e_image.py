@@ -24,19 +24,25 @@ from typing import IO
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 
-# What a gateway image carries for the agent, from Debian where the versions fit. typer comes
-# from the two wheels below: bookworm ships typer 0.7, older than the agent needs (0.28
-# vendors click, so python3-click is not needed; it imports rich and shellingham).
-PACKAGES = (
+# What every test gateway's root holds: systemd to boot, and the agent's Debian-packaged
+# libraries that every install of it uses (the .deb roots of e2e_deb add their own).
+BASE_PACKAGES = (
     "systemd",
     "systemd-sysv",
     "dbus",
     "iproute2",
     "python3",
     "python3-requests",
-    "python3-cbor2",
     "python3-psutil",
     "python3-systemd",
+)
+# The root of the gateways that get the agent's wheel: the base, with typer from the wheels
+# below rather than Debian's python3-typer (0.7 on bookworm, which the agent accepts too and
+# the .deb gateways test): the newest typer the agent accepts, as pip resolves it. typer 0.28
+# vendors click, so python3-click is not needed; it imports rich and shellingham.
+PACKAGES = (
+    *BASE_PACKAGES,
+    "python3-cbor2",
     "python3-rich",
     "python3-shellingham",
     "python3-typing-extensions",

@@ -17,10 +17,12 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from e2e_gateway import Gateway, wait_for
+from e2e_gateway import Gateway
 from e2e_image import remove_run, runs_dir
 from e2e_install import install_gateway
 from e2e_netns import SERVER_ADDRESS, NetPair, create, delete
+
+from pep_agent.sim.harness import wait_for_port_file
 
 # PEP_REAL_FCC=/path/to/elf: the gateway runs that FCC build in place of `sim fcc`.
 REAL_FCC_VARIABLE = "PEP_REAL_FCC"
@@ -102,23 +104,21 @@ class Testbed:
         assert self.server is None or self.server.poll() is not None
         log = open(self.server_log, "ab")  # noqa: SIM115 - the child keeps it
         assert self.net is not None
+        port_file = self.work / "server.port"
+        port_file.unlink(missing_ok=True)
         argv = ["ip", "netns", "exec", self.net.server_ns, sys.executable,
                 "-m", "pep_agent", "sim", "server", "--host", self.net.server_ip,
-                "--port", str(SERVER_PORT), "--db", str(self.work / "server.sqlite")]
-        self.server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                       stderr=subprocess.STDOUT, start_new_session=True)
+                "--port", str(SERVER_PORT), "--db", str(self.work / "server.sqlite"),
+                "--port-file", str(port_file)]
+        server = self.server = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
+                                                stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        wait_for(self._server_listens, timeout=SERVER_START_TIMEOUT, what="the pep server")
-
-    def _server_listens(self) -> bool | None:
-        if self.server is None or self.server.poll() is not None:
-            raise RuntimeError(f"the pep server exited; see {self.server_log}")
-        assert self.net is not None
-        probe = subprocess.run(
-            ["ip", "netns", "exec", self.net.server_ns, "ss", "-Hltn",
-             f"sport = :{SERVER_PORT}"], capture_output=True, text=True, timeout=10,
-            check=False)
-        return True if probe.stdout.strip() else None
+        try:
+            wait_for_port_file(port_file, alive=lambda: server.poll() is None,
+                               timeout=SERVER_START_TIMEOUT)
+        except RuntimeError as e:
+            raise RuntimeError(f"the pep server did not start ({e}); see {self.server_log}"
+                               ) from None
 
     def server_call(self, method: str, path: str, body: dict[str, Any] | None = None
                     ) -> tuple[int, str]:

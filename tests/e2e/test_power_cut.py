@@ -7,7 +7,7 @@ boot must end provisioned without asking for an identity again (the server would
 one identity request in the server's log, one deployed record, the credentials FCC stored
 installed with that record's enrollment id, and edge-core not started before the agent is done.
 
-Needs the recovery rule of issue 9 (staged credentials and no saved answer: ask the server
+Needs the recovery rule (staged credentials and no saved answer: ask the server
 for the record). Runs alone with `pytest tests/e2e -m power_cut`.
 """
 

@@ -12,11 +12,12 @@ from tests.simprocs import SimFcc, SimServer, start_fcc, start_server
 
 
 @pytest.fixture
-def sim_server(tmp_path: Path) -> Iterator[SimServer]:
-    """A pep server simulator on 127.0.0.1 with its records under tmp_path."""
-    server = start_server(tmp_path / "sim-server")
-    yield server
-    server.stop()
+def server(tmp_path: Path) -> Iterator[SimServer]:
+    """A pep server simulator of this test's own on 127.0.0.1, its records under tmp_path:
+    the tests set its fault knobs and count its requests."""
+    srv = start_server(tmp_path / "server")
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture

@@ -8,14 +8,13 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pep_agent.system.sealing import SANDBOX_KEY
 from tests.agentprocs import agent_env, free_port, provision, run_agent, service_log, status
-from tests.simprocs import SimServer, fcc_command, start_server
+from tests.simprocs import SimServer, fcc_command
 
 IDENTITY = "userdata/edge_gw_config/identity.json"
 ENV_FILE = "etc/default/pep-agent"
@@ -31,13 +30,6 @@ SETTINGS_COMMANDS = [
     ("get-verification-key", "-s", "GW-1"),
     ("list-enrollment-ids",),
 ]
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[SimServer]:
-    srv = start_server(tmp_path / "server")
-    yield srv
-    srv.stop()
 
 
 def tree(root: Path) -> dict[str, bytes]:

@@ -1,6 +1,6 @@
 """Crash safety: the agent is SIGKILLed at every step boundary, then run again.
 
-Whatever happens, a gateway must end in one of two states (issue 4): provisioned, with a
+Whatever happens, a gateway must end in one of two states: provisioned, with a
 complete identity from one run, or not provisioned, with nothing half-installed; the judge
 of that end state is tests/endstate.py, shared with the other fault-injection modules.
 """

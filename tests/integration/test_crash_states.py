@@ -1,4 +1,4 @@
-"""Issue 14's crash-state explorer: every on-disk state a power cut could leave during a
+"""The crash-state explorer: every on-disk state a power cut could leave during a
 provision, under four persistence models, each followed by a plain rerun of the agent.
 
 The provision is recorded under strace (tests/crash/explore.py), the states are built from

@@ -16,7 +16,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from tests.endstate import (
     start_agent,
     wait_until,
 )
-from tests.simprocs import LineReader, SimServer, fcc_command, start_server
+from tests.simprocs import LineReader, SimServer, fcc_command
 
 TMPFS_SIZE = "4m"  # ample for one run; the tests fill it up on purpose
 HOLDER_READY = 30.0
@@ -83,13 +82,6 @@ class Namespace:
     def close(self) -> None:
         proc.stop(self.process, grace=5.0)
         self.output.close()
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[SimServer]:
-    srv = start_server(tmp_path / "server")
-    yield srv
-    srv.stop()
 
 
 def tmpfs_on(root: Path) -> str:
@@ -249,7 +241,7 @@ def test_identity_folder_turns_read_only_during_the_install(tmp_path: Path,
 
 
 def test_full_state_disk_when_the_answer_arrives(tmp_path: Path, server: SimServer) -> None:
-    """Issue 9, case 4: the state disk fills while the 200 is in flight. The answer cannot be
+    """The state disk fills while the 200 is in flight. The answer cannot be
     saved nor the journal written, yet the identity is installed from memory; the marker
     cannot be written either (exit 18), and the rerun finishes without asking the server."""
     root, serial = tmp_path / "gw", "GW-FULL-STATE"
@@ -284,7 +276,7 @@ def test_full_state_disk_when_the_answer_arrives(tmp_path: Path, server: SimServ
         ns.close()
 
 
-# --- system-call error injection (issue 14) ---------------------------------------------------
+# --- system-call error injection --------------------------------------------------------------
 # Each durable-state system call of a recorded provision, in turn, fails with EIO or ENOSPC
 # (`strace -e inject=CALL:error=E:when=N`), then a plain rerun without faults follows. The
 # sample size, seed and full run are the crash-state explorer's settings (PEP_CRASH_*).

@@ -6,13 +6,21 @@ import json
 import os
 import stat
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from tests.agentprocs import agent_env, free_port, provision, run_agent, service_log, status
+from tests.agentprocs import (
+    NO_INJECTION,
+    SERVER_AWAY,
+    agent_env,
+    free_port,
+    provision,
+    run_agent,
+    service_log,
+    status,
+)
 from tests.simprocs import (
     ENCRYPTED,
     SimServer,
@@ -24,13 +32,6 @@ from tests.simprocs import (
 
 IDENTITY = "userdata/edge_gw_config/identity.json"
 MCC = "userdata/mbed/mcc_config"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[SimServer]:
-    srv = start_server(tmp_path / "server")
-    yield srv
-    srv.stop()
 
 
 def _identity_requests(srv: SimServer) -> int:
@@ -81,7 +82,7 @@ def test_same_serial_on_a_second_gateway_is_refused(tmp_path: Path, server: SimS
     assert provision(tmp_path / "gw1", server.url, "GW-DUP", fcc_command()).returncode == 0
     out = provision(tmp_path / "gw2", server.url, "GW-DUP", fcc_command())
     assert out.returncode == 15, out.stderr
-    # Issue 14, case 6: the record is the first gateway's, and it is working.
+    # The record is the first gateway's, and that gateway is working: refused.
     assert "deployed record for serial GW-DUP" in out.stderr
     assert "a working gateway holds that identity" in out.stderr
     assert "serial GW-DUP is a duplicate" in out.stderr
@@ -100,7 +101,8 @@ def test_parsec(tmp_path: Path, server: SimServer) -> None:
 
 
 def test_server_down(tmp_path: Path) -> None:
-    out = provision(tmp_path / "gw", f"http://127.0.0.1:{free_port()}", "GW-1", fcc_command())
+    out = provision(tmp_path / "gw", f"http://127.0.0.1:{free_port()}", "GW-1", fcc_command(),
+                    env=agent_env(**SERVER_AWAY))
     assert out.returncode == 14, out.stderr
     assert "cannot reach" in out.stderr
     doc = status(tmp_path / "gw")
@@ -151,9 +153,9 @@ def _no_fcc_left(root: Path) -> bool:
     return False
 
 
-def test_fcc_ignoring_sigterm_is_killed(tmp_path: Path, server: SimServer) -> None:
+def test_fcc_ignoring_sigterm_is_killed(tmp_path: Path) -> None:
     root = tmp_path / "gw"
-    env = agent_env(PEP_FCC_START_TIMEOUT="2")
+    env = agent_env(PEP_FCC_START_TIMEOUT="2", **SERVER_AWAY)
     out = provision(root, f"http://127.0.0.1:{free_port()}", "GW-TERM",
                     fcc_command(fault="ignore-term"), env=env)
     assert out.returncode == 14
@@ -229,7 +231,7 @@ def test_invalid_server_responses(tmp_path: Path, body: bytes, ctype: str, needl
     try:
         root = tmp_path / "gw"
         url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        out = provision(root, url, "GW-1", fcc_command())
+        out = provision(root, url, "GW-1", fcc_command(), env=agent_env(**NO_INJECTION))
     finally:
         httpd.shutdown()
         httpd.server_close()

@@ -1,11 +1,10 @@
-"""reprovision on a provisioned gateway (issue 9, case 7): it checks everything before it
+"""reprovision on a provisioned gateway: it checks everything before it
 changes anything, and a run that fails before the new identity is installed puts the old one
 back (Parsec state included) with edge-core unmasked and restarted."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,13 +15,6 @@ from tests.simprocs import SimServer, fcc_command, start_server
 
 SERIAL = "GW-REPRO"
 PARSEC_STATE = "userdata/parsec"
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[SimServer]:
-    srv = start_server(tmp_path / "server")
-    yield srv
-    srv.stop()
 
 
 def _fcc(root: Path, parsec: bool) -> str:

@@ -61,10 +61,10 @@ def work(tmp_path: Path) -> Path:
     return path
 
 
-def test_identity_then_lookups(work: Path, sim_server: SimServer,
+def test_identity_then_lookups(work: Path, server: SimServer,
                                sim_fcc: Callable[..., SimFcc]) -> None:
     fcc = sim_fcc()
-    out = provision_one(work, sim_server, fcc, TRICKY)
+    out = provision_one(work, server, fcc, TRICKY)
     assert out.returncode == 0, out.stderr
     ident = work / "identity.json"
     assert stat.S_IMODE(ident.stat().st_mode) == 0o600
@@ -75,19 +75,19 @@ def test_identity_then_lookups(work: Path, sim_server: SimServer,
     assert "identity.json" in out.stdout and "gatewayServicesAddress" not in out.stdout
     assert fcc.wait_exit(30) == 0  # FCC took the injection and ended as the real one does
 
-    got = pep("get-enrollment-id", "-s", TRICKY, "--server", sim_server.url, cwd=work)
+    got = pep("get-enrollment-id", "-s", TRICKY, "--server", server.url, cwd=work)
     assert (got.returncode, got.stdout, got.stderr) == (0, data["enrollmentID"] + "\n", "")
-    key = pep("get-verification-key", "--serial", TRICKY, "--server", sim_server.url, cwd=work)
+    key = pep("get-verification-key", "--serial", TRICKY, "--server", server.url, cwd=work)
     assert (key.returncode, key.stdout) == (0, "verification-key-does-not-exist\n")
     # PEP_SERVER_URL and PEP_SERIAL stand in for the options.
-    env_only = pep("get-enrollment-id", cwd=work, PEP_SERVER_URL=sim_server.url,
+    env_only = pep("get-enrollment-id", cwd=work, PEP_SERVER_URL=server.url,
                    PEP_SERIAL=TRICKY)
     assert env_only.stdout == got.stdout
 
 
-def test_identity_options_output_and_show(work: Path, sim_server: SimServer,
+def test_identity_options_output_and_show(work: Path, server: SimServer,
                                           sim_fcc: Callable[..., SimFcc]) -> None:
-    out = provision_one(work, sim_server, sim_fcc(), "GW-OPTS", "-a", "https://api.example",
+    out = provision_one(work, server, sim_fcc(), "GW-OPTS", "-a", "https://api.example",
                         "-g", "https://gw.example", "-w", "rev B/2+x", "-r", "02", "-l", "02",
                         "-c", "developer", "-o", "sub/id.json", "--show")
     assert out.returncode == 0, out.stderr
@@ -99,20 +99,20 @@ def test_identity_options_output_and_show(work: Path, sim_server: SimServer,
     assert not (work / "identity.json").exists()
 
 
-def test_paging_across_pages_and_csv_export(work: Path, sim_server: SimServer,
+def test_paging_across_pages_and_csv_export(work: Path, server: SimServer,
                                             sim_fcc: Callable[..., SimFcc]) -> None:
     for serial in SERIALS:
-        out = provision_one(work, sim_server, sim_fcc(), serial)
+        out = provision_one(work, server, sim_fcc(), serial)
         assert out.returncode == 0, out.stderr
     everything = pep("list-enrollment-ids", "-l", "2", "-o", "ASC", "--all", "-e", "csv",
-                     "-f", "gw", "--server", sim_server.url, cwd=work)
+                     "-f", "gw", "--server", server.url, cwd=work)
     assert everything.returncode == 0, everything.stderr
     assert "(5 records, 4 pages)" in everything.stdout
     doc = json.loads((work / "gw.json").read_text())
     records = doc["results"]
     assert [r["serialNumber"] for r in records] == SERIALS
     assert doc["total_count"] == 5
-    log = sim_server.get("/v3/requestLog").json()
+    log = server.get("/v3/requestLog").json()
     pages = [e["url"] for e in log if e["url"].startswith("/v3/enrollment-ids")]
     assert len(pages) == 4  # three pages with records, then the empty one
 
@@ -130,37 +130,37 @@ def test_paging_across_pages_and_csv_export(work: Path, sim_server: SimServer,
         assert jq.stdout == expected.encode()
 
     # One page at a time, continuing with -t, as the reference CLI pages.
-    first = pep("list-enrollment-ids", "-l", "2", "-o", "asc", "--server", sim_server.url,
+    first = pep("list-enrollment-ids", "-l", "2", "-o", "asc", "--server", server.url,
                 cwd=work)
     assert first.returncode == 0, first.stderr
     page1 = json.loads((work / "enrollment_ids_list.json").read_text())
     assert [r["serialNumber"] for r in page1["results"]] == SERIALS[:2]
     assert not (work / "enrollment_ids_list.csv").exists()
     nxt = pep("list-enrollment-ids", "-l", "2", "-o", "ASC", "-t", page1["results"][-1]["_id"],
-              "-f", "p2", "--server", sim_server.url, cwd=work)
+              "-f", "p2", "--server", server.url, cwd=work)
     assert nxt.returncode == 0, nxt.stderr
     page2 = json.loads((work / "p2.json").read_text())
     assert [r["serialNumber"] for r in page2["results"]] == SERIALS[2:4]
-    assert page2 == sim_server.get("/v3/enrollment-ids", limit=2, order="ASC",
+    assert page2 == server.get("/v3/enrollment-ids", limit=2, order="ASC",
                                    last=page1["results"][-1]["_id"]).json()
-    newest = pep("list-enrollment-ids", "-l", "1", "-f", "d", "--server", sim_server.url,
+    newest = pep("list-enrollment-ids", "-l", "1", "-f", "d", "--server", server.url,
                  cwd=work)
     assert newest.returncode == 0
     assert json.loads((work / "d.json").read_text())["results"][0]["serialNumber"] == "PLAIN-5"
 
 
-def test_http_failures_have_their_exit_codes(work: Path, sim_server: SimServer,
+def test_http_failures_have_their_exit_codes(work: Path, server: SimServer,
                                              sim_fcc: Callable[..., SimFcc]) -> None:
-    assert provision_one(work, sim_server, sim_fcc(), "GW-TWICE").returncode == 0
+    assert provision_one(work, server, sim_fcc(), "GW-TWICE").returncode == 0
     (work / "identity.json").unlink()
     again = pep("get-one-identity", "-s", "GW-TWICE", "-i", "127.0.0.1", "-p", "9",
-                "--server", sim_server.url, cwd=work)
+                "--server", server.url, cwd=work)
     assert again.returncode == 15, again.stderr
     assert "already provisioned" in again.stderr and not (work / "identity.json").exists()
     no_fcc = pep("get-one-identity", "-s", "GW-NOFCC", "-i", "127.0.0.1", "-p",
-                 str(free_port()), "--server", sim_server.url, cwd=work)
+                 str(free_port()), "--server", server.url, cwd=work)
     assert no_fcc.returncode == 16 and "FCC" in no_fcc.stderr
-    missing = pep("get-enrollment-id", "-s", "nobody", "--server", sim_server.url, cwd=work)
+    missing = pep("get-enrollment-id", "-s", "nobody", "--server", server.url, cwd=work)
     assert (missing.returncode, missing.stdout) == (24, "")
     assert "not found" in missing.stderr
     down = pep("get-verification-key", "-s", "x", "--server",
@@ -169,7 +169,7 @@ def test_http_failures_have_their_exit_codes(work: Path, sim_server: SimServer,
     for args in (["get-enrollment-id"], ["list-enrollment-ids", "-l", "0"],
                  ["list-enrollment-ids", "-o", "UP"], ["list-enrollment-ids", "-e", "xml"],
                  ["get-one-identity", "-s", "x", "-i", "127.0.0.1"]):
-        usage = pep(*args, "--server", sim_server.url, cwd=work)
+        usage = pep(*args, "--server", server.url, cwd=work)
         assert usage.returncode == 2, (args, usage.stderr)
     assert not list(work.glob("enrollment_ids_list*"))
 
@@ -387,15 +387,15 @@ def journal_namespace(persistent: bool) -> tuple[str, ...]:
 
 
 @pytest.mark.skipif(not _namespace_ok(), reason="needs root, unshare and journalctl")
-def test_fss_sends_the_verification_key(work: Path, sim_server: SimServer,
+def test_fss_sends_the_verification_key(work: Path, server: SimServer,
                                         sim_fcc: Callable[..., SimFcc]) -> None:
     fcc = sim_fcc()
     assert fcc.ip and fcc.port
     out = pep("get-one-identity", "-s", "GW-FSS", "-i", fcc.ip, "-p", str(fcc.port), "-k",
-              "-e", "15min", "-v", "--debug", "--server", sim_server.url, cwd=work,
+              "-e", "15min", "-v", "--debug", "--server", server.url, cwd=work,
               wrap=journal_namespace(persistent=True), PEP_ROOT="/")
     assert out.returncode == 0, out.stderr
-    key = pep("get-verification-key", "-s", "GW-FSS", "--server", sim_server.url, cwd=work)
+    key = pep("get-verification-key", "-s", "GW-FSS", "--server", server.url, cwd=work)
     value = key.stdout.strip()
     assert key.returncode == 0 and value.endswith("-" + format(15 * 60 * 10**6, "x"))
     seed = value.split("/")[0]  # the secret part, also as it looks URL-encoded
@@ -403,11 +403,11 @@ def test_fss_sends_the_verification_key(work: Path, sim_server: SimServer,
     assert seed not in (work / "identity.json").read_text()
 
     failed = pep("get-one-identity", "-s", "GW-FSS-2", "-i", fcc.ip, "-p", str(fcc.port), "-k",
-                 "--server", sim_server.url, cwd=work, wrap=journal_namespace(persistent=False),
+                 "--server", server.url, cwd=work, wrap=journal_namespace(persistent=False),
                  PEP_ROOT="/")
     assert failed.returncode == 23, failed.stderr
     assert "cannot seal the journal" in failed.stderr
-    asked = [e["url"] for e in requests.get(sim_server.url + "/v3/requestLog", timeout=10).json()]
+    asked = [e["url"] for e in requests.get(server.url + "/v3/requestLog", timeout=10).json()]
     assert not any("GW-FSS-2" in u for u in asked)  # no request without the key
 
 
@@ -461,9 +461,9 @@ def test_progress_only_on_a_terminal(work: Path, recorder: Recorder) -> None:
 
 
 def test_get_one_identity_checks_its_output_before_asking(tmp_path: Path,
-                                                          sim_server: SimServer) -> None:
+                                                          server: SimServer) -> None:
     (tmp_path / "a-file").write_text("")
-    out = run_agent("get-one-identity", "--server", sim_server.url, "-s", "GW-OUT", "-i",
+    out = run_agent("get-one-identity", "--server", server.url, "-s", "GW-OUT", "-i",
                     "127.0.0.1", "-p", "1", "-o", str(tmp_path / "a-file/identity.json"))
     assert out.returncode == 29, out.stderr
-    assert sim_server.get("/v3/enrollment-id", serialNumber="GW-OUT").status_code == 404
+    assert server.get("/v3/enrollment-id", serialNumber="GW-OUT").status_code == 404

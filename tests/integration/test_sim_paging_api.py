@@ -13,12 +13,12 @@ SERIALS = [f"GW-{i:02d}" for i in range(7)]
 
 
 @pytest.fixture
-def filled(sim_server: SimServer, sim_fcc: Callable[..., SimFcc]) -> SimServer:
+def filled(server: SimServer, sim_fcc: Callable[..., SimFcc]) -> SimServer:
     fccs = [sim_fcc() for _ in SERIALS]
     for serial, fcc in zip(SERIALS, fccs):
-        reply = sim_server.get("/v3/identity", serialNumber=serial, ip=fcc.ip, port=fcc.port)
+        reply = server.get("/v3/identity", serialNumber=serial, ip=fcc.ip, port=fcc.port)
         assert reply.status_code == 200, reply.text
-    return sim_server
+    return server
 
 
 def walk(server: SimServer, **params: Any) -> list[dict[str, Any]]:
@@ -57,12 +57,12 @@ def test_default_is_newest_first_up_to_50(filled: SimServer) -> None:
     assert page["_links"]["self"]["href"] == "/v3/enrollment-ids?limit=50&order=DESC"
 
 
-def test_limit_is_capped(sim_server: SimServer) -> None:
-    page = sim_server.get("/v3/enrollment-ids", limit=5000).json()
+def test_limit_is_capped(server: SimServer) -> None:
+    page = server.get("/v3/enrollment-ids", limit=5000).json()
     assert page["limit"] == 1000
     assert page["results"] == [] and "next" not in page["_links"]
 
 
 @pytest.mark.parametrize("params", [{"order": "sideways"}, {"limit": "x"}, {"last": "nope"}])
-def test_bad_parameters_are_400(sim_server: SimServer, params: dict[str, str]) -> None:
-    assert sim_server.get("/v3/enrollment-ids", **params).status_code == 400
+def test_bad_parameters_are_400(server: SimServer, params: dict[str, str]) -> None:
+    assert server.get("/v3/enrollment-ids", **params).status_code == 400

@@ -23,13 +23,13 @@ def parsec_socket(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def test_parsec_mode_writes_its_and_pst(tmp_path: Path, sim_server: SimServer,
+def test_parsec_mode_writes_its_and_pst(tmp_path: Path, server: SimServer,
                                         sim_fcc: StartFcc, parsec_socket: Path) -> None:
     mcc = tmp_path / "userdata" / "mbed" / "mcc_config"
     (mcc / "its").mkdir(parents=True)
     (mcc / "its" / "old-key").write_bytes(b"from the previous identity")
     fcc = sim_fcc(parsec=True, mcc_config=mcc, env={"PEP_SIM_PARSEC_SOCKET": str(parsec_socket)})
-    reply = sim_server.get("/v3/identity", serialNumber="GW-psa", ip=fcc.ip, port=fcc.port)
+    reply = server.get("/v3/identity", serialNumber="GW-psa", ip=fcc.ip, port=fcc.port)
     assert reply.status_code == 200, reply.text
     assert fcc.wait_exit(30) == 0
     assert not (mcc / "its" / "old-key").exists()

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from pep_agent import esfs
-from tests.simprocs import SimFcc, SimServer, start_server
+from pep_agent.sim import harness
+from tests.simprocs import SimFcc, SimServer, sim_argv, start_server
 
 EID = re.compile(r"A-([0-9a-f]{2}:){31}[0-9a-f]{2}")
 SERIAL = "LINE 7/GW+001,rev=2"
@@ -35,9 +36,9 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_identity_happy_path(sim_server: SimServer, sim_fcc: StartFcc) -> None:
+def test_identity_happy_path(server: SimServer, sim_fcc: StartFcc) -> None:
     fcc = sim_fcc()
-    reply = provision(sim_server, fcc, SERIAL, hardwareVersion="rpi4", verificationKey="vk-1")
+    reply = provision(server, fcc, SERIAL, hardwareVersion="rpi4", verificationKey="vk-1")
     assert reply.status_code == 200, reply.text
     assert reply.headers["Content-Type"].startswith("application/json")
     body = reply.json()
@@ -70,30 +71,30 @@ def test_identity_happy_path(sim_server: SimServer, sim_fcc: StartFcc) -> None:
         assert line in out
 
 
-def test_duplicate_serial_is_409_and_keeps_the_record(sim_server: SimServer,
+def test_duplicate_serial_is_409_and_keeps_the_record(server: SimServer,
                                                       sim_fcc: StartFcc) -> None:
-    first = provision(sim_server, sim_fcc(), "GW-dup")
+    first = provision(server, sim_fcc(), "GW-dup")
     assert first.status_code == 200
-    again = provision(sim_server, sim_fcc(), "GW-dup")
+    again = provision(server, sim_fcc(), "GW-dup")
     assert again.status_code == 409
     assert again.text == "Identity with this serial number exists already!"
     assert again.headers["Content-Type"].startswith("text/plain")
-    eid = sim_server.get("/v3/enrollment-id", serialNumber="GW-dup")
+    eid = server.get("/v3/enrollment-id", serialNumber="GW-dup")
     assert eid.text == first.json()["enrollmentID"]
 
 
-def test_fcc_absent_gives_500_and_removes_the_record(sim_server: SimServer,
+def test_fcc_absent_gives_500_and_removes_the_record(server: SimServer,
                                                      sim_fcc: StartFcc) -> None:
     port = closed_port()
-    reply = sim_server.get("/v3/identity", serialNumber="GW-x", ip="127.0.0.1", port=port)
+    reply = server.get("/v3/identity", serialNumber="GW-x", ip="127.0.0.1", port=port)
     assert reply.status_code == 500
     assert f"ip=127.0.0.1 at port={port}" in reply.text
-    assert sim_server.get("/v3/enrollment-id", serialNumber="GW-x").status_code == 404
+    assert server.get("/v3/enrollment-id", serialNumber="GW-x").status_code == 404
     # Removed, not hidden: the same serial provisions fine afterwards.
-    assert provision(sim_server, sim_fcc(), "GW-x").status_code == 200
+    assert provision(server, sim_fcc(), "GW-x").status_code == 200
 
 
-def test_port_defaults_to_7777(sim_server: SimServer) -> None:
+def test_port_defaults_to_7777(server: SimServer) -> None:
     listener = socket.socket()
     try:
         listener.bind(("127.0.0.1", 7777))
@@ -114,84 +115,84 @@ def test_port_defaults_to_7777(sim_server: SimServer) -> None:
         listener.settimeout(60)
         taker = threading.Thread(target=take_one)
         taker.start()
-        reply = sim_server.get("/v3/identity", serialNumber="GW-7", ip="127.0.0.1")
+        reply = server.get("/v3/identity", serialNumber="GW-7", ip="127.0.0.1")
         taker.join(60)
     assert received == [b"mbedprov"]
     assert reply.status_code == 500
     assert "port=7777" in reply.text
 
 
-def test_missing_ip_means_the_caller(sim_server: SimServer, sim_fcc: StartFcc) -> None:
+def test_missing_ip_means_the_caller(server: SimServer, sim_fcc: StartFcc) -> None:
     fcc = sim_fcc()
-    reply = sim_server.get("/v3/identity", serialNumber="GW-self", port=fcc.port)
+    reply = server.get("/v3/identity", serialNumber="GW-self", port=fcc.port)
     assert reply.status_code == 200, reply.text
     assert fcc.wait_exit(30) == 0
 
 
-def test_enrollment_id_and_verification_key(sim_server: SimServer, sim_fcc: StartFcc) -> None:
-    body = provision(sim_server, sim_fcc(), "GW-k", verificationKey="fss-key-1").json()
+def test_enrollment_id_and_verification_key(server: SimServer, sim_fcc: StartFcc) -> None:
+    body = provision(server, sim_fcc(), "GW-k", verificationKey="fss-key-1").json()
     assert "verificationKey" not in body
     for path, expected in (("/v3/enrollment-id", body["enrollmentID"]),
                            ("/v3/verification-key", "fss-key-1")):
-        found = sim_server.get(path, serialNumber="GW-k")
+        found = server.get(path, serialNumber="GW-k")
         assert (found.status_code, found.text) == (200, expected)
         assert found.headers["Content-Type"].startswith("text/plain")
-        missing = sim_server.get(path, serialNumber="GW-none")
+        missing = server.get(path, serialNumber="GW-none")
         assert (missing.status_code, missing.text) == (404, "Not found!")
-        assert sim_server.get(path).status_code == 400
+        assert server.get(path).status_code == 400
 
 
-def test_default_verification_key(sim_server: SimServer, sim_fcc: StartFcc) -> None:
-    assert provision(sim_server, sim_fcc(), "GW-d").status_code == 200
-    key = sim_server.get("/v3/verification-key", serialNumber="GW-d")
+def test_default_verification_key(server: SimServer, sim_fcc: StartFcc) -> None:
+    assert provision(server, sim_fcc(), "GW-d").status_code == 200
+    key = server.get("/v3/verification-key", serialNumber="GW-d")
     assert key.text == "verification-key-does-not-exist"
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl not installed")
-def test_curl_and_requests_name_the_same_record(sim_server: SimServer,
+def test_curl_and_requests_name_the_same_record(server: SimServer,
                                                 sim_fcc: StartFcc) -> None:
     fcc = sim_fcc()
     out = subprocess.run(
         ["curl", "-sS", "-G", "--data-urlencode", f"serialNumber={SERIAL}",
          "--data-urlencode", f"ip={fcc.ip}", "--data-urlencode", f"port={fcc.port}",
-         f"{sim_server.url}/v3/identity"],
+         f"{server.url}/v3/identity"],
         capture_output=True, text=True, timeout=60, check=True).stdout
     by_curl = json.loads(out)
     assert by_curl["serialNumber"] == SERIAL
-    by_requests = sim_server.get("/v3/enrollment-id", serialNumber=SERIAL)
+    by_requests = server.get("/v3/enrollment-id", serialNumber=SERIAL)
     assert by_requests.text == by_curl["enrollmentID"]
-    again = sim_server.get("/v3/identity", serialNumber=SERIAL, ip="127.0.0.1", port=1)
+    again = server.get("/v3/identity", serialNumber=SERIAL, ip="127.0.0.1", port=1)
     assert again.status_code == 409
-    (listed,) = sim_server.get("/v3/enrollment-ids").json()["results"]
+    (listed,) = server.get("/v3/enrollment-ids").json()["results"]
     assert listed["serialNumber"] == SERIAL
 
 
-def test_percent_in_serial_is_a_uri_error_without_record(sim_server: SimServer) -> None:
-    reply = sim_server.get("/v3/identity", serialNumber="100%", ip="127.0.0.1", port=1)
+def test_percent_in_serial_is_a_uri_error_without_record(server: SimServer) -> None:
+    reply = server.get("/v3/identity", serialNumber="100%", ip="127.0.0.1", port=1)
     assert reply.status_code == 500
     assert "URIError" in reply.text
-    assert sim_server.get("/v3/enrollment-ids").json()["results"] == []
+    assert server.get("/v3/enrollment-ids").json()["results"] == []
 
 
-def test_escaped_reserved_character_survives_the_second_decode(sim_server: SimServer,
+def test_escaped_reserved_character_survives_the_second_decode(server: SimServer,
                                                                sim_fcc: StartFcc) -> None:
     fcc = sim_fcc()
-    body = provision(sim_server, fcc, "a%2Fb%41").json()
+    body = provision(server, fcc, "a%2Fb%41").json()
     assert body["serialNumber"] == "a%2FbA"
-    found = sim_server.get("/v3/enrollment-id", serialNumber="a%2Fb%41")
+    found = server.get("/v3/enrollment-id", serialNumber="a%2Fb%41")
     assert found.text == body["enrollmentID"]
     assert fcc.wait_exit(30) == 0
     assert esfs.read_item(fcc.cwd / "pal/WORKING", "CfgParam_mbed.EndpointName") == b"a%2FbA"
 
 
-def test_concurrent_requests_for_one_serial_have_one_winner(sim_server: SimServer,
+def test_concurrent_requests_for_one_serial_have_one_winner(server: SimServer,
                                                             sim_fcc: StartFcc) -> None:
     fcc = sim_fcc()
     codes: list[int] = []
     lock = threading.Lock()
 
     def call() -> None:
-        reply = requests.get(f"{sim_server.url}/v3/identity", timeout=60,
+        reply = requests.get(f"{server.url}/v3/identity", timeout=60,
                              params={"serialNumber": "GW-race", "ip": fcc.ip, "port": fcc.port})
         with lock:
             codes.append(reply.status_code)
@@ -204,21 +205,21 @@ def test_concurrent_requests_for_one_serial_have_one_winner(sim_server: SimServe
     assert sorted(codes) == [200] + [409] * 7
 
 
-def test_unknown_route_is_404(sim_server: SimServer) -> None:
-    reply = sim_server.get("/v2/identity")
+def test_unknown_route_is_404(server: SimServer) -> None:
+    reply = server.get("/v2/identity")
     assert reply.status_code == 404
     assert "Cannot GET /v2/identity" in reply.text
 
 
-def test_request_log_lists_requests_without_secrets(sim_server: SimServer,
+def test_request_log_lists_requests_without_secrets(server: SimServer,
                                                     sim_fcc: StartFcc) -> None:
-    assert provision(sim_server, sim_fcc(), "GW-log", verificationKey="TOPSECRET").ok
-    log = sim_server.get("/v3/requestLog").json()
+    assert provision(server, sim_fcc(), "GW-log", verificationKey="TOPSECRET").ok
+    log = server.get("/v3/requestLog").json()
     identity = [e for e in log if e["url"].startswith("/v3/identity")]
     assert len(identity) == 1
     assert identity[0]["method"] == "GET" and identity[0]["time"].endswith("Z")
     assert "TOPSECRET" not in json.dumps(log)
-    assert "TOPSECRET" not in sim_server.output.text()
+    assert "TOPSECRET" not in server.output.text()
 
 
 def test_records_persist_in_the_given_file(tmp_path: Path, sim_fcc: StartFcc) -> None:
@@ -232,3 +233,16 @@ def test_records_persist_in_the_given_file(tmp_path: Path, sim_fcc: StartFcc) ->
         assert second.get("/v3/enrollment-id", serialNumber="GW-p").status_code == 200
     finally:
         second.stop()
+
+
+def test_the_port_file_names_where_the_server_listens(server: SimServer, tmp_path: Path) -> None:
+    written = harness.read_port_file(server.db.parent / "port")
+    assert written is not None and server.url == f"http://{written[0]}:{written[1]}"
+    assert server.get("/_sim/faults").status_code == 200
+    # A second server on the same port cannot listen: it ends, and the harness says so at
+    # once rather than wait out its deadline.
+    with pytest.raises(RuntimeError, match="exited before it wrote"):
+        harness.start(sim_argv("server", "--port", str(written[1]), "--db",
+                               str(tmp_path / "second.sqlite")), tmp_path / "second.port",
+                      timeout=60)
+    assert not (tmp_path / "second.port").exists()

@@ -42,51 +42,51 @@ def test_start_time_knobs(tmp_path: Path, sim_fcc: StartFcc) -> None:
         server.stop()
 
 
-def test_fail_next_answers_before_creating_a_record(sim_server: SimServer,
+def test_fail_next_answers_before_creating_a_record(server: SimServer,
                                                    sim_fcc: StartFcc) -> None:
-    knobs = sim_server.set_faults(fail_next=2, fail_status=429)
+    knobs = server.set_faults(fail_next=2, fail_status=429)
     assert (knobs["fail_next"], knobs["fail_status"]) == (2, 429)
     fcc = sim_fcc()
-    assert [identity(sim_server, "GW-f", fcc).status_code for _ in range(2)] == [429, 429]
-    assert listed(sim_server) == []
+    assert [identity(server, "GW-f", fcc).status_code for _ in range(2)] == [429, 429]
+    assert listed(server) == []
     assert fcc.process.poll() is None  # FCC was never contacted
-    assert identity(sim_server, "GW-f", fcc).status_code == 200
+    assert identity(server, "GW-f", fcc).status_code == 200
 
 
-def test_drop_next_closes_without_a_response(sim_server: SimServer, sim_fcc: StartFcc) -> None:
-    sim_server.set_faults(drop_next=1)
+def test_drop_next_closes_without_a_response(server: SimServer, sim_fcc: StartFcc) -> None:
+    server.set_faults(drop_next=1)
     fcc = sim_fcc()
     params: dict[str, Any] = {"serialNumber": "GW-d", "ip": fcc.ip, "port": fcc.port}
     with pytest.raises(requests.ConnectionError):
-        requests.get(f"{sim_server.url}/v3/identity", timeout=30, params=params)
-    assert listed(sim_server) == []
-    assert identity(sim_server, "GW-d", fcc).status_code == 200
+        requests.get(f"{server.url}/v3/identity", timeout=30, params=params)
+    assert listed(server) == []
+    assert identity(server, "GW-d", fcc).status_code == 200
 
 
-def test_injection_failure_removes_the_record_and_spares_fcc(sim_server: SimServer,
+def test_injection_failure_removes_the_record_and_spares_fcc(server: SimServer,
                                                             sim_fcc: StartFcc) -> None:
-    sim_server.set_faults(fail_injection_next=1)
+    server.set_faults(fail_injection_next=1)
     fcc = sim_fcc()
-    reply = identity(sim_server, "GW-i", fcc)
+    reply = identity(server, "GW-i", fcc)
     assert reply.status_code == 500
     assert "factory-configurator-client" in reply.text
-    assert sim_server.get("/v3/enrollment-id", serialNumber="GW-i").status_code == 404
+    assert server.get("/v3/enrollment-id", serialNumber="GW-i").status_code == 404
     assert fcc.process.poll() is None
-    assert identity(sim_server, "GW-i", fcc).status_code == 200
+    assert identity(server, "GW-i", fcc).status_code == 200
     assert fcc.wait_exit(30) == 0
 
 
-def test_delay_holds_the_answer_back(sim_server: SimServer) -> None:
-    sim_server.set_faults(delay=30)
+def test_delay_holds_the_answer_back(server: SimServer) -> None:
+    server.set_faults(delay=30)
     # The client gives up long before the delay ends: whatever the machine's load, the
     # server cannot have answered.
     params: dict[str, Any] = {"serialNumber": "GW-slow", "ip": "127.0.0.1", "port": 1}
     with pytest.raises(requests.ReadTimeout):
-        requests.get(f"{sim_server.url}/v3/identity", timeout=(10, 1), params=params)
-    sim_server.set_faults(delay=0)
-    assert sim_server.faults()["delay"] == 0
+        requests.get(f"{server.url}/v3/identity", timeout=(10, 1), params=params)
+    server.set_faults(delay=0)
+    assert server.faults()["delay"] == 0
     # Other routes are not delayed.
-    assert sim_server.get("/v3/enrollment-ids").status_code == 200
+    assert server.get("/v3/enrollment-ids").status_code == 200
 
 
 def test_deploy_delay_leaves_an_undeployed_record_when_the_server_dies(
@@ -111,17 +111,17 @@ def test_deploy_delay_leaves_an_undeployed_record_when_the_server_dies(
         server.stop()
 
 
-def test_fcc_timeout_bounds_a_silent_fcc(sim_server: SimServer, sim_fcc: StartFcc) -> None:
-    sim_server.set_faults(fcc_timeout=1)
+def test_fcc_timeout_bounds_a_silent_fcc(server: SimServer, sim_fcc: StartFcc) -> None:
+    server.set_faults(fcc_timeout=1)
     fcc = sim_fcc(fault="no-accept")
-    reply = identity(sim_server, "GW-t", fcc)
+    reply = identity(server, "GW-t", fcc)
     assert reply.status_code == 500
     assert "no answer from FCC" in reply.text
-    assert listed(sim_server) == []
+    assert listed(server) == []
 
 
 @pytest.mark.parametrize("body", ['{"fail_next": -1}', '{"nope": 1}', "[1]", "not json"])
-def test_bad_knobs_are_400(sim_server: SimServer, body: str) -> None:
-    reply = requests.post(f"{sim_server.url}/_sim/faults", data=body, timeout=30)
+def test_bad_knobs_are_400(server: SimServer, body: str) -> None:
+    reply = requests.post(f"{server.url}/_sim/faults", data=body, timeout=30)
     assert reply.status_code == 400
-    assert sim_server.faults()["fail_next"] == 0
+    assert server.faults()["fail_next"] == 0

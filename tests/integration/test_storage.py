@@ -1,4 +1,4 @@
-"""Issue 14's cases on real processes (agent, pep server and FCC simulators on loopback): the
+"""The storage cases on real processes (agent, pep server and FCC simulators on loopback): the
 stored credentials are checked before they are trusted, a lost state directory does not strand
 a working gateway, and a refused reprovision leaves journald's sealing key alone."""
 
