@@ -41,9 +41,17 @@ def reprovision(ctx: Context) -> None:
                 _move_aside(ctx, aside)
                 runner.run_plan(ctx)
             except BaseException as e:  # a signal's SystemExit too: every ending restores
+                # Recorded first: the journal says this run failed, whatever is put back.
+                err: BaseException = e
+                if isinstance(e, PepError) and not e.logged:
+                    runner.fail(ctx, e)
+                elif isinstance(e, Exception) and not isinstance(e, PepError):
+                    err = runner.bug(ctx, e, "")
                 if recovery.may_restore_previous(ctx):
-                    _restore(ctx, aside, e)
-                raise
+                    _restore(ctx, aside, err)
+                if err is e:
+                    raise
+                raise err from None
     for _, backup in aside:
         fsutil.remove(backup)
     if ctx.settings.reboot:
