@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -99,8 +98,7 @@ def plan(ctx: Context, seen: Observed) -> str | None:
         ctx.serial = str(j.data.get("serial") or (seen.saved or {}).get("serialNumber") or "")
         ctx.parsec = bool(j.data.get("parsec"))
         ctx.interface = str(j.data.get("interface") or "")
-        j.update(state=state.RUNNING, pid=os.getpid(), pid_start=state.start_ticks(os.getpid()),
-                 resumed=True, error=None)
+        j.update(state=state.RUNNING, resumed=True, error=None, **state.own_pid())
     if seen.saved is not None:
         if isinstance(leftover, int):
             # The server answered, so FCC has the credentials: let it finish storing them.

@@ -64,11 +64,11 @@ def test_states_map_to_cloud_init_like_codes(tmp_path: Path) -> None:
 def test_a_reused_pid_does_not_look_like_a_running_agent(tmp_path: Path) -> None:
     import os
 
-    from pep_agent.state import start_ticks
+    from pep_agent.system.proc import process_start_time
 
     paths = Paths(tmp_path)
     paths.state_dir.mkdir(parents=True)
-    me, started = os.getpid(), start_ticks(os.getpid())
+    me, started = os.getpid(), process_start_time(os.getpid())
     assert started is not None
     for pid_start, expected in ((started, "running"), (started - 1, "interrupted")):
         paths.journal.write_text(json.dumps({"state": "running", "pid": me,
