@@ -51,7 +51,7 @@ def injection_possible(ctx: Context) -> bool:
 class Observed:
     """What the gateway holds at the start of a run."""
     marker: bool
-    saved: dict[str, Any] | None
+    answered: bool  # the server's answer is saved
     injection: bool
     installed: tuple[str, str] | None  # identity.json's (serial, enrollment id)
 
@@ -59,7 +59,7 @@ class Observed:
     def phase(self) -> str:
         if self.marker:
             return "provisioned"
-        if self.saved is not None:
+        if self.answered:
             return "answered"
         if self.injection:
             return "injection-pending"
@@ -83,8 +83,7 @@ def observe(ctx: Context) -> Observed:
         installed = None
     marker = paths.provisioned_marker.exists()
     return Observed(marker=marker, injection=bool(ctx.journal.data.get("injection")),
-                    saved=None if marker else ident.load_response(paths.saved_response),
-                    installed=installed)
+                    answered=paths.saved_response.exists(), installed=installed)
 
 
 def plan(ctx: Context, seen: Observed) -> str | None:
@@ -94,19 +93,21 @@ def plan(ctx: Context, seen: Observed) -> str | None:
     if seen.marker:
         return None
     leftover = j.data.get("fcc_pid")
+    # Read here, after edge-core is held: an unreadable answer is an error of its own.
+    saved = ident.load_response(paths.saved_response) if seen.answered else None
     if seen.hold_edge_core:  # resumed: the context comes back from the journal
-        ctx.serial = str(j.data.get("serial") or (seen.saved or {}).get("serialNumber") or "")
+        ctx.serial = str(j.data.get("serial") or (saved or {}).get("serialNumber") or "")
         ctx.parsec = bool(j.data.get("parsec"))
         ctx.interface = str(j.data.get("interface") or "")
         j.update(state=state.RUNNING, resumed=True, error=None, **state.own_pid())
-    if seen.saved is not None:
+    if saved is not None:
         if isinstance(leftover, int):
             # The server answered, so FCC has the credentials: let it finish storing them.
             proc.reap_leftover(leftover, j.data.get("fcc_started"),
                                wait_first=min(ctx.settings.fcc_exit_timeout, 30))
             j.update(fcc_pid=None)
         if not install.credentials_ready(paths, ctx.profile, ctx.parsec):
-            enrollment = j.data.get("enrollment_id") or seen.saved.get("enrollmentID") or "?"
+            enrollment = j.data.get("enrollment_id") or saved.get("enrollmentID") or "?"
             raise ResumeError(
                 f"serial {ctx.serial} was provisioned on the server (enrollment id "
                 f"{enrollment}) but FCC did not store the credentials",

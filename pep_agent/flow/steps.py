@@ -2,9 +2,11 @@
 `pep-agent provision` does. The runner (runner.py) runs them; the recovery rule
 (recovery.py) decides where a run starts and what happens to credentials.
 
-Side effects: through the context only (services, FCC launcher, network probe, HTTP client,
-clock, LED, sd_notify, journal), plus the files of the identity through steps/install.py and
-the journald sealing key setup.
+Side effects: through the context (services, FCC launcher, network probe, HTTP client, clock,
+LED, sd_notify, journal); the identity's files and FCC's staging directory (through
+steps/install.py and the file funnel); the journald sealing keys (preflight, with PEP_FSS);
+read-only looks at the routing table (choosing the interface) and the process table (FCC's
+start time, to recognise its pid later).
 """
 
 from __future__ import annotations
