@@ -163,3 +163,25 @@ def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: P
     assert provision(again) == "already-provisioned"
     assert again.paths.provisioned_marker.read_text() == "SN-1\n"
     assert again.journal.data["adopted"] is True
+
+
+def test_a_bug_in_reprovisions_checks_is_recorded_too(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from pep_agent import reprovision as module
+
+    _provisioned(tmp_path)
+    ctx, _ = make_context(tmp_path, ScriptedClient())
+
+    def broken(*_: object) -> tuple[str, str]:
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(module, "find_network", broken)
+    with caplog.at_level(logging.ERROR), pytest.raises(PepError) as raised:
+        reprovision(ctx)
+    assert raised.value.code == Exit.INTERNAL
+    assert json.loads(ctx.paths.journal.read_text())["error"]["code"] == int(Exit.INTERNAL)
+    assert isinstance(ctx.led, FakeLed) and ctx.led.shown[-1].startswith("failed")
+    assert any(r.exc_info for r in caplog.records if r.levelno == logging.ERROR)
+    # Nothing had moved yet: the gateway keeps its identity.
+    assert ctx.paths.provisioned_marker.read_text() == "SN-1\n"
