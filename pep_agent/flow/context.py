@@ -2,8 +2,10 @@
 through a Context: services, clock, LED, sd_notify, journal, HTTP client, FCC launcher and
 the network probe; tests build one from fakes.
 
-Side effects: none on import or construction; `build_context` only builds objects (the HTTP
-client is built on first use, and warns when TLS verification is off).
+Side effects: none on import or construction (the HTTP client is built on first use, and
+then warns when TLS verification is off). `Context.say` logs and sets sd_notify's STATUS=,
+`Context.stop_fcc` stops FCC, `launch_fcc` spawns it, and the test-only `crash_hook` signals
+the agent itself.
 """
 
 from __future__ import annotations
