@@ -140,7 +140,7 @@ def adopt_installed(ctx: Context, serial: str, enrollment: str) -> bool:
         own, _ = discovery.discover_serial(s)
     except PepError:
         return False  # the flow reports it at discover-serial
-    parsec = s.parsec == "true" or (s.parsec == "auto" and ctx.paths.parsec_socket.exists())
+    parsec = install.uses_parsec(ctx.paths, s.parsec)
     mcc, _ = install.targets(ctx.paths, ctx.profile)
     if own != serial or (esfs.check_parsec(mcc) if parsec else esfs.check_pal(mcc)):
         return False

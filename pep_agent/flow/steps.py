@@ -53,7 +53,7 @@ def check_preflight(ctx: Context) -> bool:
                             hint="install FCC or point --fcc-command at it")
     if not os.access(exe, os.X_OK):
         raise FccStartError(f"the FCC binary {exe} is not executable")
-    return s.parsec == "true" or (s.parsec == "auto" and ctx.paths.parsec_socket.exists())
+    return install.uses_parsec(ctx.paths, s.parsec)
 
 
 def discover_serial(ctx: Context) -> None:

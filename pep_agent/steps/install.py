@@ -33,6 +33,11 @@ log = logging.getLogger("pep_agent")
 PREVIOUS = ".pep-previous"
 
 
+def uses_parsec(paths: Paths, setting: str) -> bool:
+    """Whether Parsec holds the keys: PEP_PARSEC true, or auto with its socket present."""
+    return setting == "true" or (setting == "auto" and paths.parsec_socket.exists())
+
+
 def targets(paths: Paths, profile: Profile) -> tuple[Path, Path]:
     """(mcc_config directory, identity.json file) under the root."""
     return paths.under(profile.mcc_config), paths.under(profile.identity_json)
