@@ -1,7 +1,8 @@
 """The state journal of a provisioning run: one JSON document, rewritten atomically.
 
-Side effects: reads and writes `<state_dir>/state.json` (and the saved server response) with
-fsync, so `pep-agent status` and a rerun after a crash see exactly where a run stopped.
+Side effects: reads and writes `<state_dir>/state.json` with fsync, so `pep-agent status` and a
+rerun after a crash see exactly where a run stopped; reads the process table (through
+system/proc.py) to tell a live run from a dead one.
 The journal holds no secrets: the identity response lives in its own 0600 file.
 """
 
@@ -15,8 +16,6 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-from pep_agent.paths import HOST_PROC
 
 SCHEMA = 1
 
@@ -44,7 +43,7 @@ class Journal:
         self.data = {"schema": SCHEMA, "state": RUNNING, "step": None, "steps": {},
                      "attempt": 0, "next_retry_in": None, "error": None,
                      "started_at": now, "updated_at": now, "finished_at": None,
-                     "pid": os.getpid(), "pid_start": start_ticks(os.getpid()), **fields}
+                     **own_pid(), **fields}
         self.save()
 
     def update(self, **fields: Any) -> None:
@@ -78,6 +77,13 @@ class Journal:
                 e.strerror or type(e).__name__)
 
 
+def own_pid() -> dict[str, Any]:
+    """The journal's fields naming this process (status tells a dead run from a live one)."""
+    from pep_agent.system.proc import process_start_time
+
+    return {"pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
+
+
 def load(path: Path) -> dict[str, Any]:
     """The journal's content, or {} when absent or unreadable (a torn file cannot happen).
 
@@ -97,9 +103,11 @@ FIELDS: dict[str, str] = {
     **dict.fromkeys(("state", "step", "serial", "serial_source", "enrollment_id", "interface",
                      "ip", "fcc_ip", "profile", "server", "run_id", "last_attempt_error",
                      "verify_state"), _STR),
-    **dict.fromkeys(("schema", "attempt", "pid", "pid_start", "fcc_pid", "fcc_port"), _INT),
-    **dict.fromkeys(("next_retry_in", "started_at", "updated_at", "finished_at", "verified_at",
-                     "verify_failed_at", "server_request_s", "fcc_started"), _NUM),
+    **dict.fromkeys(("schema", "attempt", "pid", "fcc_pid", "fcc_port"), _INT),
+    # pid_start and fcc_started: start times as psutil gives them (seconds since the epoch),
+    # to recognise a reused pid.
+    **dict.fromkeys(("pid_start", "next_retry_in", "started_at", "updated_at", "finished_at",
+                     "verified_at", "verify_failed_at", "server_request_s", "fcc_started"), _NUM),
     # The query fields journalled before an identity request (the recovery rule rebuilds
     # identity.json from them): text only, checked entry by entry below.
     "injection": _DICT,
@@ -160,18 +168,9 @@ def effective_state(data: dict[str, Any]) -> str:
     return state
 
 
-def start_ticks(pid: int) -> int | None:
-    """When `pid` started, in clock ticks since boot (recognises a pid reused after a crash)."""
-    try:
-        stat = (HOST_PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # The command name may hold spaces and parentheses: count fields after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
 def _alive(pid: Any, started: Any) -> bool:
     if not isinstance(pid, int) or pid <= 0:
         return False
-    now = start_ticks(pid)
-    return now is not None and (not isinstance(started, int) or now == started)
+    from pep_agent.system.proc import same_process  # psutil only when a run may be alive
+
+    return same_process(pid, started if _is(_NUM, started) and started is not None else None)

@@ -1,19 +1,26 @@
 """Proof of provisioning: edge-core connected to the cloud under the serial we sent.
 
-Side effects: HTTP GETs to edge-core's status endpoint (through `read`), sleeping between
-them, and log lines when the status changes. No files, no LED: the CLI does those.
+Side effects: `verify` makes HTTP GETs to edge-core's status endpoint (through `read`), sleeps
+between them and logs when the status changes. `verify_connection` also shows the LED and,
+under the run lock, writes its own journal fields and the verified marker.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
-from pep_agent.errors import VerificationError
+from pep_agent import state
+from pep_agent.config import Settings
+from pep_agent.errors import BusyError, PepError, VerificationError
+from pep_agent.system import fsutil
 from pep_agent.system.edgecore import read_status
+from pep_agent.system.leds import failure_state
+from pep_agent.system.lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -80,3 +87,79 @@ def _failure(last: dict[str, Any] | None, error: VerificationError | None, seria
     if error is not None:
         text += f"; then {error}"
     return text
+
+
+def verify_connection(settings: Settings) -> dict[str, Any]:
+    """Poll edge-core until it is connected as the installed serial; record the outcome.
+
+    The journal belongs to provisioning runs: verify records only its own fields, under the run
+    lock, on the journal as it is then, and only while the gateway still holds the serial it
+    polled for, so a reprovision during the poll is never undone.
+    """
+    from pep_agent.flow.context import make_led_for
+
+    led = make_led_for(settings)
+    serial = installed_serial(settings)
+    if not serial:
+        raise VerificationError("this gateway has not been provisioned", hint="run provision")
+    try:
+        result = verify(status_url=settings.status_url or settings.platform.status_url,
+                        serial=serial, deadline_s=settings.verify_timeout)
+    except PepError as e:
+        _record(settings, serial, verify_state="failed", verify_error=e.as_dict(),
+                verify_failed_at=time.time())
+        log.error("%s", e.message, extra={"PEP_STEP": "verify", "PEP_SERIAL": serial,
+                                          "PEP_EXIT_CODE": int(e.code)})
+        e.logged = True
+        led.show(failure_state(e.code))
+        raise
+    _record(settings, serial, verify_state="verified", verify_error=None,
+            verified_at=time.time())
+    log.info("edge-core connected as %s", serial, extra={"PEP_STEP": "verify",
+                                                         "PEP_SERIAL": serial})
+    led.show("verified")
+    return result
+
+
+def _record(settings: Settings, serial: str, **fields: Any) -> None:
+    """Write verify's outcome, unless the gateway changed hands while verify was polling."""
+    paths = settings.paths
+    try:
+        with RunLock(paths.lock):
+            now = installed_serial(settings)
+            if now != serial:
+                raise VerificationError(
+                    f"the gateway was reprovisioned while verify waited for serial {serial} "
+                    f"(now {now or 'not provisioned'}); nothing recorded",
+                    hint="run `pep-agent verify` again")
+            journal = state.Journal(paths.journal)  # as it is now, not as it was at the start
+            if fields.get("verify_state") == "verified":
+                fsutil.atomic_write(paths.verified_marker, f"{serial}\n".encode(), mode=0o644)
+                if journal.data.get("state") in (None, state.DONE):
+                    fields["state"] = state.VERIFIED
+            journal.update(**fields)
+    except BusyError:
+        raise BusyError("a provisioning run started while verify waited; nothing recorded",
+                        hint="see `pep-agent status`; verify again once that run has ended"
+                        ) from None
+    except OSError as e:
+        raise fsutil.install_error("recording the verification", e) from None
+
+
+def installed_serial(settings: Settings) -> str:
+    """The serial edge-core will connect as: identity.json's, else the provisioned marker's.
+
+    Only the serialNumber field is read; nothing else of identity.json is kept or logged.
+    """
+    paths = settings.paths
+    try:
+        identity = json.loads(paths.under(settings.platform.identity_json).read_bytes())
+        serial = identity.get("serialNumber") if isinstance(identity, dict) else None
+        if isinstance(serial, str) and serial.strip():
+            return serial.strip()
+    except (OSError, ValueError):
+        pass
+    try:
+        return paths.provisioned_marker.read_text(encoding="utf-8").strip()
+    except (OSError, ValueError):
+        return ""

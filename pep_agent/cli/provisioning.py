@@ -133,7 +133,7 @@ def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _
                 yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
                 debug: bool = debug_option()) -> None:
     """Erase this gateway's identity (and Parsec state) and provision it again."""
-    from pep_agent import lifecycle
+    from pep_agent.reprovision import reprovision as run_reprovision
 
     ctx = _flow_context("reprovision", debug, root=root, profile=profile, server_url=server,
                         serial=serial, interface=interface, fcc_command=fcc_command,
@@ -143,7 +143,7 @@ def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _
             raise UsageError("reprovision erases this gateway's identity: pass --yes to confirm")
         if not typer.confirm("Erase this gateway's identity and provision it again?"):
             raise AbortedError("nothing changed")
-    lifecycle.reprovision(ctx)
+    run_reprovision(ctx)
     print(f"reprovisioned serial {ctx.journal.data.get('serial')}: "
           f"enrollment id {ctx.journal.data.get('enrollment_id')}")
 
@@ -195,10 +195,10 @@ def verify(root: Optional[Path] = root_option(), debug: bool = debug_option(),
     """After the reboot: wait for edge-core to connect with the provisioned serial."""
     require_root("verify", root)
     setup_logs(debug)
-    from pep_agent import lifecycle
+    from pep_agent.verify import verify_connection
 
     settings = settings_from(root=root, verify_timeout=timeout)
-    result = lifecycle.verify_connection(settings)
+    result = verify_connection(settings)
     print(f"verified: edge-core connected as {result.get('endpoint-name')}")
 
 

@@ -111,7 +111,7 @@ def deployed_elsewhere(serial: str, enrollment: str) -> AlreadyProvisionedError:
 
 def save_response(path: Path, data: dict[str, Any]) -> None:
     """The commit point: after this, a rerun installs this answer and never asks again."""
-    atomic_write(path, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
+    atomic_write(path, identity_json(data), mode=0o600)
 
 
 def load_response(path: Path) -> dict[str, Any] | None:
@@ -125,6 +125,6 @@ def load_response(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def identity_document(data: dict[str, Any]) -> bytes:
-    """identity.json as installed: the server's answer, as the reference CLI saves it."""
+def identity_json(data: dict[str, Any]) -> bytes:
+    """The server's answer as the reference CLI saves it: identity.json, and the saved copy."""
     return (json.dumps(data, indent=2) + "\n").encode()

@@ -1,17 +1,19 @@
 """Clearing the old identity and installing the new one as a swap.
 
-Side effects: renames credential and identity directories under the root, writes identity.json
-(0600) atomically, removes the previous identity only once the new one is complete.
+Side effects: renames credential and identity directories under the root, fsyncs FCC's stored
+credentials, writes identity.json (0600) atomically, removes the previous identity only once
+the new one is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from pathlib import Path
 
 from pep_agent import esfs
-from pep_agent.errors import InstallError
+from pep_agent.errors import InstallError, ResumeError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
 from pep_agent.system.fsutil import (
@@ -26,7 +28,14 @@ from pep_agent.system.fsutil import (
     sync_tree,
 )
 
+log = logging.getLogger("pep_agent")
+
 PREVIOUS = ".pep-previous"
+
+
+def uses_parsec(paths: Paths, setting: str) -> bool:
+    """Whether Parsec holds the keys: PEP_PARSEC true, or auto with its socket present."""
+    return setting == "true" or (setting == "auto" and paths.parsec_socket.exists())
 
 
 def targets(paths: Paths, profile: Profile) -> tuple[Path, Path]:
@@ -102,6 +111,26 @@ def make_staged_durable(paths: Paths, profile: Profile, parsec: bool) -> None:
     store = credential_store(paths, profile, parsec)
     if store.exists():
         sync_tree(store)
+
+
+def secure_credentials(paths: Paths, profile: Profile, parsec: bool, serial: str,
+                       enrollment: str) -> None:
+    """Durable before trusted: fsync all FCC stored (an error is an install failure), then
+    check it. Incomplete credentials while the server holds the record: ResumeError."""
+    try:
+        make_staged_durable(paths, profile, parsec)
+    except OSError as e:
+        raise install_error("making FCC's stored credentials durable", e) from None
+    problems = credential_problems(paths, profile, parsec)
+    if not problems:
+        log.info("FCC's stored credentials are complete and on disk")
+        return
+    shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
+    raise ResumeError(
+        f"the server holds the record of serial {serial} (enrollment id {enrollment}) but "
+        f"FCC's stored credentials are incomplete ({shown}): this identity cannot be installed",
+        hint=f"no gateway holds this identity: remove the record of serial {serial} on the "
+             "pep server, then run `pep-agent reprovision`")
 
 
 def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> None:

@@ -142,6 +142,17 @@ def process_start_time(pid: int) -> float | None:
         return None
 
 
+def same_process(pid: int, started: float | None) -> bool:
+    """`pid` lives and, when its start time was recorded (process_start_time), is still that
+    process: after a crash or a reboot the pid may belong to somebody else."""
+    import psutil
+
+    try:
+        return started is None or abs(psutil.Process(pid).create_time() - started) <= 0.05
+    except psutil.Error:
+        return False
+
+
 def reap_leftover(pid: int, started: float | None, *, grace: float = 5.0,
                   wait_first: float = 0.0) -> bool:
     """End a process left over from a crashed run, and its process group, if it is still the
@@ -155,10 +166,10 @@ def reap_leftover(pid: int, started: float | None, *, grace: float = 5.0,
     """
     import psutil
 
+    if not same_process(pid, started):
+        return False  # gone, or the pid now belongs to somebody else
     try:
         p = psutil.Process(pid)
-        if started is not None and abs(p.create_time() - started) > 0.05:
-            return False  # the pid now belongs to somebody else
         group = os.getpgid(pid) == pid
     except (psutil.Error, ProcessLookupError):
         return False

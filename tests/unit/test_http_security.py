@@ -8,16 +8,16 @@ from typing import Any
 
 import pytest
 
-from pep_agent import flow
 from pep_agent.config import load_settings
 from pep_agent.errors import BadResponseError, ConfigError, Exit, InstallError, ServerError
+from pep_agent.flow.steps import request_identity
 from pep_agent.paths import Paths
 from pep_agent.steps.identity import retry_delay
 from pep_agent.system import http
 from pep_agent.system.leds import make_led
 from pep_agent.system.services import SandboxServices
 from pep_agent.urls import check_url
-from tests.unit.test_flow_retries import GOOD, ScriptedClient, _context
+from tests.fakes import GOOD, ScriptedClient, make_context
 
 GOOD_URLS = ["http://localhost:5151", "https://pep.factory.example/", "http://10.0.0.2",
              "http://[::1]:5151", "https://pep-1.line_3.example:8443/api/"]
@@ -89,12 +89,17 @@ def test_redact_masks_every_form_of_a_sent_secret() -> None:
 
 
 class BudgetClient(ScriptedClient):
-    def __init__(self, *answers: Any) -> None:
+    """Records the budget each request was given; each answer takes `slow` seconds."""
+
+    def __init__(self, *answers: Any, clock: Any = None, slow: float = 0.0) -> None:
         super().__init__(*answers)
-        self.budgets: list[float] = []
+        self.budgets: list[float | None] = []
+        self.clock, self.slow = clock, slow
 
     def identity(self, query: dict[str, str], **kw: Any) -> dict[str, Any]:
-        self.budgets.append(kw["budget"])
+        self.budgets.append(kw.get("budget"))
+        if self.clock is not None:
+            self.clock.t += self.slow
         return super().identity(query)
 
 
@@ -104,9 +109,9 @@ def rate_limited(after: float) -> ServerError:
     return err
 
 
-def test_flow_waits_retry_after_and_bounds_each_attempt_by_the_deadline(tmp_path: Path) -> None:
+def test_flow_waits_retry_after_and_each_attempt_gets_the_full_timeout(tmp_path: Path) -> None:
     client = BudgetClient(rate_limited(5.0), rate_limited(50.0), GOOD)
-    ctx, clock = _context(tmp_path, client, PEP_RETRY_CAP="20", PEP_SERVER_DEADLINE="60")
+    ctx, clock = make_context(tmp_path, client, PEP_RETRY_CAP="20", PEP_SERVER_DEADLINE="60")
     draws: list[tuple[float, float]] = []
 
     def midpoint(low: float, high: float) -> float:
@@ -114,18 +119,30 @@ def test_flow_waits_retry_after_and_bounds_each_attempt_by_the_deadline(tmp_path
         return (low + high) / 2
 
     clock.uniform = midpoint  # type: ignore[method-assign]
-    flow.request_identity(ctx)
+    request_identity(ctx)
     # Retry-After 5 → drawn from [5, 6]; 50 is capped at 20 (no room left for jitter).
     assert draws == [(5.0, 6.0), (20.0, 20.0)]
     assert clock.sleeps == [5.5, 20.0]
-    assert client.budgets == [60.0, 54.5, 34.5]
+    # The deadline bounds when an attempt starts, not how long it may take: the HTTP
+    # timeout applies whole (no shorter budget is passed).
+    assert client.budgets == [None, None, None]
+
+
+def test_a_slow_answer_past_the_deadline_still_counts(tmp_path: Path) -> None:
+    """A 3 s server deadline must not cut short a request that answers after 10 s."""
+    ctx, clock = make_context(tmp_path, BudgetClient(GOOD), PEP_SERVER_DEADLINE="3")
+    client = BudgetClient(GOOD, clock=clock, slow=10.0)
+    ctx.client_factory = lambda: client  # type: ignore[assignment,return-value]
+    request_identity(ctx)
+    assert clock.t == 10.0 and ctx.answer is not None
+    assert ctx.journal.data["enrollment_id"] == "A-00"
 
 
 def test_retry_after_past_the_deadline_ends_the_loop(tmp_path: Path) -> None:
     client = BudgetClient(rate_limited(30.0), GOOD)
-    ctx, clock = _context(tmp_path, client, PEP_RETRY_CAP="60", PEP_SERVER_DEADLINE="10")
+    ctx, clock = make_context(tmp_path, client, PEP_RETRY_CAP="60", PEP_SERVER_DEADLINE="10")
     with pytest.raises(ServerError):
-        flow.request_identity(ctx)
+        request_identity(ctx)
     assert clock.sleeps == [] and len(client.budgets) == 1
 
 

@@ -125,11 +125,11 @@ def test_an_unreadable_state_is_a_state_error_not_a_traceback(tmp_path: Path) ->
 def test_a_reused_pid_does_not_look_like_a_running_agent(tmp_path: Path) -> None:
     import os
 
-    from pep_agent.state import start_ticks
+    from pep_agent.system.proc import process_start_time
 
     paths = Paths(tmp_path)
     paths.state_dir.mkdir(parents=True)
-    me, started = os.getpid(), start_ticks(os.getpid())
+    me, started = os.getpid(), process_start_time(os.getpid())
     assert started is not None
     for pid_start, expected in ((started, "running"), (started - 1, "interrupted")):
         paths.journal.write_text(json.dumps({"state": "running", "pid": me,

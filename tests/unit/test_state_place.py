@@ -11,8 +11,9 @@ import pytest
 from pep_agent import flow
 from pep_agent.config import load_settings
 from pep_agent.errors import ConfigError, Exit, PepError
+from pep_agent.flow import recovery
 from pep_agent.paths import Paths
-from tests.unit.test_flow_retries import ScriptedClient, _context
+from tests.fakes import ScriptedClient, make_context
 
 
 @pytest.mark.parametrize("profile,place", [
@@ -36,9 +37,9 @@ def test_a_gateway_provisioned_by_an_earlier_version_stays_provisioned(tmp_path:
     legacy = tmp_path / "var/lib/pep-agent"
     legacy.mkdir(parents=True)
     (legacy / "provisioned").write_text("SN-1\n")
-    ctx, _ = _context(tmp_path, ScriptedClient())
+    ctx, _ = make_context(tmp_path, ScriptedClient())
     assert ctx.paths.state_dir == legacy
-    assert flow.plan(ctx) is None
+    assert recovery.plan(ctx, recovery.observe(ctx)) is None
     # status, without the settings, finds it too
     assert Paths(tmp_path).provisioned_marker == legacy / "provisioned"
 
@@ -50,7 +51,7 @@ def test_an_unwritable_state_directory_is_named_with_its_setting(tmp_path: Path)
         (tmp_path / "userdata/pep-agent").write_text("not a directory")
     else:
         (tmp_path / "userdata").mkdir(mode=0o500)
-    ctx, _ = _context(tmp_path, ScriptedClient())
+    ctx, _ = make_context(tmp_path, ScriptedClient())
     with pytest.raises(PepError) as raised:
         flow.provision(ctx)
     assert raised.value.code == Exit.INSTALL

@@ -12,25 +12,13 @@ from pep_agent.errors import VerificationError
 from pep_agent.system.edgecore import read_status
 from pep_agent.verify import verify
 from tests.edgestatus import ScriptedStatus, scripted_status
+from tests.fakes import FakeClock
 
 
 @pytest.fixture
 def edge() -> Iterator[ScriptedStatus]:
     with scripted_status() as scripted:
         yield scripted
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def status(state: str, name: str = "SN-1", **more: str) -> dict[str, Any]:
@@ -55,7 +43,7 @@ def test_timeout_names_the_last_status(edge: ScriptedStatus) -> None:
         verify(status_url=edge.url, serial="SN-1", deadline_s=10, interval=2,
                sleep=clock.sleep, clock=clock)
     assert edge.requests == 6  # t = 0, 2, 4, 6, 8, 10
-    assert clock.now == 10
+    assert clock.t == 10
 
 
 def test_endpoint_name_mismatch(edge: ScriptedStatus) -> None:

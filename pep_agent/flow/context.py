@@ -1,0 +1,156 @@
+"""What a run may touch, and its real wiring. Everything the flow does to the machine goes
+through a Context: services, clock, LED, sd_notify, journal, HTTP client, FCC launcher and
+the network probe; tests build one from fakes.
+
+Side effects: none on import or construction (the HTTP client is built on first use, and
+then warns when TLS verification is off). `Context.say` logs and sets sd_notify's STATUS=,
+`Context.stop_fcc` stops FCC, `launch_fcc` spawns it, and the test-only `crash_hook` signals
+the agent itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pep_agent.config import Settings
+from pep_agent.paths import Paths
+from pep_agent.profiles import Profile
+from pep_agent.state import Journal
+from pep_agent.steps.fcc import FccSession
+from pep_agent.system import netinfo
+from pep_agent.system.clock import Clock
+from pep_agent.system.leds import Led
+from pep_agent.system.notify import Notifier
+from pep_agent.system.services import ServiceManager
+
+if TYPE_CHECKING:
+    from pep_agent.system.http import PepClient
+
+log = logging.getLogger("pep_agent")
+
+# Starts FCC: (argv, working directory, environment) -> a running session.
+FccLauncher = Callable[[Sequence[str], Path, Mapping[str, str]], FccSession]
+# The IPv4 addresses of an interface; NetworkError when it does not exist.
+NetworkProbe = Callable[[str], "list[str]"]
+
+
+@dataclass(frozen=True)
+class Checked:
+    """What reprovision's checks found before anything moved: the plan's first steps take
+    these instead of asking again."""
+
+    parsec: bool
+    serial: str
+    serial_source: str
+    interface: str
+    ip: str
+
+
+@dataclass
+class Context:
+    """What the steps may touch, injected so that tests can build it from fakes."""
+
+    settings: Settings
+    services: ServiceManager
+    clock: Clock
+    led: Led
+    notifier: Notifier
+    journal: Journal
+    client_factory: Callable[[], PepClient]
+    launch_fcc: FccLauncher
+    probe_network: NetworkProbe
+    # Filled in as the run goes.
+    serial: str = ""
+    interface: str = ""
+    parsec: bool = False
+    fcc: FccSession | None = None
+    fcc_address: tuple[str, int] = ("", 0)
+    verification_key: str = ""
+    # The server's answer, kept in memory too: if saving it fails, the install still has it.
+    answer: dict[str, Any] | None = None
+    # Set by reprovision: its checks' findings, and that the installed identity is replaced.
+    checked: Checked | None = None
+    replacing: bool = False
+    # clear-identity moved the previous identity aside in this run.
+    cleared: bool = False
+    # What the last step does; reprovision restarts edge-core itself instead.
+    reboot_at_end: bool = True
+
+    @property
+    def paths(self) -> Paths:
+        return self.settings.paths
+
+    @property
+    def profile(self) -> Profile:
+        return self.settings.platform
+
+    def fields(self, **more: Any) -> dict[str, Any]:
+        """Structured journald fields for a log line."""
+        base = {"PEP_STEP": self.journal.data.get("step") or "", "PEP_SERIAL": self.serial,
+                "PEP_ATTEMPT": self.journal.data.get("attempt", 0)}
+        return {**base, **more}
+
+    def say(self, text: str) -> None:
+        """A progress line for the log and for `systemctl status` (sd_notify STATUS=)."""
+        log.info(text, extra=self.fields())
+        self.notifier.status(text)
+
+    def stop_fcc(self) -> None:
+        """Stop this run's FCC, if it still runs."""
+        if self.fcc is not None:
+            self.fcc.stop()
+            self.fcc = None
+
+
+def crash_hook(step: str, when: str) -> None:
+    """Test-only: PEP_TEST_CRASH_AT=<step>:<before|after|answered> sends the agent
+    PEP_TEST_CRASH_SIGNAL there (KILL by default: a power cut; TERM: a factory script's kill)."""
+    if os.environ.get("PEP_TEST_CRASH_AT") == f"{step}:{when}":
+        name = os.environ.get("PEP_TEST_CRASH_SIGNAL", "KILL")
+        os.kill(os.getpid(), signal.Signals[f"SIG{name}"])
+
+
+def make_led_for(settings: Settings) -> Led:
+    """The LED the settings and the profile ask for."""
+    from pep_agent.system.leds import make_led
+
+    paths, profile = settings.paths, settings.platform
+    return make_led(settings.led_backend or profile.led_backend,
+                    leds_dir=settings.led_dir or paths.leds, name=settings.led_name,
+                    command=settings.led_command,
+                    identity_json=paths.under(profile.identity_json),
+                    led_config=settings.led_config)
+
+
+def make_client(settings: Settings) -> PepClient:
+    from pep_agent.system.http import PepClient
+
+    if settings.insecure:
+        log.warning("TLS verification of %s is OFF (PEP_INSECURE): anyone on the path can "
+                    "impersonate the pep server", settings.server_url)
+    return PepClient(settings.server_url, timeout=settings.http_timeout,
+                     ca_cert=settings.ca_cert, insecure=settings.insecure)
+
+
+def launch_fcc(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> FccSession:
+    """The real FCC, through the process funnel."""
+    return FccSession.start(argv, cwd=cwd, env=env)
+
+
+def build_context(settings: Settings) -> Context:
+    """The real context: systemctl or the sandbox, the real clock, LED, notifier and journal."""
+    from pep_agent.system.services import make_services
+
+    return Context(settings=settings, services=make_services(settings.paths), clock=Clock(),
+                   led=make_led_for(settings), notifier=Notifier(),
+                   journal=Journal(settings.paths.journal),
+                   client_factory=functools.cache(lambda: make_client(settings)),
+                   launch_fcc=launch_fcc, probe_network=netinfo.interface_ipv4,
+                   reboot_at_end=settings.reboot)

@@ -1,0 +1,164 @@
+"""The requests to the pep server: the identity request, the record lookup, and the one retry
+helper both use (full-jitter backoff under a deadline), plus the commit point.
+
+Side effects: HTTP through the context's client, sleeping on the context's clock, the journal
+(the injection fields are journalled before each identity request leaves), the LED and
+sd_notify while waiting, and the saved answer (0600, fsync) at the commit point.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pep_agent.errors import (
+    BadResponseError,
+    Exit,
+    NotFoundError,
+    PepError,
+    ServerUnreachableError,
+)
+from pep_agent.flow.context import Context, crash_hook
+from pep_agent.steps import identity as ident
+
+if TYPE_CHECKING:
+    from pep_agent.system.http import PepClient
+
+log = logging.getLogger("pep_agent")
+
+T = TypeVar("T")
+
+# With a deadline of days and a tiny base, still a finite loop.
+MAX_ATTEMPTS = 1000
+# Answers that asking again cannot change, whatever the HTTP funnel thinks of them.
+FINAL = (Exit.BAD_RESPONSE, Exit.ALREADY_PROVISIONED)
+
+
+def retry_delay(ctx: Context, attempt: int, err: PepError) -> float:
+    """The wait before the next request to the server: full jitter under an exponential
+    ceiling, or the server's own Retry-After (`err` is what failed)."""
+    s = ctx.settings
+    return ident.retry_delay(attempt, s.retry_base, s.retry_cap, err.retry_after,
+                             ctx.clock.uniform)
+
+
+def retry(ctx: Context, what: str, call: Callable[[int], T], *, deadline: float,
+          retryable: Callable[[PepError], bool]) -> T:
+    """`call(attempt)` until it returns; a failure `retryable` accepts is tried again after a
+    backoff, as long as the next attempt can start before `deadline` (monotonic, ctx.clock).
+
+    The deadline bounds when an attempt starts, never one under way: each attempt has the
+    full HTTP timeout, so a slow but successful answer is not cut short.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return call(attempt)
+        except PepError as err:
+            if not retryable(err) or attempt >= MAX_ATTEMPTS:
+                raise
+            delay = retry_delay(ctx, attempt, err)
+            if ctx.clock.monotonic() + delay > deadline:
+                raise
+            ctx.journal.update(next_retry_in=round(delay, 2), last_attempt_error=err.message)
+            ctx.led.show("waiting")
+            ctx.say(f"{what}: attempt {attempt} failed ({err.message}); "
+                    f"next try in {delay:.1f} s")
+            ctx.clock.sleep(delay)
+
+
+def ask_identity(ctx: Context, client: PepClient, *, deadline: float,
+                 stop_retrying: Callable[[], bool], notes: dict[str, Any]) -> dict[str, Any]:
+    """POST the identity request until an answer passes the checks; transient failures are
+    retried unless `stop_retrying()` says the server got as far as the injection.
+
+    `notes` gets "earlier" (an injection was journalled before the last request: a request of
+    ours may have reached the server) and "server_request_s" (the answered request's time).
+
+    Before each request leaves, the journal (fsync'd) says an injection may happen: the
+    recovery rule starts there. A request that provably never left takes that back.
+    """
+    first = int(ctx.journal.data.get("attempt") or 0)
+
+    def attempt(n: int) -> dict[str, Any]:
+        ip, port = ctx.fcc_address
+        query = ctx.settings.identity_query(ctx.serial, ip, port, ctx.verification_key
+                                            or ident.NO_VERIFICATION_KEY)
+        before = ctx.journal.data.get("injection")
+        notes["earlier"] = bool(before)
+        ctx.journal.update(attempt=first + n, next_retry_in=None,
+                           injection=ident.rebuild_fields(query))
+        started = ctx.clock.monotonic()
+        try:
+            reply = client.identity(query)
+        except PepError as e:
+            if not e.sent:
+                # Refused, no such host, a failed TLS handshake: it cannot have injected FCC.
+                ctx.journal.update(injection=before)
+            raise
+        notes["server_request_s"] = round(ctx.clock.monotonic() - started, 4)
+        crash_hook("request-identity", "answered")  # the 200 is here, not yet saved
+        ident.check_response(reply, ctx.serial)
+        return reply
+
+    return retry(ctx, "request-identity", attempt, deadline=deadline,
+                 retryable=lambda e: (e.transient and not e.injection_failed
+                                      and e.code not in FINAL and not stop_retrying()))
+
+
+def server_record(ctx: Context, client: PepClient) -> str | None:
+    """The enrollment id of the server's record for our serial, None on a 404 (final).
+
+    Unreachable past the server deadline: everything stays as it is and the run ends with a
+    code systemd restarts, so that the next run asks again.
+    """
+    deadline = ctx.clock.monotonic() + ctx.settings.server_deadline
+
+    def lookup(_: int) -> str:
+        return ident.check_enrollment_id(client.enrollment_id(ctx.serial), ctx.serial)
+
+    try:
+        return retry(ctx, "recovery: reading the server's record", lookup, deadline=deadline,
+                     retryable=lambda e: not isinstance(e, (NotFoundError, BadResponseError)))
+    except NotFoundError:
+        return None
+    except BadResponseError:
+        raise  # not a pep server's answer: asking again will not make it one
+    except PepError as e:
+        raise ServerUnreachableError(
+            f"the server may hold an identity for serial {ctx.serial} that FCC stored, "
+            f"but its record cannot be read ({e.message})",
+            hint="the credentials stay staged; the next run (systemd restarts this "
+                 "one) asks GET /v3/enrollment-id again: make the server reachable") from None
+
+
+def what_server_holds(ctx: Context, client: PepClient) -> PepError:
+    """The error for a 409 to our first request, saying what the server's record is."""
+    try:
+        enrollment = ident.check_enrollment_id(client.enrollment_id(ctx.serial), ctx.serial)
+    except NotFoundError:
+        log.info("GET /v3/enrollment-id answers 404 for %s: the record was never finished",
+                 ctx.serial, extra=ctx.fields())
+        return ident.unfinished_record(ctx.serial)
+    except PepError as e:
+        log.warning("cannot read the server's record of %s (%s)", ctx.serial, e.message,
+                    extra=ctx.fields())
+        return ident.already_provisioned(ctx.serial)
+    return ident.deployed_elsewhere(ctx.serial, enrollment)
+
+
+def commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:
+    """The commit point: the answer is held in memory, then saved; from here on a failing
+    journal or state disk is logged and tolerated, so that this answer really is installed."""
+    ctx.answer = data
+    ctx.journal.best_effort = True
+    try:
+        ident.save_response(ctx.paths.saved_response, data)
+    except OSError as e:
+        # The server will not answer twice: install from memory rather than give up.
+        log.warning("cannot save the server's answer (%s); installing it directly",
+                    e.strerror or type(e).__name__, extra=ctx.fields())
+    ctx.journal.update(enrollment_id=data.get("enrollmentID"), response_saved=True,
+                       next_retry_in=None, **more)

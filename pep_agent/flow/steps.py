@@ -1,0 +1,218 @@
+"""The provisioning flow's steps, in order: read this file top to bottom to know what
+`pep-agent provision` does. The runner (runner.py) runs them; the recovery rule
+(recovery.py) decides where a run starts and what happens to credentials.
+
+Side effects: through the context (services, FCC launcher, network probe, HTTP client, clock,
+LED, sd_notify, journal); the identity's files and FCC's staging directory (through
+steps/install.py and the file funnel); the journald sealing keys (preflight, with PEP_FSS);
+read-only looks at the routing table (choosing the interface) and the process table (FCC's
+start time, to recognise its pid later).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pep_agent import state
+from pep_agent.errors import ConfigError, FccStartError, NetworkError, PepError, ResumeError
+from pep_agent.flow import recovery, request
+from pep_agent.flow.context import Context
+from pep_agent.steps import discovery, install
+from pep_agent.steps import identity as ident
+from pep_agent.steps.fcc import check_ip_on_interface, fcc_environment
+from pep_agent.system import fsutil, proc
+
+
+def preflight(ctx: Context) -> None:
+    ctx.parsec = ctx.checked.parsec if ctx.checked else check_preflight(ctx)
+    s = ctx.settings
+    ctx.journal.update(parsec=ctx.parsec, profile=s.profile, server=s.server_url)
+    ctx.verification_key = ident.NO_VERIFICATION_KEY
+    if s.fss:
+        # Here, not at the request: a journald that cannot seal must stop the run before
+        # edge-core or the identity are touched. Only after every check: the forced setup
+        # replaces the key whose verification key the server holds. The key stays in memory.
+        from pep_agent.system.sealing import setup_keys
+
+        ctx.verification_key = setup_keys(s.fss_interval, ctx.paths)
+
+
+def check_preflight(ctx: Context) -> bool:
+    """preflight's checks, without side effects; returns whether Parsec holds the keys."""
+    s = ctx.settings
+    if not ctx.paths.sandboxed and os.geteuid() != 0:
+        raise ConfigError("pep-agent provision must run as root", hint="use sudo, or --root DIR")
+    ctx.client_factory()  # validates the URL, the CA file and TLS settings before any change
+    argv = s.fcc_argv()
+    exe = argv[0] if "/" in argv[0] else proc.which(argv[0])
+    if not exe or not os.path.isfile(exe):
+        raise FccStartError(f"the FCC binary {argv[0]} does not exist",
+                            hint="install FCC or point --fcc-command at it")
+    if not os.access(exe, os.X_OK):
+        raise FccStartError(f"the FCC binary {exe} is not executable")
+    return install.uses_parsec(ctx.paths, s.parsec)
+
+
+def discover_serial(ctx: Context) -> None:
+    if ctx.checked:
+        ctx.serial, source = ctx.checked.serial, ctx.checked.serial_source
+    else:
+        ctx.serial, source = discovery.discover_serial(ctx.settings)
+    ctx.journal.update(serial=ctx.serial, serial_source=source)
+
+
+def wait_network(ctx: Context) -> None:
+    ctx.interface, ip = ((ctx.checked.interface, ctx.checked.ip) if ctx.checked
+                         else find_network(ctx))
+    ctx.journal.update(interface=ctx.interface, ip=ip)
+
+
+def find_network(ctx: Context) -> tuple[str, str]:
+    """The interface FCC will bind and its first IPv4 address, waiting for the network to
+    come up (an interface, or the route towards the server, may still be missing at boot)."""
+    deadline = ctx.clock.monotonic() + ctx.settings.network_deadline
+    while True:
+        try:
+            interface = discovery.choose_interface(ctx.settings)
+            addresses = ctx.probe_network(interface)
+            problem = NetworkError(f"{interface} has no IPv4 address "
+                                   f"after {ctx.settings.network_deadline:g} s")
+        except NetworkError as e:
+            addresses, problem = [], e
+        if addresses:
+            return interface, addresses[0]
+        if ctx.clock.monotonic() >= deadline:
+            raise problem
+        ctx.led.show("waiting")
+        ctx.say(f"waiting for the network ({problem.message.split(' after ')[0]})")
+        ctx.clock.sleep(1.0)
+
+
+def stop_edge_core(ctx: Context) -> None:
+    # Held, not masked: masking fails for a unit file in /etc (services.py says how).
+    ctx.services.hold(ctx.profile.edge_core_unit)
+
+
+def clear_identity(ctx: Context) -> None:
+    moved = install.clear_identity(ctx.paths, ctx.profile)
+    ctx.cleared = True
+    ctx.journal.update(previous_identity=moved)
+
+
+def start_fcc(ctx: Context) -> None:
+    s, paths = ctx.settings, ctx.paths
+    staging = install.staging_dir(paths, ctx.profile)
+    fsutil.remove(staging)
+    fsutil.make_dir(staging, mode=0o700)
+    ctx.fcc = ctx.launch_fcc(s.fcc_argv(), staging,
+                             fcc_environment(ctx.interface, s.entropy_source))
+    ctx.journal.update(fcc_pid=ctx.fcc.pid, fcc_started=proc.process_start_time(ctx.fcc.pid))
+    deadline = ctx.clock.monotonic() + s.fcc_start_timeout
+    ip, port = ctx.fcc.read_address(deadline=deadline)
+    check_ip_on_interface(ip, ctx.interface, ctx.probe_network(ctx.interface))
+    ctx.fcc.probe(ip, port, deadline=deadline)
+    ctx.fcc_address = (ip, port)
+    ctx.journal.update(fcc_ip=ip, fcc_port=port)
+
+
+def request_identity(ctx: Context) -> None:
+    client = ctx.client_factory()
+    deadline = ctx.clock.monotonic() + ctx.settings.server_deadline
+    notes: dict[str, Any] = {}
+    restarts = 0
+    while True:
+        try:
+            data = request.ask_identity(ctx, client, deadline=deadline, notes=notes,
+                                        stop_retrying=lambda: recovery.fcc_ended(ctx))
+            break
+        except PepError as err:
+            recovered = recovery.after_failed_request(ctx, client, err,
+                                                      earlier=bool(notes.get("earlier")))
+            if recovered is not None:
+                data = recovered
+                break
+            # The server holds no record and FCC's credentials are gone: a fresh FCC may
+            # be injected again.
+            if restarts >= ctx.settings.injection_retries:
+                raise
+            restarts += 1
+            ctx.say(f"the server could not inject FCC ({err.message}); restarting FCC "
+                    f"({restarts}/{ctx.settings.injection_retries})")
+        ctx.stop_fcc()
+        start_fcc(ctx)
+    request.commit(ctx, data, server_request_s=notes.get("server_request_s", 0.0))
+
+
+def wait_fcc(ctx: Context) -> None:
+    if ctx.fcc is not None:
+        ctx.fcc.wait_exit(deadline=ctx.clock.monotonic() + ctx.settings.fcc_exit_timeout)
+        ctx.fcc = None
+    _secure(ctx)
+
+
+def install_identity(ctx: Context) -> None:
+    data = ctx.answer or ident.load_response(ctx.paths.saved_response)
+    if data is None:
+        raise ResumeError("the saved server response disappeared before the install")
+    ctx.answer = data
+    # Again here: a run resumed after a power cut has not synced or checked this store.
+    _secure(ctx)
+    install.install(ctx.paths, ctx.profile, ctx.parsec, ident.identity_json(data))
+
+
+def release_edge_core(ctx: Context) -> None:
+    # The step is journalled as "unmask-edge-core" (its name in earlier versions): the hold
+    # is released, nothing was masked.
+    ctx.services.release(ctx.profile.edge_core_unit)
+
+
+def mark_provisioned(ctx: Context) -> None:
+    install.make_durable(ctx.paths, ctx.profile)
+    # The marker vouches for what is on disk now, checked after the sync.
+    _secure(ctx)
+    install.drop_previous(ctx.paths, ctx.profile)
+    fsutil.atomic_write(ctx.paths.provisioned_marker, f"{ctx.serial}\n".encode(), mode=0o644)
+    fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
+    # The identity is installed; the saved copy is no longer the commit point.
+    fsutil.remove(ctx.paths.saved_response)
+    ctx.journal.update(state=state.DONE, finished_at=ctx.clock.now(), injection=None)
+    ctx.led.show("success")
+
+
+def reboot(ctx: Context) -> None:
+    if ctx.reboot_at_end:
+        ctx.notifier.stopping()
+        ctx.services.reboot()
+
+
+def _secure(ctx: Context) -> None:
+    data = ctx.answer or {}
+    enrollment = str(data.get("enrollmentID") or ctx.journal.data.get("enrollment_id") or "?")
+    install.secure_credentials(ctx.paths, ctx.profile, ctx.parsec, ctx.serial, enrollment)
+
+
+@dataclass(frozen=True)
+class Step:
+    name: str  # in the journal, `status` and PEP_TEST_CRASH_AT: stable across versions
+    run: Callable[[Context], None]
+    led: str = "provisioning"
+
+
+STEPS: tuple[Step, ...] = (
+    Step("preflight", preflight),
+    Step("discover-serial", discover_serial),
+    Step("wait-network", wait_network),
+    Step("stop-edge-core", stop_edge_core),
+    Step("clear-identity", clear_identity),
+    Step("start-fcc", start_fcc),
+    Step("request-identity", request_identity),
+    Step("wait-fcc", wait_fcc),
+    Step("install", install_identity),
+    Step("unmask-edge-core", release_edge_core),
+    Step("mark-provisioned", mark_provisioned, led="success"),
+    Step("reboot", reboot, led="success"),
+)
+STEP_NAMES = tuple(s.name for s in STEPS)

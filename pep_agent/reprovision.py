@@ -1,0 +1,139 @@
+"""Reprovisioning on the line: a first-class start of the provisioning plan that replaces the
+installed identity.
+
+Side effects: none until its checks pass (preflight, serial, network, and the server holding
+no record for the serial; they write nothing, not even the journal). Then, under the run
+lock: stops and starts parsec and swtpm, moves the markers and the Parsec state aside, runs
+the plan, and puts the previous identity back when the run fails before the new one is
+installed and the recovery rule allows it; at the end reboots or restarts edge-core.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pep_agent.errors import AlreadyProvisionedError, NotFoundError, PepError
+from pep_agent.flow import recovery, runner
+from pep_agent.flow.context import Checked, Context
+from pep_agent.flow.steps import check_preflight, find_network, release_edge_core
+from pep_agent.paths import Paths
+from pep_agent.steps import discovery, install
+from pep_agent.system import fsutil
+
+log = logging.getLogger("pep_agent")
+
+PARSEC_UNIT = "parsec.service"
+SWTPM_UNIT = "swtpm.service"
+
+
+def reprovision(ctx: Context) -> None:
+    """Check, move the old identity aside, provision; put the old one back when the run ends
+    before the new identity is installed and the server holds no record from this run."""
+    ctx.replacing, ctx.reboot_at_end = True, False  # edge-core is restarted below instead
+    with runner.locked(ctx):
+        ctx.checked = check(ctx)
+        ctx.parsec = ctx.checked.parsec
+        aside = _aside(ctx.paths, ctx.parsec)
+        with runner.recorded(ctx):
+            try:
+                _move_aside(ctx, aside)
+                runner.run_plan(ctx)
+            except BaseException as e:  # a signal's SystemExit too: every ending restores
+                # Recorded first: the journal says this run failed, whatever is put back.
+                err: BaseException = e
+                if isinstance(e, PepError) and not e.logged:
+                    runner.fail(ctx, e)
+                elif isinstance(e, Exception) and not isinstance(e, PepError):
+                    err = runner.bug(ctx, e, "")
+                if recovery.may_restore_previous(ctx):
+                    _restore(ctx, aside, err)
+                if err is e:
+                    raise
+                raise err from None
+    for _, backup in aside:
+        fsutil.remove(backup)
+    if ctx.settings.reboot:
+        ctx.services.reboot()
+    else:
+        ctx.services.act("restart", ctx.profile.edge_core_unit)
+        ctx.services.act("restart", ctx.profile.identity_unit)
+
+
+def check(ctx: Context) -> Checked:
+    """Everything a new identity needs, checked before anything moves; changes nothing."""
+    parsec = check_preflight(ctx)
+    ctx.serial, source = discovery.discover_serial(ctx.settings)
+    interface, ip = find_network(ctx)
+    try:
+        enrollment = ctx.client_factory().enrollment_id(ctx.serial)
+    except NotFoundError:
+        return Checked(parsec=parsec, serial=ctx.serial, serial_source=source,
+                       interface=interface, ip=ip)
+    except PepError as e:
+        e.hint = f"{e.hint}; nothing was changed".lstrip("; ")
+        raise
+    # A record for this serial would make the identity request end in 409: stop now.
+    raise AlreadyProvisionedError(
+        f"the pep server holds a record for serial {ctx.serial} (enrollment id {enrollment}): "
+        "a new identity request would be refused (409); nothing was changed",
+        hint=f"remove the record of serial {ctx.serial} on the pep server (and its enrollment "
+             f"id {enrollment} in the Portal if it was claimed), then run reprovision again")
+
+
+def _aside(paths: Paths, parsec: bool) -> list[tuple[Path, Path]]:
+    """What reprovision moves aside itself (clear-identity moves mcc_config and
+    edge_gw_config)."""
+    found = [paths.provisioned_marker, paths.verified_marker]
+    if parsec:
+        found.append(paths.parsec_state)
+    return [(p, p.with_name(p.name + install.PREVIOUS)) for p in found]
+
+
+def _move_aside(ctx: Context, aside: list[tuple[Path, Path]]) -> None:
+    log.info("reprovision: checks passed; moving the current identity aside",
+             extra=ctx.fields())
+    if ctx.parsec:
+        # The upstream reset of the TPM-backed storage, except that the old state is kept.
+        ctx.services.act("stop", PARSEC_UNIT)
+        ctx.services.act("stop", SWTPM_UNIT)
+    for path, backup in aside:
+        fsutil.move_aside(path, backup)
+    if ctx.parsec:
+        ctx.services.act("start", SWTPM_UNIT)
+        ctx.services.act("start", PARSEC_UNIT)
+    # A saved answer that can no longer be installed is kept for the record, out of the way.
+    saved = ctx.paths.saved_response
+    if saved.exists():
+        saved.rename(saved.with_name(f"response.abandoned-{int(ctx.clock.now())}.json"))
+
+
+def _restore(ctx: Context, aside: list[tuple[Path, Path]], err: BaseException) -> None:
+    """The previous identity goes back and edge-core runs again."""
+    paths = ctx.paths
+    try:
+        if ctx.parsec:
+            ctx.services.act("stop", PARSEC_UNIT)
+            ctx.services.act("stop", SWTPM_UNIT)
+        install.restore_previous(paths, ctx.profile)
+        for path, backup in aside:
+            if backup.exists() or backup.is_symlink():
+                fsutil.remove(path)
+                os.rename(backup, path)
+        if ctx.parsec:
+            ctx.services.act("start", SWTPM_UNIT)
+            ctx.services.act("start", PARSEC_UNIT)
+        release_edge_core(ctx)
+        ctx.services.act("restart", ctx.profile.edge_core_unit)
+    except (OSError, PepError) as e:
+        text = e.message if isinstance(e, PepError) else (e.strerror or type(e).__name__)
+        log.error("reprovision failed and the previous identity could not be put back (%s); "
+                  "it stays in the *%s folders", text, install.PREVIOUS, extra=ctx.fields())
+        return
+    ctx.journal.best_effort = True
+    ctx.journal.update(restored_previous=True)
+    log.warning("reprovision failed; the previous identity is back in place and edge-core "
+                "restarted", extra=ctx.fields())
+    if isinstance(err, PepError):
+        err.hint = f"{err.hint}; the previous identity was restored".lstrip("; ")

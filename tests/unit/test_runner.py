@@ -1,0 +1,187 @@
+"""Whole runs on fakes (clock, server, FCC, network; the sandbox service manager): the steps
+in order, a bug anywhere ending the run as failed, reprovision's restore-or-keep, adoption."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import pytest
+
+from pep_agent.errors import Exit, PepError
+from pep_agent.flow import Context, provision, recovery, runner
+from pep_agent.flow.steps import STEP_NAMES, STEPS
+from pep_agent.reprovision import reprovision
+from pep_agent.steps import install
+from tests.fakes import (
+    GOOD,
+    FakeLed,
+    ScriptedClient,
+    make_context,
+    stage_credentials,
+    transient,
+)
+
+
+def _injecting(*answers: object, **kw: object) -> tuple[ScriptedClient, list[Context]]:
+    """A server that stores FCC's credentials (the injection) before each answer."""
+    holder: list[Context] = []
+    client = ScriptedClient(*answers, on_identity=lambda: _inject(holder[0]), **kw)
+    return client, holder
+
+
+def _inject(ctx: Context) -> None:
+    if not install.credentials_ready(ctx.paths, ctx.profile, False):
+        stage_credentials(ctx)
+
+
+def _provisioned(tmp_path: Path) -> Context:
+    client, holder = _injecting(GOOD)
+    ctx, _ = make_context(tmp_path, client)
+    holder.append(ctx)
+    assert provision(ctx) == "provisioned"
+    return ctx
+
+
+def _services(ctx: Context) -> list[str]:
+    return [" ".join(line.split()[1:]) for line in
+            ctx.paths.sandbox_services.read_text().splitlines()]
+
+
+def test_a_run_goes_through_every_step_in_order(tmp_path: Path) -> None:
+    ctx = _provisioned(tmp_path)
+    j = ctx.journal.data
+    assert list(j["steps"]) == list(STEP_NAMES)
+    assert all(step["status"] == "done" for step in j["steps"].values())
+    assert j["state"] == "provisioned" and j["injection"] is None
+    assert j["interface"] == "eth0" and j["ip"] == "10.0.0.5" and j["fcc_ip"] == "10.0.0.5"
+    assert ctx.paths.provisioned_marker.read_text() == "SN-1\n"
+    identity = json.loads(ctx.paths.under(ctx.profile.identity_json).read_text())
+    assert identity == GOOD
+    assert not ctx.paths.saved_response.exists()
+    unit = ctx.profile.edge_core_unit
+    assert _services(ctx) == [f"hold {unit}", f"release {unit}"]
+    assert isinstance(ctx.led, FakeLed) and ctx.led.shown[-1] == "success"
+
+
+def test_a_rerun_of_a_provisioned_gateway_changes_nothing(tmp_path: Path) -> None:
+    _provisioned(tmp_path)
+    ctx, _ = make_context(tmp_path, ScriptedClient())
+    assert provision(ctx) == "already-provisioned"
+    assert ctx.client_factory().queries == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("where", ["step", "plan"])
+def test_a_bug_anywhere_ends_the_run_failed_and_loud(tmp_path: Path, where: str,
+                                                     monkeypatch: pytest.MonkeyPatch,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    ctx, _ = make_context(tmp_path, ScriptedClient())
+
+    def broken(*_: object) -> None:
+        raise KeyError("a bug")
+
+    if where == "step":
+        monkeypatch.setattr(runner, "STEPS", tuple(
+            dataclasses.replace(s, run=broken) if s.name == "clear-identity" else s
+            for s in STEPS))
+    else:
+        monkeypatch.setattr(recovery, "plan", broken)
+    with caplog.at_level(logging.ERROR), pytest.raises(PepError) as raised:
+        provision(ctx)
+    assert raised.value.code == Exit.INTERNAL and "KeyError" in raised.value.message
+    assert ctx.journal.data["state"] == "failed"
+    assert ctx.journal.data["error"]["code"] == int(Exit.INTERNAL)
+    assert json.loads(ctx.paths.journal.read_text())["state"] == "failed"
+    assert isinstance(ctx.led, FakeLed) and ctx.led.shown[-1].startswith("failed")
+    traced = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
+    assert traced and "a bug" in str(traced[0].exc_info[1])  # type: ignore[index]
+    if where == "step":
+        assert ctx.journal.data["steps"]["clear-identity"]["status"] == "failed"
+
+
+def test_a_failed_reprovision_restores_the_previous_identity(tmp_path: Path) -> None:
+    old = _provisioned(tmp_path)
+    identity = old.paths.under(old.profile.identity_json)
+    before = identity.read_bytes()
+    # FCC cannot start: the run fails before any request left.
+    ctx, _ = make_context(tmp_path, ScriptedClient(), network={"eth0": ["10.0.0.5"]})
+    ctx.launch_fcc.address = ("10.9.9.9", 4000)  # type: ignore[attr-defined]
+    with pytest.raises(PepError) as raised:
+        reprovision(ctx)
+    assert raised.value.code == Exit.NETWORK
+    assert "the previous identity was restored" in raised.value.hint
+    assert identity.read_bytes() == before
+    assert ctx.paths.provisioned_marker.read_text() == "SN-1\n"
+    assert ctx.journal.data["restored_previous"] is True
+    assert ctx.journal.data["state"] == "failed"
+    # The checks ran once: the plan's first steps took their findings.
+    assert ctx.journal.data["serial_source"]
+
+
+def test_a_reprovision_failing_after_the_request_keeps_the_new_credentials(tmp_path: Path
+                                                                         ) -> None:
+    _provisioned(tmp_path)
+    client = ScriptedClient(*[transient("read timed out") for _ in range(20)])
+    ctx, _ = make_context(tmp_path, client, PEP_SERVER_DEADLINE="5")
+
+    def injected_then_down() -> None:
+        _inject(ctx)
+        # No record for the check reprovision makes first; once FCC is injected, the
+        # server cannot be reached for its record either.
+        client.records["SN-1"] = transient()
+
+    client.on_identity = injected_then_down
+    with pytest.raises(PepError) as raised:
+        reprovision(ctx)
+    assert raised.value.code == Exit.SERVER_UNREACHABLE
+    assert ctx.journal.data["injection"]["serialNumber"] == "SN-1"
+    assert install.credentials_ready(ctx.paths, ctx.profile, False)
+    assert not ctx.paths.provisioned_marker.exists(), "the previous identity stays aside"
+    assert "restored_previous" not in ctx.journal.data
+
+
+def test_reprovision_refuses_when_the_server_holds_a_record(tmp_path: Path) -> None:
+    _provisioned(tmp_path)
+    journal = (tmp_path / "userdata/pep-agent/state.json").read_bytes()
+    ctx, _ = make_context(tmp_path, ScriptedClient(records={"SN-1": "A-00"}))
+    with pytest.raises(PepError) as raised:
+        reprovision(ctx)
+    assert raised.value.code == Exit.ALREADY_PROVISIONED
+    assert "nothing was changed" in raised.value.message
+    assert ctx.paths.journal.read_bytes() == journal
+    assert ctx.paths.provisioned_marker.exists()
+
+
+def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: Path) -> None:
+    ctx = _provisioned(tmp_path)
+    ctx.paths.provisioned_marker.unlink()
+    ctx.paths.journal.unlink()
+    again, _ = make_context(tmp_path, ScriptedClient(records={"SN-1": "A-00"}))
+    assert recovery.observe(again).phase == "installed-without-marker"
+    assert provision(again) == "already-provisioned"
+    assert again.paths.provisioned_marker.read_text() == "SN-1\n"
+    assert again.journal.data["adopted"] is True
+
+
+def test_a_bug_in_reprovisions_checks_is_recorded_too(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    from pep_agent import reprovision as module
+
+    _provisioned(tmp_path)
+    ctx, _ = make_context(tmp_path, ScriptedClient())
+
+    def broken(*_: object) -> tuple[str, str]:
+        raise RuntimeError("a bug in a check")
+
+    monkeypatch.setattr(module, "find_network", broken)
+    with caplog.at_level(logging.ERROR), pytest.raises(PepError) as raised:
+        reprovision(ctx)
+    assert raised.value.code == Exit.INTERNAL
+    assert json.loads(ctx.paths.journal.read_text())["error"]["code"] == int(Exit.INTERNAL)
+    assert isinstance(ctx.led, FakeLed) and ctx.led.shown[-1].startswith("failed")
+    assert any(r.exc_info for r in caplog.records if r.levelno == logging.ERROR)
+    # Nothing had moved yet: the gateway keeps its identity.
+    assert ctx.paths.provisioned_marker.read_text() == "SN-1\n"
