@@ -20,7 +20,7 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional, get_type_hints
@@ -38,7 +38,8 @@ class Settings:
     """Every knob of the agent. Field `x` is also environment variable `PEP_X`."""
 
     root: Path = Path("/")
-    profile: str = "lmp"
+    # PEP_PROFILE / --profile name it; the profile itself is held (see profiles.py).
+    profile: Profile = field(default_factory=lambda: get_profile("lmp"))
     server_url: str = "http://localhost:5151"
     serial: Optional[str] = None
     serial_command: Optional[str] = None
@@ -82,11 +83,7 @@ class Settings:
     def paths(self) -> Paths:
         """Every location, resolved once (the state directory is chosen at its first use)."""
         return Paths(self.root, state_setting=self.state_dir,
-                     profile_state=self.platform.state_dir)
-
-    @property
-    def platform(self) -> Profile:
-        return get_profile(self.profile)
+                     profile_state=self.profile.state_dir)
 
     def fcc_argv(self) -> list[str]:
         """The FCC command line: --fcc-command, else the profile's binary under the root."""
@@ -98,7 +95,7 @@ class Settings:
             if not argv:
                 raise ConfigError("the FCC command is empty")
             return argv
-        return [str(self.paths.under(self.platform.fcc_binary))]
+        return [str(self.paths.under(self.profile.fcc_binary))]
 
     def identity_query(self, serial: str, ip: str, port: int,
                        verification_key: str) -> dict[str, str]:
@@ -265,6 +262,8 @@ def _parse(base: Any, raw: str, label: str) -> Any:
             raise ConfigError(f"{label}={_shown(raw)} is not {what}") from None
     if base is Path:
         return Path(raw) if raw else None
+    if base is Profile:
+        return get_profile(raw.strip())
     return raw or None
 
 
@@ -323,7 +322,7 @@ def load_settings(cli: Mapping[str, Any] | None = None,
                                "(the profile's default is there)")
     if settings.parsec not in ("auto", "true", "false"):
         raise ConfigError(f"PEP_PARSEC={_shown(settings.parsec)}: use auto, true or false")
-    profile = settings.platform  # validates the profile name early
+    profile = settings.profile
     for name, default in _FROM_PROFILE.items():
         if not merged.get(name):  # not given, or given empty
             setattr(settings, name, default(profile, settings.paths))

@@ -268,11 +268,6 @@ class AbortedError(Reported, BaseException):
     def __str__(self) -> str:
         return self.message
 
-    def as_dict(self) -> dict[str, object]:
-        """The error as the journal records it."""
-        return {"code": int(self.code), "name": self.code.name, "message": self.message,
-                "hint": self.hint}
-
 
 class ConfigError(PepError):
     code = Exit.CONFIG

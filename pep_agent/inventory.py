@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pep_agent.errors import TABLE, BadResponseError, Exit, OutputError, PepError, UsageError
-from pep_agent.system.fsutil import atomic_write, install_error
+from pep_agent.errors import BadResponseError, OutputError, PepError, UsageError
+from pep_agent.system.fsutil import atomic_write, os_error
 
 CSV_COLUMNS = (
     "enrollmentID", "serialNumber", "gatewayServicesAddress", "apiAddress", "hardwareVersion",
@@ -184,7 +184,4 @@ def write_exports(name: str, doc: Page, *, csv: bool) -> list[Path]:
 
 def file_error(path: Path, exc: OSError) -> PepError:
     """The error for a file this command writes in the operator's directory (exit 29)."""
-    err = install_error(f"writing {path}", exc)
-    # The install's default hint is about the gateway's /userdata: not this file's place.
-    local = err.hint != TABLE[Exit.INSTALL].hint
-    return OutputError(err.message, hint=err.hint if local else None)
+    return os_error(OutputError, f"writing {path}", exc)

@@ -18,8 +18,8 @@ from pep_agent.errors import AlreadyProvisionedError, NotFoundError, PepError
 from pep_agent.flow import recovery, runner
 from pep_agent.flow.context import Checked, Context
 from pep_agent.flow.steps import check_preflight, find_network, release_edge_core
+from pep_agent.gateway import discovery, install
 from pep_agent.paths import Paths
-from pep_agent.steps import discovery, install
 from pep_agent.system import fsutil
 
 log = logging.getLogger("pep_agent")

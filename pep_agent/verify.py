@@ -16,7 +16,7 @@ from typing import Any
 
 from pep_agent import state
 from pep_agent.config import Settings
-from pep_agent.errors import BusyError, PepError, VerificationError
+from pep_agent.errors import BusyError, PepError, StateError, VerificationError
 from pep_agent.system import fsutil
 from pep_agent.system.edgecore import read_status
 from pep_agent.system.leds import failure_state
@@ -103,7 +103,7 @@ def verify_connection(settings: Settings) -> dict[str, Any]:
     if not serial:
         raise VerificationError("this gateway has not been provisioned", hint="run provision")
     try:
-        result = verify(status_url=settings.status_url or settings.platform.status_url,
+        result = verify(status_url=settings.status_url,
                         serial=serial, deadline_s=settings.verify_timeout)
     except PepError as e:
         _record(settings, serial, verify_state="failed", verify_error=e.as_dict(),
@@ -143,7 +143,7 @@ def _record(settings: Settings, serial: str, **fields: Any) -> None:
                         hint="see `pep-agent status`; verify again once that run has ended"
                         ) from None
     except OSError as e:
-        raise fsutil.install_error("recording the verification", e) from None
+        raise fsutil.os_error(StateError, "recording the verification", e) from None
 
 
 def installed_serial(settings: Settings) -> str:
@@ -153,7 +153,7 @@ def installed_serial(settings: Settings) -> str:
     """
     paths = settings.paths
     try:
-        identity = json.loads(paths.under(settings.platform.identity_json).read_bytes())
+        identity = json.loads(paths.under(settings.profile.identity_json).read_bytes())
         serial = identity.get("serialNumber") if isinstance(identity, dict) else None
         if isinstance(serial, str) and serial.strip():
             return serial.strip()

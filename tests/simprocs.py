@@ -22,8 +22,8 @@ from typing import IO, Any
 
 import requests
 
+from pep_agent.gateway.fcc import parse_fcc_address
 from pep_agent.sim import harness
-from pep_agent.steps.fcc import parse_fcc_address
 from pep_agent.system import proc
 
 START_TIMEOUT = 30.0

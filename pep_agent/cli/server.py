@@ -111,11 +111,9 @@ def get_one_identity(
 ) -> None:
     """Ask the server to inject a running FCC and save the identity (the manual step)."""
     setup_logs(debug)
-    import json
 
+    from pep_agent.gateway import identity as ident
     from pep_agent.inventory import file_error
-    from pep_agent.steps import identity as ident
-    from pep_agent.system.fsutil import atomic_write
 
     settings = _settings(
         root=root, server_url=server, ca_cert=ca_cert, insecure=insecure, serial=serial,
@@ -146,11 +144,11 @@ def get_one_identity(
         raise ident.already_provisioned(sn) from None
     enrollment = ident.check_response(data, sn)
     try:
-        atomic_write(output, (json.dumps(data, indent=2) + "\n").encode(), mode=0o600)
+        ident.save_response(output, data)
     except OSError as e:
         raise file_error(output, e) from None
     if show:
-        print(json.dumps(data, indent=2))
+        print(ident.identity_json(data).decode(), end="")
     print(f"identity of serial {sn} written to {output} (mode 0600); "
           f"enrollment id {enrollment}", file=sys.stderr if show else sys.stdout)
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pep_agent.config import Settings
+from pep_agent.gateway.fcc import FccSession
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
 from pep_agent.state import Journal
-from pep_agent.steps.fcc import FccSession
 from pep_agent.system import netinfo
 from pep_agent.system.clock import Clock
 from pep_agent.system.leds import Led
@@ -89,7 +89,7 @@ class Context:
 
     @property
     def profile(self) -> Profile:
-        return self.settings.platform
+        return self.settings.profile
 
     def fields(self, **more: Any) -> dict[str, Any]:
         """Structured journald fields for a log line."""
@@ -121,27 +121,22 @@ def make_led_for(settings: Settings) -> Led:
     """The LED the settings and the profile ask for."""
     from pep_agent.system.leds import make_led
 
-    paths, profile = settings.paths, settings.platform
-    return make_led(settings.led_backend or profile.led_backend,
-                    leds_dir=settings.led_dir or paths.leds, name=settings.led_name,
+    paths, profile = settings.paths, settings.profile
+    return make_led(settings.led_backend, leds_dir=settings.led_dir, name=settings.led_name,
                     command=settings.led_command,
                     identity_json=paths.under(profile.identity_json),
                     led_config=settings.led_config)
 
 
-def make_client(settings: Settings) -> PepClient:
-    from pep_agent.system.http import PepClient
-
-    if settings.insecure:
-        log.warning("TLS verification of %s is OFF (PEP_INSECURE): anyone on the path can "
-                    "impersonate the pep server", settings.server_url)
-    return PepClient(settings.server_url, timeout=settings.http_timeout,
-                     ca_cert=settings.ca_cert, insecure=settings.insecure)
-
-
 def launch_fcc(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> FccSession:
     """The real FCC, through the process funnel."""
     return FccSession.start(argv, cwd=cwd, env=env)
+
+
+def _client(settings: Settings) -> PepClient:
+    from pep_agent.system.http import PepClient
+
+    return PepClient.from_settings(settings)
 
 
 def build_context(settings: Settings) -> Context:
@@ -151,6 +146,6 @@ def build_context(settings: Settings) -> Context:
     return Context(settings=settings, services=make_services(settings.paths), clock=Clock(),
                    led=make_led_for(settings), notifier=Notifier(),
                    journal=Journal(settings.paths.journal),
-                   client_factory=functools.cache(lambda: make_client(settings)),
+                   client_factory=functools.cache(lambda: _client(settings)),
                    launch_fcc=launch_fcc, probe_network=netinfo.interface_ipv4,
                    reboot_at_end=settings.reboot)

@@ -31,8 +31,8 @@ from pep_agent.errors import (
 )
 from pep_agent.flow import request
 from pep_agent.flow.context import Context
-from pep_agent.steps import discovery, install
-from pep_agent.steps import identity as ident
+from pep_agent.gateway import discovery, install
+from pep_agent.gateway import identity as ident
 from pep_agent.system import fsutil, proc
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from pep_agent.errors import (
     ServerUnreachableError,
 )
 from pep_agent.flow.context import Context, crash_hook
-from pep_agent.steps import identity as ident
+from pep_agent.gateway import identity as ident
 
 if TYPE_CHECKING:
     from pep_agent.system.http import PepClient

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Iterator
 
 from pep_agent import state
-from pep_agent.errors import Exit, PepError
+from pep_agent.errors import AbortedError, Exit, PepError, Reported, StateError
 from pep_agent.flow import recovery
 from pep_agent.flow.context import Context, crash_hook
 from pep_agent.flow.steps import STEP_NAMES, STEPS, Step, stop_edge_core
@@ -45,7 +45,7 @@ def locked(ctx: Context) -> Iterator[None]:
             # What another run wrote before we held the lock counts, not what we read at start.
             ctx.journal.data = state.load(ctx.journal.path)
             yield
-    except PepError:
+    except (PepError, AbortedError):
         raise
     except OSError as e:
         # The lock or the journal could not be written (a full or read-only disk): the
@@ -59,10 +59,10 @@ def locked(ctx: Context) -> Iterator[None]:
 
 @contextlib.contextmanager
 def recorded(ctx: Context) -> Iterator[None]:
-    """A PepError inside ends the run as failed (journal, LED, log), once."""
+    """A PepError or a signal inside ends the run as failed (journal, LED, log), once."""
     try:
         yield
-    except PepError as e:
+    except (PepError, AbortedError) as e:
         if not e.logged:
             fail(ctx, e)
         raise
@@ -127,7 +127,7 @@ def bug(ctx: Context, e: Exception, where: str) -> PepError:
     return err
 
 
-def fail(ctx: Context, err: PepError) -> None:
+def fail(ctx: Context, err: Reported) -> None:
     """The run ended with `err`: journal, log line, sd_notify status, LED."""
     # A failure after the marker (the reboot) does not unprovision the gateway.
     failed = state.DONE if ctx.paths.provisioned_marker.exists() else state.FAILED
@@ -144,9 +144,8 @@ def fail(ctx: Context, err: PepError) -> None:
         ctx.led.show(failure_state(err.code))
 
 
-def state_error(paths: Paths, e: OSError) -> PepError:
-    err = fsutil.install_error(f"cannot write the agent's state in {paths.state_dir}", e)
-    err.hint = (f"{err.hint}; or set PEP_STATE_DIR to a writable directory on the "
-                "identity's partition" if err.hint else "make it writable, or set "
-                "PEP_STATE_DIR to a writable directory on the identity's partition")
+def state_error(paths: Paths, e: OSError) -> StateError:
+    err = fsutil.os_error(StateError, f"cannot write the agent's state in {paths.state_dir}",
+                          e, else_hint="make it writable")
+    err.hint += "; or set PEP_STATE_DIR to a writable directory on the identity's partition"
     return err

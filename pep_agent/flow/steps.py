@@ -17,19 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from pep_agent import state
-from pep_agent.errors import ConfigError, FccStartError, NetworkError, PepError, ResumeError
+from pep_agent.errors import FccStartError, NetworkError, PepError, ResumeError
 from pep_agent.flow import recovery, request
 from pep_agent.flow.context import Context
-from pep_agent.steps import discovery, install
-from pep_agent.steps import identity as ident
-from pep_agent.steps.fcc import check_ip_on_interface, fcc_environment
+from pep_agent.gateway import discovery, install
+from pep_agent.gateway import identity as ident
+from pep_agent.gateway.fcc import check_ip_on_interface, fcc_environment
 from pep_agent.system import fsutil, proc
 
 
 def preflight(ctx: Context) -> None:
     ctx.parsec = ctx.checked.parsec if ctx.checked else check_preflight(ctx)
     s = ctx.settings
-    ctx.journal.update(parsec=ctx.parsec, profile=s.profile, server=s.server_url)
+    ctx.journal.update(parsec=ctx.parsec, profile=s.profile.name, server=s.server_url)
     ctx.verification_key = ident.NO_VERIFICATION_KEY
     if s.fss:
         # Here, not at the request: a journald that cannot seal must stop the run before
@@ -43,8 +43,7 @@ def preflight(ctx: Context) -> None:
 def check_preflight(ctx: Context) -> bool:
     """preflight's checks, without side effects; returns whether Parsec holds the keys."""
     s = ctx.settings
-    if not ctx.paths.sandboxed and os.geteuid() != 0:
-        raise ConfigError("pep-agent provision must run as root", hint="use sudo, or --root DIR")
+    # Root was checked by the command line before the context existed.
     ctx.client_factory()  # validates the URL, the CA file and TLS settings before any change
     argv = s.fcc_argv()
     exe = argv[0] if "/" in argv[0] else proc.which(argv[0])

@@ -15,8 +15,9 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TypeVar
 
-from pep_agent.errors import InstallError
+from pep_agent.errors import InstallError, PepError
 
 
 def fsync_dir(path: Path) -> None:
@@ -112,16 +113,27 @@ def append_line(path: Path, line: str, *, mode: int = 0o600) -> None:
         f.write(line)
 
 
-def install_error(what: str, exc: OSError) -> InstallError:
-    """An InstallError with a hint that matches the OS error (full disk, read-only fs, ...)."""
-    hints = {
-        errno.ENOSPC: "the disk is full: free space and run again",
-        errno.EROFS: "the file system is read-only: remount it read-write",
-        errno.EACCES: "permission denied: run as root",
-        errno.EPERM: "permission denied: run as root",
-    }
+_OS_HINTS = {
+    errno.ENOSPC: "the disk is full: free space and run again",
+    errno.EROFS: "the file system is read-only: remount it read-write",
+    errno.EACCES: "permission denied: run as root",
+    errno.EPERM: "permission denied: run as root",
+}
+
+E = TypeVar("E", bound=PepError)
+
+
+def os_error(kind: type[E], what: str, exc: OSError, *, else_hint: str | None = None) -> E:
+    """`kind` (install, the agent's state, an operator's file) for a failed file operation,
+    with the hint that matches the OS error (full disk, read-only fs, ...), else `else_hint`
+    (else the code's own hint)."""
     reason = exc.strerror or type(exc).__name__
-    return InstallError(f"{what}: {reason}", hint=hints.get(exc.errno or 0))
+    return kind(f"{what}: {reason}", hint=_OS_HINTS.get(exc.errno or 0, else_hint))
+
+
+def install_error(what: str, exc: OSError) -> InstallError:
+    """An InstallError with a hint that matches the OS error."""
+    return os_error(InstallError, what, exc)
 
 
 def swap_in(src: Path, target: Path) -> None:

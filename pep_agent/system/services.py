@@ -13,7 +13,7 @@ by snapd in /etc, or installed by hand. The unit file, its enablement and any ma
 were; releasing removes the drop-in and nothing else. A condition that fails skips the start
 without an error, so Restart=always and units that want it do not end up failed. The drop-in
 lives in /run, so a power cut drops it: pep-agent.service is ordered Before= the held unit and
-reports READY=1 only once it holds the unit again (see flow.py).
+reports READY=1 only once it holds the unit again (see flow/runner.py).
 """
 
 from __future__ import annotations

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pep_agent import esfs
+from pep_agent.gateway import install
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
-from pep_agent.steps import install
 from tests.agentprocs import AGENT, agent_env
 from tests.crash import fsmodel, trace
 from tests.endstate import (

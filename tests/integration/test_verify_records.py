@@ -36,7 +36,7 @@ class Gateway:
         self.root = root
         self.paths = Paths(root)
         settings = load_settings({"root": str(root)}, environ={})
-        self.identity = settings.paths.under(settings.platform.identity_json)
+        self.identity = settings.paths.under(settings.profile.identity_json)
 
     def provisioned_as(self, serial: str, *, journal: dict[str, Any] | None = None) -> None:
         self.identity.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ import pytest
 
 from pep_agent.config import load_settings
 from pep_agent.errors import SerialError
-from pep_agent.steps.discovery import cpuinfo_serial, discover_serial, validate_serial
+from pep_agent.gateway.discovery import cpuinfo_serial, discover_serial, validate_serial
 from pep_agent.system import proc
 
 

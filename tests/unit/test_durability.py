@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import Exit, InstallError, PepError
+from pep_agent.gateway import install
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
 from pep_agent.state import Journal
-from pep_agent.steps import install
 from pep_agent.system import fsutil
 from pep_agent.system.http import PepClient
 from tests.agentprocs import free_port

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import FccStartError, NetworkError
-from pep_agent.steps.fcc import (
+from pep_agent.gateway.fcc import (
     FccSession,
     check_ip_on_interface,
     fcc_environment,
@@ -76,7 +76,7 @@ def test_environment() -> None:
 
 
 def test_exchange_hint_matches_what_fcc_printed() -> None:
-    from pep_agent.steps.fcc import exchange_hint
+    from pep_agent.gateway.fcc import exchange_hint
 
     done = ["Storage is erased", "Successfully processed comm message",
             "\x1b[32mSuccessfully completed factory flow\x1b[0m"]

@@ -11,8 +11,8 @@ import pytest
 from pep_agent.config import load_settings
 from pep_agent.errors import BadResponseError, ConfigError, Exit, InstallError, ServerError
 from pep_agent.flow.steps import request_identity
+from pep_agent.gateway.identity import retry_delay
 from pep_agent.paths import Paths
-from pep_agent.steps.identity import retry_delay
 from pep_agent.system import http
 from pep_agent.system.leds import make_led
 from pep_agent.system.services import SandboxServices

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import BadResponseError
-from pep_agent.steps.identity import (
+from pep_agent.gateway.identity import (
     backoff_ceiling,
     check_response,
     load_response,
@@ -40,7 +40,7 @@ def test_saved_response_is_private_and_round_trips(tmp_path: Path) -> None:
 
 def test_rebuilt_answer_matches_what_the_server_sends() -> None:
     from pep_agent.config import Settings
-    from pep_agent.steps.identity import rebuild_identity
+    from pep_agent.gateway.identity import rebuild_identity
 
     query = Settings().identity_query("SN-1", "10.0.0.2", 4000, "secret-vk")
     data = rebuild_identity(query, "A-00", 1700000000.5)

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import InstallError
+from pep_agent.gateway import install
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
-from pep_agent.steps import install
 
 LMP = get_profile("lmp")
 

@@ -32,9 +32,9 @@ from pep_agent.config import (
     validate_serial,
 )
 from pep_agent.errors import Exit, PepError
+from pep_agent.gateway.fcc import exchange_hint, parse_fcc_address
+from pep_agent.gateway.identity import check_response
 from pep_agent.paths import Paths
-from pep_agent.steps.fcc import exchange_hint, parse_fcc_address
-from pep_agent.steps.identity import check_response
 
 BOUNDED = settings(max_examples=200, deadline=None, database=None)
 

@@ -17,7 +17,7 @@ from pep_agent.errors import (
 )
 from pep_agent.flow import Context, recovery
 from pep_agent.flow.steps import request_identity
-from pep_agent.steps import install
+from pep_agent.gateway import install
 from tests.fakes import (
     GOOD,
     FakeFcc,

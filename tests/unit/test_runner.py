@@ -13,8 +13,8 @@ import pytest
 from pep_agent.errors import Exit, PepError
 from pep_agent.flow import Context, provision, recovery, runner
 from pep_agent.flow.steps import STEP_NAMES, STEPS
+from pep_agent.gateway import install
 from pep_agent.reprovision import reprovision
-from pep_agent.steps import install
 from tests.fakes import (
     GOOD,
     FakeLed,

@@ -54,7 +54,7 @@ def test_an_unwritable_state_directory_is_named_with_its_setting(tmp_path: Path)
     ctx, _ = make_context(tmp_path, ScriptedClient())
     with pytest.raises(PepError) as raised:
         flow.provision(ctx)
-    assert raised.value.code == Exit.INSTALL
+    assert raised.value.code == Exit.STATE
     assert str(tmp_path / "userdata/pep-agent") in raised.value.message
     assert "PEP_STATE_DIR" in raised.value.hint
 

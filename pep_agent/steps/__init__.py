@@ -1,1 +1,0 @@
-"""The provisioning steps, one module per family. They act through the context's funnels."""
