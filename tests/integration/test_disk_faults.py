@@ -112,14 +112,16 @@ def run_inside(ns: Namespace, root: Path, server: SimServer, serial: str,
                           stdin=subprocess.DEVNULL, check=False)
 
 
-def assert_failed_cleanly(out: subprocess.CompletedProcess[str], hint: str) -> None:
-    assert out.returncode == 18, f"exit {out.returncode}, expected 18:\n{out.stderr}"
+def assert_failed_cleanly(out: subprocess.CompletedProcess[str], hint: str,
+                          code: int = 18) -> None:
+    assert out.returncode == code, f"exit {out.returncode}, expected {code}:\n{out.stderr}"
     assert hint in out.stderr, out.stderr
     assert "Traceback" not in out.stderr, out.stderr
 
 
 def test_read_only_userdata(tmp_path: Path, server: SimServer) -> None:
-    """/userdata is read-only: exit 18 with the hint, the serial is not spent on the server,
+    """/userdata is read-only: the agent's state there cannot be written (exit 28, with the
+    hint), the serial is not spent on the server,
     and once /userdata is writable again a rerun finishes."""
     root, serial = tmp_path / "gw", "GW-RO-USERDATA"
     userdata = root / "userdata"
@@ -128,7 +130,7 @@ def test_read_only_userdata(tmp_path: Path, server: SimServer) -> None:
     ns = Namespace(f"mount --bind {where} {where}\nmount -o remount,bind,ro {where}")
     try:
         out = run_inside(ns, root, server, serial, fcc_command(), agent_env())
-        assert_failed_cleanly(out, "read-only")
+        assert_failed_cleanly(out, "read-only", code=28)
         assert end_state(root, server, serial) == "not-provisioned"
         assert_no_wasted_identity(server, {serial: root})
         # FCC stages its credentials under /userdata, so this fails before the server is
@@ -145,7 +147,8 @@ def test_read_only_userdata(tmp_path: Path, server: SimServer) -> None:
 
 
 def test_full_disk_before_the_run(tmp_path: Path, server: SimServer) -> None:
-    """No space at all: exit 18 with the hint, the server is never asked."""
+    """No space at all: the agent's state cannot be written (exit 28, with the hint), the
+    server is never asked."""
     root, serial = tmp_path / "gw", "GW-FULL-EARLY"
     root.mkdir()
     ns = Namespace(tmpfs_on(root))
@@ -153,7 +156,7 @@ def test_full_disk_before_the_run(tmp_path: Path, server: SimServer) -> None:
         view = ns.view(root)
         filler = fill(view)
         out = run_inside(ns, root, server, serial, fcc_command(), agent_env())
-        assert_failed_cleanly(out, "disk is full")
+        assert_failed_cleanly(out, "disk is full", code=28)
         assert not (view / IDENTITY).exists() and not (view / MCC).exists()
         assert identity_requests(server, serial) == []
         filler.unlink()
