@@ -40,7 +40,7 @@ def _fcc(root: Path, parsec: bool, fault: str | None = None) -> str:
     return fcc_command(parsec=parsec, mcc_config=root / MCC if parsec else None, fault=fault)
 
 
-# --- case 1: a signal or a power cut while the 200 is in flight --------------------------------
+# --- a signal or a power cut while the 200 is in flight --------------------------------
 
 @pytest.mark.parametrize("sig", ["KILL", "TERM"])
 def test_signal_after_the_injection_before_the_answer_is_saved(tmp_path: Path,
@@ -62,7 +62,7 @@ def test_signal_after_the_injection_before_the_answer_is_saved(tmp_path: Path,
     assert assert_no_wasted_identity(server, {serial: root}) == {serial: "installed"}
 
 
-# --- case 2: the server unreachable during the recovery: exit 14, and the rerun recovers -------
+# --- the server unreachable during the recovery: exit 14, and the rerun recovers -------
 
 def test_recovery_with_the_server_away_exits_14_and_the_rerun_recovers(tmp_path: Path,
                                                                         server: SimServer
@@ -190,7 +190,7 @@ def test_a_500_while_fcc_exited_0_is_the_servers_verdict(tmp_path: Path,
         elsewhere.stop()
 
 
-# --- case 5: a lost answer and an FCC slower than 5 s to exit ---------------------------------
+# --- a lost answer and an FCC slower than 5 s to exit ---------------------------------
 
 @pytest.mark.parametrize("parsec", [False, True], ids=["pal", "parsec"])
 def test_lost_answer_and_a_slow_fcc(tmp_path: Path, server: SimServer, parsec: bool) -> None:

@@ -57,7 +57,7 @@ def test_permanent_failures_are_not_retried(tmp_path: Path, err: PepError) -> No
 
 
 def test_409_with_a_404_record_is_an_unfinished_record(tmp_path: Path) -> None:
-    """Issue 14, case 5: a server restarted during an injection keeps `deployed: false`."""
+    """A server restarted during an injection keeps `deployed: false`."""
     client = ScriptedClient(AlreadyProvisionedError("409"))
     ctx, _ = make_context(tmp_path, client)
     with pytest.raises(AlreadyProvisionedError) as raised:
@@ -70,7 +70,7 @@ def test_409_with_a_404_record_is_an_unfinished_record(tmp_path: Path) -> None:
 
 
 def test_409_with_a_deployed_record_names_the_duplicate(tmp_path: Path) -> None:
-    """Issue 14, case 6: the loser of a same-serial race is not told to delete the winner."""
+    """The loser of a same-serial race is not told to delete the winner."""
     client = ScriptedClient(AlreadyProvisionedError("409"), records={"SN-1": "A-WIN"})
     ctx, _ = make_context(tmp_path, client)
     with pytest.raises(AlreadyProvisionedError) as raised:
@@ -85,7 +85,7 @@ def test_409_with_a_deployed_record_names_the_duplicate(tmp_path: Path) -> None:
 
 
 def test_a_request_that_never_left_journals_no_injection(tmp_path: Path) -> None:
-    """Issue 14, case 7: refused, DNS, TLS before sending: the rerun has nothing to recover."""
+    """Refused, DNS, TLS before sending: the rerun has nothing to recover."""
     client = ScriptedClient(*[unsent() for _ in range(50)])
     ctx, _ = make_context(tmp_path, client, PEP_SERVER_DEADLINE="10")
     with pytest.raises(ServerUnreachableError):
