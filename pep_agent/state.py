@@ -114,6 +114,9 @@ FIELDS: dict[str, str] = {
     **dict.fromkeys(("parsec", "resumed", "response_saved", "rebuilt_answer", "adopted"),
                    _BOOL),
 }
+# Steps renamed since an earlier version, read under their names of today. The step that
+# releases edge-core's hold was called "unmask-edge-core", though nothing is masked.
+RENAMED_STEPS = {"unmask-edge-core": "release-edge-core"}
 ERROR_FIELDS = {"code": _INT, "name": _STR, "message": _STR, "hint": _STR}
 STEP_FIELDS = {"status": _STR, "started_at": _NUM, "ended_at": _NUM, "duration_s": _NUM}
 
@@ -154,9 +157,12 @@ def checked(data: Mapping[str, Any]) -> dict[str, Any]:
         out["injection"] = {k: v for k, v in injection.items() if isinstance(v, str)}
     steps = out.get("steps")
     if steps is not None:
-        out["steps"] = ({name: _typed(entry, STEP_FIELDS, only_known=True)
+        out["steps"] = ({RENAMED_STEPS.get(name, name): _typed(entry, STEP_FIELDS,
+                                                               only_known=True)
                          for name, entry in steps.items()
                          if isinstance(entry, dict)} if isinstance(steps, dict) else {})
+    if out.get("step") in RENAMED_STEPS:
+        out["step"] = RENAMED_STEPS[out["step"]]
     return out
 
 

@@ -163,8 +163,6 @@ def install_identity(ctx: Context) -> None:
 
 
 def release_edge_core(ctx: Context) -> None:
-    # The step is journalled as "unmask-edge-core" (its name in earlier versions): the hold
-    # is released, nothing was masked.
     ctx.services.release(ctx.profile.edge_core_unit)
 
 
@@ -210,7 +208,7 @@ STEPS: tuple[Step, ...] = (
     Step("request-identity", request_identity),
     Step("wait-fcc", wait_fcc),
     Step("install", install_identity),
-    Step("unmask-edge-core", release_edge_core),
+    Step("release-edge-core", release_edge_core),
     Step("mark-provisioned", mark_provisioned, led="success"),
     Step("reboot", reboot, led="success"),
 )

@@ -1,6 +1,6 @@
 """reprovision on a provisioned gateway: it checks everything before it
 changes anything, and a run that fails before the new identity is installed puts the old one
-back (Parsec state included) with edge-core unmasked and restarted."""
+back (Parsec state included) with edge-core released and restarted."""
 
 from __future__ import annotations
 

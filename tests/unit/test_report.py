@@ -57,6 +57,18 @@ def test_document_of_a_failed_run(tmp_path: Path) -> None:
     assert "cannot reach x (exit 14)" in text and "hint:          check the URL" in text
 
 
+def test_a_journal_of_an_earlier_version_names_its_steps_as_today(tmp_path: Path) -> None:
+    paths = Paths(tmp_path)
+    paths.state_dir.mkdir(parents=True)
+    paths.journal.write_text(json.dumps({
+        "state": "failed", "step": "unmask-edge-core",
+        "steps": {"install": {"status": "done"}, "unmask-edge-core": {"status": "failed"}}}))
+    doc = report.status_document(paths)
+    assert doc["step"] == "release-edge-core"
+    assert doc["steps"] == {"install": {"status": "done"},
+                            "release-edge-core": {"status": "failed"}}
+
+
 def test_states_map_to_codes_no_error_uses(tmp_path: Path) -> None:
     assert report.status_document(Paths(tmp_path))["state"] == "not-started"
     states = ("provisioned", "verified", "failed", "interrupted", "running", "not-started",
