@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from pep_agent.errors import AlreadyProvisionedError, NotFoundError, PepError
+from pep_agent.errors import AbortedError, AlreadyProvisionedError, NotFoundError, PepError
 from pep_agent.flow import recovery, runner
 from pep_agent.flow.context import Checked, Context
 from pep_agent.flow.steps import check_preflight, find_network, release_edge_core
@@ -40,10 +40,10 @@ def reprovision(ctx: Context) -> None:
             try:
                 _move_aside(ctx, aside)
                 runner.run_plan(ctx)
-            except BaseException as e:  # a signal's SystemExit too: every ending restores
+            except BaseException as e:  # a signal (AbortedError) too: every ending restores
                 # Recorded first: the journal says this run failed, whatever is put back.
                 err: BaseException = e
-                if isinstance(e, PepError) and not e.logged:
+                if isinstance(e, (PepError, AbortedError)) and not e.logged:
                     runner.fail(ctx, e)
                 elif isinstance(e, Exception) and not isinstance(e, PepError):
                     err = runner.bug(ctx, e, "")

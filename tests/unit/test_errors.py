@@ -188,6 +188,11 @@ def test_a_signal_ends_a_run_with_128_plus_its_number(tmp_path: Path, sig: int) 
     assert agent.returncode == 128 + sig, err
     name = signal.Signals(sig).name
     assert f"aborted by {name}" in err and "Traceback" not in err
+    # The runner records it: `status` says which signal ended the run.
+    recorded = json.loads(journal.read_text())
+    assert recorded["state"] == "failed"
+    assert recorded["error"]["code"] == 128 + sig
+    assert recorded["error"]["message"] == f"aborted by {name}"
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
