@@ -63,7 +63,7 @@ DEB_DIR ?= dist
 deb:
 	./.ci/deb $(DEB_DIR)
 
-# The README's exit-code table, from pep_agent/errors.py (a unit test checks they agree).
+# The README's exit-code table, from pep_agent/exit_codes.py (a unit test checks they agree).
 exit-codes: $(STAMP)
 	$(PY) .ci/exit-codes.py
 

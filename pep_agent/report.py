@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from pep_agent import state
-from pep_agent.errors import Exit, StateError, restarted
+from pep_agent.errors import StateError
+from pep_agent.exit_codes import Exit, restarted
 from pep_agent.paths import Paths
 
-# A failed run that pep-agent.service runs again by itself (errors.TABLE, "restarted").
+# A failed run that pep-agent.service runs again by itself (exit_codes.TABLE, "restarted").
 RETRYING = "retrying"
 # How long a failed journal reads as "retrying": the unit's RestartSec (30 s) plus the start of
 # the next run, with margin. A failure older than this was not restarted (a manual run, or a
@@ -113,7 +114,7 @@ def timings(data: dict[str, Any]) -> dict[str, float | None]:
 
 
 def exit_code(st: str) -> Exit:
-    """`status`'s exit code: 0 done, else a 30-range code no error uses (errors.TABLE)."""
+    """`status`'s exit code: 0 done, else a 30-range code no error uses (exit_codes.TABLE)."""
     if st in (state.DONE, state.VERIFIED):
         return Exit.OK
     if st in (state.FAILED, state.INTERRUPTED):

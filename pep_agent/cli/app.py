@@ -15,7 +15,8 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
-from pep_agent.errors import TABLE, AbortedError, Exit, PepError, Reported
+from pep_agent.errors import AbortedError, PepError, Reported
+from pep_agent.exit_codes import TABLE, Exit
 
 F = TypeVar("F", bound=Callable[..., Any])
 

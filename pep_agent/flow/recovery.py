@@ -23,12 +23,12 @@ from typing import TYPE_CHECKING, Any
 from pep_agent import esfs, state
 from pep_agent.errors import (
     BadResponseError,
-    Exit,
     IdentityUnconfirmedError,
     NotFoundError,
     PepError,
     ResumeError,
 )
+from pep_agent.exit_codes import Exit
 from pep_agent.flow import request
 from pep_agent.flow.context import Context
 from pep_agent.gateway import discovery, install

@@ -12,13 +12,8 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pep_agent.errors import (
-    BadResponseError,
-    Exit,
-    NotFoundError,
-    PepError,
-    ServerUnreachableError,
-)
+from pep_agent.errors import BadResponseError, NotFoundError, PepError, ServerUnreachableError
+from pep_agent.exit_codes import Exit
 from pep_agent.flow.context import Context, crash_hook
 from pep_agent.gateway import identity as ident
 

@@ -15,7 +15,8 @@ import logging
 from collections.abc import Iterator
 
 from pep_agent import state
-from pep_agent.errors import AbortedError, Exit, PepError, Reported, StateError
+from pep_agent.errors import AbortedError, PepError, Reported, StateError
+from pep_agent.exit_codes import Exit
 from pep_agent.flow import recovery
 from pep_agent.flow.context import Context, crash_hook
 from pep_agent.flow.steps import STEP_NAMES, STEPS, Step, stop_edge_core

@@ -14,7 +14,7 @@ no answer and exit 1; `KpAlvSess: 1` keeps the session for the next message.
 Differences, and why: a peer silent for READ_TIMEOUT in the middle of a message is dropped
 and the next connection awaited (the real one would wait forever: tests need bounds); more
 than MAX_GARBAGE bytes without a token drop the connection (bounded memory); the checks the
-simulator cannot make are listed in pep_agent.sim.bundle.
+simulator cannot make are listed in pep_agent.sim.bundle_checks.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from pep_agent.errors import NetworkError
-from pep_agent.sim import bundle, wire
+from pep_agent.sim import bundle, bundle_checks, wire
 from pep_agent.sim.fcc_storage import Storage
 from pep_agent.sim.harness import write_port_file
 from pep_agent.system.netinfo import interface_ipv4
@@ -133,8 +133,8 @@ def _answer(request: bundle.Bundle, session: Session) -> tuple[bundle.FccStatus,
     session.store(request.items)
     session.finished = not request.keep_alive
     if session.finished:
-        bundle.check_session_end(session.stored)
-    warnings = bundle.verify(session.stored) if request.verify else []
+        bundle_checks.check_session_end(session.stored)
+    warnings = bundle_checks.verify(session.stored) if request.verify else []
     return bundle.FccStatus.SUCCESS, bundle.SUCCESS_MESSAGE, warnings
 
 
@@ -147,7 +147,7 @@ def _process(session: Session, message: bytes, fault: str | None) -> tuple[int, 
     warnings: list[str] = []
     try:
         try:
-            request = bundle.decode_request(message)
+            request = bundle_checks.decode_request(message)
         except bundle.BundleError as e:
             if e.partial is not None:
                 sid = e.partial.sid

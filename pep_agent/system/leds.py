@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from pep_agent.errors import TABLE, ConfigError, Exit
+from pep_agent.errors import ConfigError
+from pep_agent.exit_codes import TABLE, Exit
 from pep_agent.system import proc
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from pep_agent.config import load_settings
-from pep_agent.errors import Exit
+from pep_agent.exit_codes import Exit
 from pep_agent.paths import Paths
 from pep_agent.system.lock import RunLock
 from tests.agentprocs import agent_env, run_agent

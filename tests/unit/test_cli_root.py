@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import pep_agent.cli.provisioning as commands
 from pep_agent import flow, verify
 from pep_agent.cli.app import app
-from pep_agent.errors import Exit
+from pep_agent.exit_codes import Exit
 
 
 class Reached(Exception):

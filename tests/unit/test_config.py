@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 
 from pep_agent.config import load_settings, parse_env_file
-from pep_agent.errors import ConfigError, Exit, PepError
+from pep_agent.errors import ConfigError, PepError
+from pep_agent.exit_codes import Exit
 
 
 def test_sources_are_layered(tmp_path: Path) -> None:

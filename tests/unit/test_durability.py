@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import Exit, InstallError, PepError
+from pep_agent.errors import InstallError, PepError
+from pep_agent.exit_codes import Exit
 from pep_agent.gateway import install
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile

@@ -15,15 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import (
-    TABLE,
-    AbortedError,
-    ConfigError,
-    Exit,
-    InstallError,
-    PepError,
-    markdown_table,
-)
+from pep_agent.errors import AbortedError, ConfigError, InstallError, PepError
+from pep_agent.exit_codes import TABLE, Exit, markdown_table
 from pep_agent.system.leds import STATES, failure_state
 from tests.agentprocs import AGENT, agent_env, run_agent
 

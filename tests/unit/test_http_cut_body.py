@@ -15,7 +15,8 @@ from collections.abc import Iterator
 import pytest
 import urllib3
 
-from pep_agent.errors import Exit, ServerUnreachableError
+from pep_agent.errors import ServerUnreachableError
+from pep_agent.exit_codes import Exit
 from pep_agent.system.http import PepClient
 
 ENROLLMENT_ID = b"A-35:e7:72:8a:07:50:3b:3d:75:c1:4b:41:00:00:00:00"

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from pep_agent.config import load_settings
-from pep_agent.errors import BadResponseError, ConfigError, Exit, InstallError, ServerError
+from pep_agent.errors import BadResponseError, ConfigError, InstallError, ServerError
+from pep_agent.exit_codes import Exit
 from pep_agent.flow.steps import request_identity
 from pep_agent.gateway.identity import retry_delay
 from pep_agent.paths import Paths

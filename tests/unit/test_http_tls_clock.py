@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import Exit, ServerUnreachableError
+from pep_agent.errors import ServerUnreachableError
+from pep_agent.exit_codes import Exit
 from pep_agent.system.http import PepClient
 
 x509 = pytest.importorskip("cryptography.x509")

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from pep_agent import inventory
-from pep_agent.errors import BadResponseError, Exit, PepError, UsageError
+from pep_agent.errors import BadResponseError, PepError, UsageError
+from pep_agent.exit_codes import Exit
 
 # The reference CLI's filter, verbatim in meaning: header array, then one array per record.
 JQ_FILTER = (

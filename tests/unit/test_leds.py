@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import ConfigError, Exit
+from pep_agent.errors import ConfigError
+from pep_agent.exit_codes import Exit
 from pep_agent.system.leds import BLINK_CODES, STATES, failure_state, make_led
 
 ATTRS = ("trigger", "brightness", "delay_on", "delay_off", "pattern")

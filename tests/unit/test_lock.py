@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import BusyError, Exit, StateError
+from pep_agent.errors import BusyError, StateError
+from pep_agent.exit_codes import Exit
 from pep_agent.paths import LEGACY_STATE_DIR, Paths
 from pep_agent.profiles import PROFILES
 from pep_agent.system.lock import RunLock

@@ -31,7 +31,8 @@ from pep_agent.config import (
     parse_env_file,
     validate_serial,
 )
-from pep_agent.errors import Exit, PepError
+from pep_agent.errors import PepError
+from pep_agent.exit_codes import Exit
 from pep_agent.gateway.fcc import exchange_hint, parse_fcc_address
 from pep_agent.gateway.identity import check_response
 from pep_agent.paths import Paths

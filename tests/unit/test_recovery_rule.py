@@ -8,13 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import (
-    AlreadyProvisionedError,
-    BadResponseError,
-    Exit,
-    PepError,
-    ServerError,
-)
+from pep_agent.errors import AlreadyProvisionedError, BadResponseError, PepError, ServerError
+from pep_agent.exit_codes import Exit
 from pep_agent.flow import Context, recovery
 from pep_agent.flow.steps import request_identity
 from pep_agent.gateway import install

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from pep_agent import report
-from pep_agent.errors import TABLE, Exit, StateError
+from pep_agent.errors import StateError
+from pep_agent.exit_codes import TABLE, Exit
 from pep_agent.paths import Paths
 from tests.agentprocs import free_port
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import Exit, PepError
+from pep_agent.errors import PepError
+from pep_agent.exit_codes import Exit
 from pep_agent.flow import Context, provision, recovery, runner
 from pep_agent.flow.steps import STEP_NAMES, STEPS
 from pep_agent.gateway import install

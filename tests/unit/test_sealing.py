@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import ConfigError, Exit, SealingError
+from pep_agent.errors import ConfigError, SealingError
+from pep_agent.exit_codes import Exit
 from pep_agent.paths import Paths
 from pep_agent.system.sealing import SANDBOX_KEY, failure_reason, setup_keys, setup_keys_argv
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import ConfigError, Exit, SystemdError
+from pep_agent.errors import ConfigError, SystemdError
+from pep_agent.exit_codes import Exit
 from pep_agent.paths import Paths
 from pep_agent.system.services import SandboxServices, hold_dropin, make_services
 

@@ -11,7 +11,7 @@ import pytest
 # The factory tool signs certificates with the 'sim' extra.
 pytest.importorskip("cryptography")
 
-from pep_agent.sim import bundle, factory_tool
+from pep_agent.sim import bundle, bundle_checks, factory_tool
 from pep_agent.sim.bundle import BundleError, FccStatus
 
 
@@ -45,19 +45,19 @@ def stored(decoded: bundle.Bundle) -> dict[str, bundle.Item]:
 
 def status_of(doc: Any) -> FccStatus:
     with pytest.raises(BundleError) as err:
-        bundle.decode_request(cbor2.dumps(doc))
+        bundle_checks.decode_request(cbor2.dumps(doc))
     return err.value.status
 
 
 def test_factory_bundle_round_trip(settings: factory_tool.FactorySettings) -> None:
     items, cert = factory_tool.device_items(settings, "LINE 7/GW+001,rev=2", "hw-1")
-    decoded = bundle.decode_request(bundle.encode_request(items, sid="s1"))
+    decoded = bundle_checks.decode_request(bundle.encode_request(items, sid="s1"))
     assert decoded.sid == "s1" and decoded.verify
     # mbed.CurrentTime sets the clock and is not stored, as in the real FCC.
     assert [(i.group, i.name, i.data) for i in decoded.items] == \
         [(i.group, i.name, i.data) for i in items if i.name != "mbed.CurrentTime"]
     # Everything FCU sends but the optional firmware-update certificate.
-    assert bundle.verify(stored(decoded)) == ["Item not set:mbed.UpdateAuthCert"]
+    assert bundle_checks.verify(stored(decoded)) == ["Item not set:mbed.UpdateAuthCert"]
     endpoint = decoded.get("mbed.EndpointName")
     serial = decoded.get("mbed.SerialNumber")
     assert endpoint is not None and endpoint.data == "LINE 7/GW+001,rev=2"
@@ -81,10 +81,10 @@ def test_factory_bundle_has_the_scheme_and_groups_a_real_one_has(
 
 
 def test_the_minimal_good_document_is_accepted() -> None:
-    decoded = bundle.decode_request(cbor2.dumps(good_doc()))
-    bundle.check_session_end(stored(decoded))
-    assert bundle.verify(stored(decoded)) == [f"Item not set:{name}"
-                                              for name in bundle.WARN_IF_MISSING]
+    decoded = bundle_checks.decode_request(cbor2.dumps(good_doc()))
+    bundle_checks.check_session_end(stored(decoded))
+    assert bundle_checks.verify(stored(decoded)) == [f"Item not set:{name}"
+                                                     for name in bundle_checks.WARN_IF_MISSING]
     assert len(decoded.items) == 6
 
 
@@ -107,17 +107,17 @@ def test_scheme_version_is_required(version: Any) -> None:
 
 
 def test_a_last_message_without_the_bootstrap_ca_is_item_not_exist() -> None:
-    decoded = bundle.decode_request(cbor2.dumps({"SchemeVersion": "0.0.1"}))
+    decoded = bundle_checks.decode_request(cbor2.dumps({"SchemeVersion": "0.0.1"}))
     assert decoded.items == [] and decoded.verify
     with pytest.raises(BundleError) as err:
-        bundle.check_session_end(stored(decoded))
+        bundle_checks.check_session_end(stored(decoded))
     assert err.value.status == FccStatus.ITEM_NOT_EXIST == 25
 
 
 @pytest.mark.parametrize("blob", [b"\xff\xff", b"\x9f", cbor2.dumps([1, 2])])
 def test_not_a_cbor_map_is_a_bundle_error(blob: bytes) -> None:
     with pytest.raises(BundleError) as err:
-        bundle.decode_request(blob)
+        bundle_checks.decode_request(blob)
     assert err.value.status == FccStatus.BUNDLE_ERROR
 
 
@@ -157,16 +157,16 @@ def test_certificate_chains_become_numbered_certificates() -> None:
     doc = good_doc()
     der = b"\x30\x00"
     doc["CertificateChains"] = [{"Name": "chain", "Format": "der", "Data": [der, der]}]
-    names = [i.name for i in bundle.decode_request(cbor2.dumps(doc)).items]
+    names = [i.name for i in bundle_checks.decode_request(cbor2.dumps(doc)).items]
     assert "chain_0" in names and "chain_1" in names
 
 
 def test_verify_reports_missing_connectivity_items() -> None:
     doc = good_doc()
     doc["Certificates"] = doc["Certificates"][:1]
-    decoded = bundle.decode_request(cbor2.dumps(doc))
+    decoded = bundle_checks.decode_request(cbor2.dumps(doc))
     with pytest.raises(BundleError) as err:
-        bundle.verify(stored(decoded))
+        bundle_checks.verify(stored(decoded))
     assert err.value.status == FccStatus.ITEM_NOT_EXIST
     assert "mbed.BootstrapServerCACert" in str(err.value)
 
@@ -217,9 +217,9 @@ def test_update_auth_cert_is_sent_when_configured() -> None:
     cert = b"\x30\x03\x02\x01\x05"
     configured = factory_tool.FactorySettings.generate(update_auth_cert=cert)
     items, _ = factory_tool.device_items(configured, "GW-4", "hw")
-    decoded = bundle.decode_request(bundle.encode_request(items))
+    decoded = bundle_checks.decode_request(bundle.encode_request(items))
     assert stored(decoded)["mbed.UpdateAuthCert"].data == cert
-    assert bundle.verify(stored(decoded)) == []
+    assert bundle_checks.verify(stored(decoded)) == []
 
 
 @pytest.mark.parametrize("flag", ["Verify", "Disable"])
@@ -247,7 +247,7 @@ def test_sid_counts_only_when_read_before_the_error() -> None:
     after = {"SchemeVersion": "0.0.1", "Verify": True, "SID": "s-1"}
     for doc, sid in ((before, "s-1"), (after, None)):
         with pytest.raises(BundleError) as err:
-            bundle.decode_request(cbor2.dumps(doc))
+            bundle_checks.decode_request(cbor2.dumps(doc))
         assert err.value.partial is not None and err.value.partial.sid == sid
 
 
@@ -255,7 +255,7 @@ def test_items_before_an_error_are_kept_for_storage() -> None:
     doc = good_doc()
     doc["ConfigParams"][2]["Data"] = ""
     with pytest.raises(BundleError) as err:
-        bundle.decode_request(cbor2.dumps(doc))
+        bundle_checks.decode_request(cbor2.dumps(doc))
     assert err.value.partial is not None
     assert [i.name for i in err.value.partial.items][-2:] == \
         ["mbed.UseBootstrap", "mbed.BootstrapServerURI"]
@@ -264,14 +264,14 @@ def test_items_before_an_error_are_kept_for_storage() -> None:
 def test_a_key_selects_the_first_group_it_begins() -> None:
     doc = good_doc()
     doc["Cert"] = doc.pop("Certificates")  # strncmp over the key's length
-    assert len(bundle.decode_request(cbor2.dumps(doc)).items) == 6
+    assert len(bundle_checks.decode_request(cbor2.dumps(doc)).items) == 6
 
 
 def test_more_than_12_keys_is_a_bundle_error() -> None:
     doc = good_doc()
     doc.update({name: 0 for name in ("D", "Di", "Dis", "Disa", "Disab", "Disabl", "Disable")})
     assert len(doc) == 12
-    bundle.decode_request(cbor2.dumps(doc))  # twelve keys (each a prefix of Disable) pass
+    bundle_checks.decode_request(cbor2.dumps(doc))  # twelve keys (each a prefix of Disable) pass
     doc["V"] = 1
     assert status_of(doc) == FccStatus.BUNDLE_ERROR
 
@@ -279,7 +279,7 @@ def test_more_than_12_keys_is_a_bundle_error() -> None:
 def test_indefinite_length_request_map_is_a_bundle_error() -> None:
     blob = b"\xbf" + cbor2.dumps("SchemeVersion") + cbor2.dumps("0.0.1") + b"\xff"
     with pytest.raises(BundleError) as err:
-        bundle.decode_request(blob)
+        bundle_checks.decode_request(blob)
     assert err.value.status == FccStatus.BUNDLE_ERROR
 
 
@@ -288,12 +288,12 @@ def test_indefinite_length_request_map_is_a_bundle_error() -> None:
 def test_utc_offset_must_be_signed_hh_mm(offset: str, ok: bool) -> None:
     doc = good_doc()
     doc["ConfigParams"].append({"Name": "mbed.UTCOffset", "Data": offset})
-    items = stored(bundle.decode_request(cbor2.dumps(doc)))
+    items = stored(bundle_checks.decode_request(cbor2.dumps(doc)))
     if ok:
-        bundle.verify(items)
+        bundle_checks.verify(items)
         return
     with pytest.raises(BundleError) as err:
-        bundle.verify(items)
+        bundle_checks.verify(items)
     assert err.value.status == FccStatus.UTC_OFFSET_WRONG_FORMAT == 33
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from pep_agent import flow
 from pep_agent.config import load_settings
-from pep_agent.errors import ConfigError, Exit, PepError
+from pep_agent.errors import ConfigError, PepError
+from pep_agent.exit_codes import Exit
 from pep_agent.flow import recovery
 from pep_agent.paths import Paths
 from tests.fakes import ScriptedClient, make_context
