@@ -24,7 +24,7 @@ from pep_agent.errors import (
     PepError,
     markdown_table,
 )
-from pep_agent.system.leds import STATES, failure_state
+from pep_agent.system.led_signals import STATES, failure_state
 from tests.agentprocs import AGENT, agent_env, run_agent
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import ConfigError, Exit
-from pep_agent.system.leds import BLINK_CODES, STATES, failure_state, make_led
+from pep_agent.system.led_signals import BLINK_CODES, STATES, failure_state
+from pep_agent.system.leds import make_led
 
 ATTRS = ("trigger", "brightness", "delay_on", "delay_off", "pattern")
 
