@@ -6,14 +6,14 @@ platform profile (PEP_PROFILE) then fills the fields that name no value of their
 backend and directory, edge-core's status URL), so that Settings carry the effective values;
 its other places (FCC, credentials, units, state directory) are read from the profile.
 
-Side effects: reads the env file and the process environment.
-Every value is checked here, before any command changes anything: a bad one is a ConfigError
+Side effects: reads the env file (envfile.py) and the process environment.
+Every value is checked at load time, before any command changes anything (the serial by
+serials.py, the identity request's size by request_limit.py): a bad one is a ConfigError
 (exit 3) naming the variable, and for the env file the file and its line.
 """
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import math
 import os
@@ -25,12 +25,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional, get_type_hints
 
-from pep_agent.errors import ConfigError, SerialError
+from pep_agent.envfile import env_name, read_env_file
+from pep_agent.errors import ConfigError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile, get_profile
-from pep_agent.urls import MAX_REQUEST_HEAD, check_settings, request_size
-
-ENV_PREFIX = "PEP_"
+from pep_agent.request_limit import check_request_size
+from pep_agent.serials import normalise_serial
+from pep_agent.urls import check_settings
 
 
 @dataclass
@@ -114,41 +115,6 @@ class Settings:
         }
 
 
-def env_name(field: str) -> str:
-    return ENV_PREFIX + field.upper()
-
-
-# The pep server re-decodes the serial with decodeURI; these are the characters it survives.
-SERIAL_RE = re.compile(r"[A-Za-z0-9'+,\-.:/= ]+")
-SERIAL_MAX = 64  # the serial becomes the LwM2M endpoint name
-
-
-def normalise_serial(serial: str, source: str) -> str:
-    """The serial without surrounding whitespace (or NULs, from the device tree); SerialError
-    when nothing is left. Applied to every serial, by every command, from every source."""
-    value = serial.strip().strip("\x00").strip()
-    if not value:
-        raise SerialError(f"the serial number from {source} is empty")
-    return value
-
-
-def validate_serial(serial: str, source: str) -> str:
-    """A serial to provision with: normalised, then SerialError when too long or with a
-    character outside the endpoint-name set. The pep-cli commands take any serial, as the
-    reference CLI does, so that they can reach every record on the server."""
-    value = normalise_serial(serial, source)
-    if len(value) > SERIAL_MAX:
-        raise SerialError(f"the serial number from {source} has {len(value)} characters "
-                          f"(at most {SERIAL_MAX})")
-    if not SERIAL_RE.fullmatch(value):
-        bad = sorted({c for c in value if not SERIAL_RE.fullmatch(c)})
-        raise SerialError(
-            f"the serial number from {source} contains forbidden character(s) "
-            f"{' '.join(repr(c) for c in bad[:8])}",
-            hint="allowed: letters, digits, space and ' + , - . : / =")
-    return value
-
-
 # systemd time spans: "10s", "15min", "1h 30min", "2d"; anything else is refused before
 # journalctl sees it, so that a typo is a configuration error and not a sealing failure.
 _INTERVAL = re.compile(r"\d+(\.\d+)?\s*[a-zA-Z]*(\s+\d+(\.\d+)?\s*[a-zA-Z]*)*")
@@ -161,51 +127,6 @@ def check_fss_interval(interval: str) -> str:
         raise ConfigError(f"invalid FSS interval {_shown(interval)}",
                           hint="use a systemd time span such as 10s, 15min or 1h")
     return value
-
-
-_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-def parse_env_file(text: str, source: str = "the env file") -> dict[str, tuple[str, int]]:
-    """KEY=VALUE lines as systemd's EnvironmentFile reads them: comments, quotes, `export`.
-
-    Returns {KEY: (value, line number)}; errors name `source` and the line.
-    """
-    out: dict[str, tuple[str, int]] = {}
-    # Lines end at "\n" only, as systemd reads them; a "\r" before it (a DOS file) is dropped.
-    for lineno, raw in enumerate(text.split("\n"), 1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if "\x00" in line:
-            raise ConfigError(f"{source} line {lineno}: contains a NUL byte")
-        if line.startswith("export "):
-            line = line[len("export "):].lstrip()
-        key, sep, value = line.partition("=")
-        key = key.strip()
-        if not sep or not _KEY_RE.fullmatch(key):
-            raise ConfigError(f"{source} line {lineno}: expected KEY=VALUE")
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        out[key] = (value, lineno)
-    return out
-
-
-def decode_env_file(data: bytes, source: str) -> str:
-    """The env file's text; ConfigError naming the line when it is not UTF-8 (systemd reads
-    UTF-8 only, so the agent and the service would disagree on anything else)."""
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ConfigError(f"{source} line 1: UTF-16 text (byte-order mark); save it as UTF-8")
-    if data.startswith(codecs.BOM_UTF8):
-        raise ConfigError(f"{source} line 1: starts with a byte-order mark; save it as UTF-8 "
-                          "without BOM")
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise ConfigError(f"{source} line {line}: byte 0x{data[e.start]:02x} is not UTF-8; "
-                          "save the file as UTF-8") from None
 
 
 # Seconds a wait or a timeout may last at most. A week is far beyond any factory use, and far
@@ -278,17 +199,6 @@ def _check_number(name: str, value: Any, label: str, raw: Any) -> None:
         raise ConfigError(f"{label}={_shown(raw)} must be greater than 0")
 
 
-def read_env_file(path: Path) -> dict[str, tuple[str, int]]:
-    """The env file's assignments, {} when it does not exist."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        return {}
-    except OSError as e:
-        raise ConfigError(f"cannot read {path}: {e.strerror or type(e).__name__}") from None
-    return parse_env_file(decode_env_file(data, str(path)), str(path))
-
-
 def load_settings(cli: Mapping[str, Any] | None = None,
                   environ: Mapping[str, str] | None = None) -> Settings:
     """Merge every source; CLI values of None mean "not given"."""
@@ -340,47 +250,3 @@ _FROM_PROFILE: dict[str, Callable[[Profile, Paths], Any]] = {
     "led_dir": lambda profile, paths: paths.leds,
     "status_url": lambda profile, paths: profile.status_url,
 }
-
-# The longest values of what is only known during a run. journalctl prints a verification key
-# as 12 seed bytes in hex groups of 6, "/", then start and interval as 64-bit hex numbers.
-_LONGEST_SERIAL = "'" * SERIAL_MAX  # URL-encodes to 3 bytes a character
-_LONGEST_IP, _LONGEST_PORT = "255.255.255.255", 65535
-_LONGEST_KEY = "-".join(["ffffff"] * 4) + "/" + "f" * 16 + "-" + "f" * 16
-# The settings that go into the identity request, for naming the one that is too long.
-_REQUEST_FIELDS = {"hardware_version": "hardwareVersion", "api_address": "apiAddress",
-                   "gateway_services_address": "gatewayServicesAddress",
-                   "radio_config": "radioConfig", "led_config": "ledConfig",
-                   "category": "category", "serial": "serialNumber", "server_url": None}
-
-
-def _serial_weight(serial: str) -> int:
-    """The bytes a serial adds to a request, URL-encoded."""
-    return request_size("http://h", "", {"serialNumber": serial})
-
-
-def check_request_size(settings: Settings) -> None:
-    """ConfigError when the identity request, with the longest serial, IP, port and key a run
-    can have, would exceed what the pep server accepts: found now, not after edge-core is
-    held and FCC started. Names the longest setting that goes into the request."""
-    def weight(name: str) -> int:
-        key, value = _REQUEST_FIELDS[name], getattr(settings, name)
-        if value is None:
-            return 0
-        return request_size("http://h", "", {key: value}) if key else len(value)
-
-    # A configured serial longer than provisioning allows still goes out with get-one-identity.
-    serial = settings.serial if weight("serial") > _serial_weight(_LONGEST_SERIAL) else None
-    query = settings.identity_query(serial or _LONGEST_SERIAL, _LONGEST_IP, _LONGEST_PORT,
-                                    _LONGEST_KEY)
-    size = request_size(settings.server_url, "/v3/identity", query)
-    if size <= MAX_REQUEST_HEAD:
-        return
-
-    worst = max(_REQUEST_FIELDS, key=weight)
-    length = len(str(getattr(settings, worst)))
-    raise ConfigError(
-        f"the identity request would be up to {size} bytes, over the {MAX_REQUEST_HEAD} "
-        f"the pep server accepts: {env_name(worst)} has {length} characters",
-        hint=f"shorten {env_name(worst)} by at least {size - MAX_REQUEST_HEAD} bytes "
-             "(URL-encoded: a character other than a letter, a digit, a space or _.-~ "
-             "takes 3 bytes or more)")

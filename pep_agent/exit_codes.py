@@ -2,7 +2,7 @@
 
 `TABLE` holds, for each code, its meaning, the hint an operator gets by default, its LED blink
 code and whether the provisioning unit runs again after it. The error classes (errors.py), the
-LED mapping (system/leds.py) and `status` read it; the README's exit-code table is generated
+LED mapping (system/led_signals.py) and `status` read it; the README's exit-code table is generated
 from it (`make exit-codes`; a unit test fails when the README differs).
 """
 

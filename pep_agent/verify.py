@@ -19,7 +19,7 @@ from pep_agent.config import Settings
 from pep_agent.errors import BusyError, PepError, StateError, VerificationError
 from pep_agent.system import fsutil
 from pep_agent.system.edgecore import read_status
-from pep_agent.system.leds import failure_state
+from pep_agent.system.led_signals import failure_state
 from pep_agent.system.lock import RunLock
 
 log = logging.getLogger(__name__)

@@ -212,7 +212,7 @@ def led(state: str = typer.Argument(..., help="off, provisioning, waiting, succe
 
     from pep_agent.errors import LedError
     from pep_agent.flow import make_led_for
-    from pep_agent.system.leds import STATES
+    from pep_agent.system.led_signals import STATES
 
     require_root("led", root)
     setup_logs(debug)

@@ -22,7 +22,7 @@ from pep_agent.flow.context import Context, crash_hook
 from pep_agent.flow.steps import STEP_NAMES, STEPS, Step, stop_edge_core
 from pep_agent.paths import Paths
 from pep_agent.system import fsutil
-from pep_agent.system.leds import failure_state
+from pep_agent.system.led_signals import failure_state
 from pep_agent.system.lock import RunLock
 
 log = logging.getLogger("pep_agent")

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-# The serial rule lives with the settings, which strip every configured serial at load time.
-from pep_agent.config import Settings, validate_serial
+from pep_agent.config import Settings
 from pep_agent.errors import NetworkError, SerialError
+from pep_agent.serials import validate_serial
 from pep_agent.system import netinfo, proc
 
 

@@ -1,4 +1,5 @@
 """Status LEDs: one sysfs LED, a sysfs red/green/blue triplet, an external command, or none.
+Which signal each state shows is system/led_signals.py's; here is how it is shown.
 
 Side effects: writes attributes of existing sysfs LED directories (trigger, brightness,
 delay_on, delay_off, pattern), reads the `ledConfig` key of identity.json, or runs the
@@ -11,7 +12,7 @@ How failures are signalled on one colour: the kernel `timer` trigger only blinks
 rate, so it cannot say "N blinks, then a pause". The `pattern` trigger (kernel 4.20+,
 CONFIG_LEDS_TRIGGER_PATTERN) can, so a failure class is shown as N short blinks (200 ms on,
 300 ms off) followed by a 2 s dark pause, repeated; N is the blink code of the exit code in
-errors.TABLE. When the LED has no pattern trigger (writing "pattern" to `trigger` is
+exit_codes.TABLE. When the LED has no pattern trigger (writing "pattern" to `trigger` is
 refused, or no `pattern` attribute appears), the failure falls back to a steady timer blink
 with delay_on = N x 200 ms and delay_off = 2000 ms: still distinct per class and readable
 from `delay_on`, but not countable by eye. No helper process is left running to fake a
@@ -24,29 +25,14 @@ import json
 import logging
 import os
 import shlex
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from pep_agent.errors import ConfigError
-from pep_agent.exit_codes import TABLE, Exit
 from pep_agent.system import proc
+from pep_agent.system.led_signals import OFF, RGB, SINGLE, Signal
 
 log = logging.getLogger(__name__)
-
-# The failure classes the LED shows, with their blink counts: errors.TABLE, the one contract.
-BLINK_CODES: dict[Exit, int] = {
-    code: row.blinks for code, row in TABLE.items() if row.blinks is not None}
-
-
-def _failure_name(code: Exit) -> str:
-    return "failed-" + code.name.lower().replace("_", "-")
-
-
-STATES: tuple[str, ...] = (
-    "off", "provisioning", "waiting", "success", "verified", "failed",
-    *(_failure_name(code) for code in BLINK_CODES),
-)
 
 COMMAND_TIMEOUT = 5.0
 CODE_ON_MS = 200
@@ -54,51 +40,6 @@ CODE_OFF_MS = 300
 CODE_PAUSE_MS = 2000
 FALLBACK_ON_MS_PER_BLINK = 200
 DEFAULT_MAX_BRIGHTNESS = 255
-
-
-def failure_state(code: int) -> str:
-    """The LED state for a failure exit code; codes without their own pattern get "failed"."""
-    return _failure_name(Exit(code)) if code in BLINK_CODES else "failed"
-
-
-@dataclass(frozen=True)
-class Signal:
-    """What one physical LED does: off, solid on, a steady blink, or a blink code."""
-
-    kind: str  # "off" | "solid" | "blink" | "code"
-    on_ms: int = 0
-    off_ms: int = 0
-    count: int = 0
-
-
-OFF = Signal("off")
-SOLID = Signal("solid")
-
-
-_FAST = Signal("blink", 250, 250)
-_SLOW = Signal("blink", 1000, 1000)
-
-# One LED: every state differs in trigger or timing.
-SINGLE: dict[str, Signal] = {
-    "off": OFF,
-    "provisioning": _FAST,
-    "waiting": _SLOW,
-    "success": Signal("blink", 1800, 200),  # nearly solid: done, about to reboot
-    "verified": SOLID,
-    "failed": Signal("blink", 50, 50),  # flicker
-    **{_failure_name(c): Signal("code", count=n) for c, n in BLINK_CODES.items()},
-}
-
-# Three LEDs, in the colour language of the old relays' LED controller; unnamed = off.
-RGB: dict[str, dict[str, Signal]] = {
-    "off": {},
-    "provisioning": {"blue": _FAST},
-    "waiting": {"green": _SLOW},
-    "success": {"green": SOLID},
-    "verified": {"blue": SOLID},
-    "failed": {"red": SOLID},
-    **{_failure_name(c): {"red": Signal("code", count=n)} for c, n in BLINK_CODES.items()},
-}
 
 
 class Led(Protocol):

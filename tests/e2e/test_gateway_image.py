@@ -16,9 +16,9 @@ from e2e_testbed import Testbed
 
 UNITS = ("pep-agent.service", "pep-agent-verify.service")
 
-# The single-LED language (pep_agent/system/leds.py): timer blinks and solid states, and
-# failures as blink codes that fall back to a timer of N x 200 ms on / 2 s off when the LED
-# has no `pattern` trigger, as this fake tree has not.
+# The single-LED language (pep_agent/system/led_signals.py; leds.py drives it): timer blinks
+# and solid states, and failures as blink codes that fall back to a timer of N x 200 ms on /
+# 2 s off when the LED has no `pattern` trigger, as this fake tree has not.
 LED_EXPECTED = {
     "off": {"trigger": "none", "brightness": "0"},
     "provisioning": {"trigger": "timer", "delay_on": "250", "delay_off": "250"},

@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.config import load_settings, parse_env_file
+from pep_agent.config import load_settings
+from pep_agent.envfile import parse_env_file
 from pep_agent.errors import ConfigError, PepError
 from pep_agent.exit_codes import Exit
 

@@ -17,7 +17,7 @@ import pytest
 
 from pep_agent.errors import AbortedError, ConfigError, InstallError, PepError
 from pep_agent.exit_codes import TABLE, Exit, markdown_table
-from pep_agent.system.leds import STATES, failure_state
+from pep_agent.system.led_signals import STATES, failure_state
 from tests.agentprocs import AGENT, agent_env, run_agent
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,6 +15,7 @@ from pep_agent.flow.steps import request_identity
 from pep_agent.gateway.identity import retry_delay
 from pep_agent.paths import Paths
 from pep_agent.system import http
+from pep_agent.system.http_failures import retry_after
 from pep_agent.system.leds import make_led
 from pep_agent.system.services import SandboxServices
 from pep_agent.urls import check_url
@@ -54,12 +55,12 @@ def test_settings_check_every_url(tmp_path: Path) -> None:
 
 def test_retry_after_forms() -> None:
     now = 1_700_000_000.0
-    assert http.retry_after("7") == 7.0
-    assert http.retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30.0
-    assert http.retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
+    assert retry_after("7") == 7.0
+    assert retry_after(email.utils.formatdate(now + 30, usegmt=True), now=now) == 30.0
+    assert retry_after(email.utils.formatdate(now - 30, usegmt=True), now=now) == 0.0
     for unusable in (None, "", "-1", "1.5", "soon", "Wed, 99 Foo 2026 00:00:00 GMT"):
-        assert http.retry_after(unusable) is None
-    assert http.retry_after("9" * 40) == 1e9  # absurd, but a number: the cap bounds it
+        assert retry_after(unusable) is None
+    assert retry_after("9" * 40) == 1e9  # absurd, but a number: the cap bounds it
 
 
 def test_retry_delay_honours_retry_after_within_the_cap() -> None:

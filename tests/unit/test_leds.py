@@ -11,7 +11,8 @@ import pytest
 
 from pep_agent.errors import ConfigError
 from pep_agent.exit_codes import Exit
-from pep_agent.system.leds import BLINK_CODES, STATES, failure_state, make_led
+from pep_agent.system.led_signals import BLINK_CODES, STATES, failure_state
+from pep_agent.system.leds import make_led
 
 ATTRS = ("trigger", "brightness", "delay_on", "delay_off", "pattern")
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.config import SERIAL_MAX, Settings, load_settings
+from pep_agent.config import Settings, load_settings
 from pep_agent.errors import ConfigError
 from pep_agent.exit_codes import Exit
+from pep_agent.serials import SERIAL_MAX
 from pep_agent.system.http import PepClient
 from pep_agent.urls import MAX_REQUEST_HEAD, request_size
 

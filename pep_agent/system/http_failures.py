@@ -1,0 +1,161 @@
+"""What a failed request to the pep server means: the PepError, its exit code and hint.
+
+No side effects: reads the wall clock only (Retry-After dates, the clock named in a TLS date
+error). Each error says whether it may be retried (`transient`) and whether the request may
+have reached the server (`sent`): the identity request's recovery rule reads both. Text that
+comes from the server (reasons, URLs) is cut short, kept on one line and redacted of every
+remembered secret (system/logs.redact) before it enters a message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from pep_agent.errors import (
+    AlreadyProvisionedError,
+    NotFoundError,
+    PepError,
+    ServerError,
+    ServerUnreachableError,
+)
+from pep_agent.system.logs import redact
+
+TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+
+
+def raise_for_status(resp: requests.Response, what: str) -> None:
+    """The PepError for a redirect or an error status; nothing for a success."""
+    code = resp.status_code
+    if 300 <= code < 400:
+        location = resp.headers.get("Location")
+        where = shown_url(urljoin(resp.url, location)) if location else "no Location"
+        raise ServerError(f"{what}: the server redirects ({code}) to {where}; "
+                          "redirects are never followed",
+                          hint="set --server / PEP_SERVER_URL to the pep server's own URL")
+    if code < 400:
+        return
+    reason = _server_text(resp)
+    if code == 409:
+        raise AlreadyProvisionedError(f"{what}: server says 409 {reason}".rstrip())
+    if code == 404:
+        raise NotFoundError(f"{what}: not found on the server")
+    if code == 400:
+        raise ServerError(f"{what}: server rejected the request (400 {reason})".rstrip(),
+                          hint="check the values passed to the server")
+    err = ServerError(f"{what}: server error {code} {reason}".rstrip())
+    if code in (401, 403, 407):
+        # The pep server has no authentication: this comes from something in between.
+        err.hint = ("the pep server does not authenticate: a proxy or gateway between this "
+                    "device and the server refused the request; check the server URL and the "
+                    "HTTP(S)_PROXY / NO_PROXY settings")
+    if code in TRANSIENT_STATUS:
+        mark_transient(err)
+        err.retry_after = retry_after(resp.headers.get("Retry-After"))
+        if code == 429:
+            err.hint = "the server (or a proxy) limits the request rate; retried until the deadline"
+    if code == 500:
+        err.injection_failed = True
+        err.hint = "the server could not inject FCC: check that FCC runs at the ip:port sent"
+    raise err
+
+
+def retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or HTTP-date); None if unusable."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(min(int(value[:12]), 10**9))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _server_text(resp: requests.Response) -> str:
+    """A one-line excerpt of a plain-text error body; JSON bodies are never echoed."""
+    ctype = resp.headers.get("Content-Type", "")
+    if "json" in ctype:
+        return ""
+    text = resp.content[:300].decode("utf-8", errors="replace")
+    line = redact(" ".join("".join(c if c.isprintable() else " " for c in text).split()))
+    return f"({line[:200]})" if line else ""
+
+
+def shown_url(url: str) -> str:
+    """A URL from the server for a message: no query (it may echo ours), no credentials."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        shown = f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "") + parts.path
+        if parts.query:
+            shown += "?..."
+    except ValueError:
+        shown = url
+    shown = "".join(c if c.isprintable() and not c.isspace() else "?" for c in shown)
+    return redact(shown[:200])
+
+
+# OpenSSL's verify reasons that mean "not valid at this moment": a wrong clock, most often.
+_DATE_REASONS = ("certificate is not yet valid", "certificate has expired")
+
+
+def tls_error(base_url: str, detail: str, *, now: float | None = None) -> PepError:
+    """The error for a failed TLS handshake; `detail` is the TLS library's text.
+
+    A date failure names the clock: boards without a battery-backed clock start at 1970 (or
+    the image's build date) until NTP syncs, and then every certificate looks not yet valid.
+    """
+    reason = next((r for r in _DATE_REASONS if r in detail), None)
+    if reason is None:
+        return ServerUnreachableError(
+            f"TLS failure talking to {base_url}: {_short_text(detail, 'TLS error')}",
+            hint="pass the CA that signed the server's certificate with --ca-cert "
+                 "(PEP_CA_CERT), or fix the server's certificate chain")
+    clock = time.strftime("%Y-%m-%d %H:%M:%S UTC",
+                          time.gmtime(time.time() if now is None else now))
+    return ServerUnreachableError(
+        f"TLS failure talking to {base_url}: {reason} by this gateway's clock, "
+        f"which reads {clock}",
+        hint="set the clock (a board without a battery-backed clock reads 1970 at first "
+             "boot): wait for NTP (`timedatectl` shows 'System clock synchronized: yes') "
+             "or set it with `date -s`, then run again")
+
+
+def timeout_error(what: str, base_url: str, limit: float) -> PepError:
+    return mark_transient(ServerUnreachableError(
+        f"{what}: no complete answer from {base_url} within {limit:g} s"))
+
+
+def mark_unsent(err: PepError) -> PepError:
+    """The request never left (no connection, or no TLS session): nothing was asked."""
+    err.sent = False
+    return err
+
+
+def mark_transient(err: PepError) -> PepError:
+    err.transient = True
+    return err
+
+
+def short_reason(exc: BaseException) -> str:
+    """A known cause named in `exc`, else its type: never the library's whole text, which
+    may quote the request URL (and the verification key in its query)."""
+    return _short_text(str(exc), type(exc).__name__)
+
+
+def _short_text(text: str, fallback: str) -> str:
+    for marker in ("answer cut short", "Connection refused", "Connection reset",
+                   "Name or service not known",
+                   "Remote end closed connection", "certificate verify failed",
+                   "No route to host", "Network is unreachable"):
+        if marker in text:
+            return marker.lower()
+    return fallback
