@@ -2,7 +2,7 @@
 red/green/blue triplet.
 
 No side effects: the drivers in system/leds.py show these signals. A failure's blink count is
-its exit code's in errors.TABLE, the one exit-code contract (the README's table is rendered
+its exit code's in exit_codes.TABLE, the one exit-code contract (the README's table is rendered
 from it too); the state names are what `pep-agent led` accepts.
 """
 
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pep_agent.exit_codes import TABLE, Exit
 
-# The failure classes the LED shows, with their blink counts: errors.TABLE, the one contract.
+# The failure classes the LED shows, with their blink counts: exit_codes.TABLE, the one contract.
 BLINK_CODES: dict[Exit, int] = {
     code: row.blinks for code, row in TABLE.items() if row.blinks is not None}
 
