@@ -1,4 +1,10 @@
-"""Fixtures every test directory shares: a seeded random generator."""
+"""What every test directory shares: one seed for everything random in a run.
+
+The seed is PEP_TEST_SEED when set, else a fresh one; it is shown in the run's header and by
+each `rng` user, and PEP_TEST_SEED=<seed> replays the run: the `rng` fixture's generators and
+the property tests' examples (hypothesis) alike. The first process sets the variable, so
+parallel workers share the seed.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +16,27 @@ import pytest
 SEED_VARIABLE = "PEP_TEST_SEED"
 
 
+def _seed() -> int:
+    return int(os.environ[SEED_VARIABLE])
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    if not os.environ.get(SEED_VARIABLE):
+        os.environ[SEED_VARIABLE] = str(random.SystemRandom().randrange(1 << 30))
+    # Before hypothesis's own plugin reads its option: the same seed drives its examples.
+    if getattr(config.option, "hypothesis_seed", "absent") is None:
+        config.option.hypothesis_seed = _seed()
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    return f"random seed {_seed()} ({SEED_VARIABLE}={_seed()} replays this run)"
+
+
 @pytest.fixture
 def rng(request: pytest.FixtureRequest) -> random.Random:
-    """A random generator seeded from PEP_TEST_SEED, else from a fresh seed; the seed is
-    printed (pytest shows it with the output of a failed test) so that a run can be replayed."""
-    given = os.environ.get(SEED_VARIABLE)
-    seed = int(given) if given else random.SystemRandom().randrange(1 << 30)
+    """A random generator for this test, from the run's seed (printed with the test's output,
+    which pytest shows when it fails)."""
+    seed = _seed()
     print(f"\n{request.node.nodeid}: seed {seed} ({SEED_VARIABLE}={seed} replays it)")
-    return random.Random(seed)
+    return random.Random(f"{seed}:{request.node.nodeid}")
