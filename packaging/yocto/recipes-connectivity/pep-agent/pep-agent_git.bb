@@ -79,14 +79,13 @@ FILES:${PN}-sim = "${PYTHON_SITEPACKAGES_DIR}/pep_agent/sim"
 # bring, directly or through the RDEPENDS of what they list.
 #   core: os sys re pathlib enum typing signal stat struct errno subprocess threading
 #         contextlib functools collections shutil ipaddress warnings types uuid
-#   crypt (hashlib: the hashed names of FCC's storage), ctypes (the routing table), email
+#   crypt (hashlib: the hashed names of FCC's storage), email
 #   (email.utils), fcntl (the run lock), io (socket, tempfile), json, logging, math (random),
 #   netclient (urllib, http.client), profile (dataclasses on kirkstone), shell (shlex).
 #   difflib: click's parser imports it, and scarthgap's python3-click does not list it.
 RDEPENDS:${PN} = " \
     python3-core \
     python3-crypt \
-    python3-ctypes \
     python3-difflib \
     python3-email \
     python3-fcntl \
