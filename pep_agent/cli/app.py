@@ -65,10 +65,12 @@ def debug_option() -> Any:
 
 def fail(err: Reported) -> None:
     """Print the one-line error and its hint to stderr."""
+    # Flushed: they are the last lines, after log lines that were flushed one by one, and a
+    # test runner's captured stderr (click 8.2.0's) is read without a flush of its own.
     if not err.logged:
-        print(f"pep-agent: error: {err.message}", file=sys.stderr)
+        print(f"pep-agent: error: {err.message}", file=sys.stderr, flush=True)
     if err.hint:
-        print(f"pep-agent: hint: {err.hint}", file=sys.stderr)
+        print(f"pep-agent: hint: {err.hint}", file=sys.stderr, flush=True)
 
 
 # The commands whose runs the journal records: a configuration error of theirs is recorded

@@ -7,9 +7,9 @@ import importlib.util
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -188,19 +188,47 @@ def test_a_signal_ends_a_run_with_128_plus_its_number(tmp_path: Path, sig: int) 
     assert recorded["error"]["message"] == f"aborted by {name}"
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"),
-                    reason="needs root to run status as another user (setpriv)")
+def _status_as(uid: int, state_dir: Path) -> tuple[int, str]:
+    """`pep-agent status` in a forked child that dropped to `uid`: no exec, so an interpreter
+    the other user could not load (its libpython under root's home) still runs."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 70
+        try:
+            os.close(read_end)
+            os.dup2(write_end, 2)
+            sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 (fd 2 outlives it)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+            os.environ["PEP_STATE_DIR"] = str(state_dir)
+            from pep_agent.cli import main
+
+            sys.argv = ["pep-agent", "status"]
+            main()
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 70
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as err:
+        text = err.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), text
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_status_as_non_root_on_a_root_owned_gateway(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
     state_dir.mkdir(mode=0o700)
     (state_dir / "state.json").write_text('{"state": "failed"}')
-    out = subprocess.run(
-        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *AGENT, "status"],
-        env=agent_env(PEP_STATE_DIR=str(state_dir)), capture_output=True, text=True,
-        timeout=60, check=False, cwd=REPO)
-    assert out.returncode == int(Exit.STATE), out.stderr
-    assert "Traceback" not in out.stderr
-    assert out.stderr.splitlines() == [
+    code, err = _status_as(65534, state_dir)
+    assert code == int(Exit.STATE), err
+    assert "Traceback" not in err
+    assert err.splitlines() == [
         "pep-agent: error: cannot read the provisioning state: permission denied",
         "pep-agent: hint: run it as root (sudo pep-agent status)"]
 
