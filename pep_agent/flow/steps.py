@@ -150,6 +150,7 @@ def wait_fcc(ctx: Context) -> None:
         ctx.fcc.wait_exit(deadline=ctx.clock.monotonic() + ctx.settings.fcc_exit_timeout)
         ctx.fcc = None
     _secure(ctx)
+    ctx.say("FCC's stored credentials are complete and on disk")
 
 
 def install_identity(ctx: Context) -> None:

@@ -123,7 +123,9 @@ def secure_credentials(paths: Paths, profile: Profile, parsec: bool, serial: str
         raise install_error("making FCC's stored credentials durable", e) from None
     problems = credential_problems(paths, profile, parsec)
     if not problems:
-        log.info("FCC's stored credentials are complete and on disk")
+        # Checked three times in a run (after FCC, before the install, before the marker): the
+        # flow says it once.
+        log.debug("FCC's stored credentials are complete and on disk")
         return
     shown = "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else "")
     raise ResumeError(
