@@ -7,7 +7,6 @@ pass operator-facing text only.
 
 from __future__ import annotations
 
-import signal as _signal
 from typing import Any
 
 from pep_agent.exit_codes import TABLE, Exit
@@ -68,7 +67,9 @@ class AbortedError(Reported, BaseException):
 
     @classmethod
     def by_signal(cls, signum: int) -> AbortedError:
-        name = _signal.Signals(signum).name
+        import signal  # here: status and --help load this module, and never need it
+
+        name = signal.Signals(signum).name
         try:
             code = Exit(128 + signum)
         except ValueError:

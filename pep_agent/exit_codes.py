@@ -8,9 +8,8 @@ from it (`make exit-codes`; a unit test fails when the README differs).
 
 from __future__ import annotations
 
-import signal
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class Exit(IntEnum):
@@ -46,14 +45,16 @@ class Exit(IntEnum):
     STATUS_RUNNING = 31
     STATUS_NOT_STARTED = 32
     STATUS_RETRYING = 33
-    # Ended by a signal: 128 + its number, as shells, `timeout` and systemd report it.
-    SIGINT = 128 + signal.SIGINT
-    SIGTERM = 128 + signal.SIGTERM
+    # Ended by a signal: 128 + its number (Linux: SIGINT 2, SIGTERM 15), as shells, `timeout`
+    # and systemd report it. Written out: importing `signal` would slow `status` and `--help`,
+    # which load this module.
+    SIGINT = 130
+    SIGTERM = 143
 
 
-@dataclass(frozen=True)
-class Code:
-    """One row of the contract."""
+class Code(NamedTuple):
+    """One row of the contract (a NamedTuple, not a dataclass: `status` and `--help` load
+    this module, and a dataclass costs them its generated code at every start)."""
 
     meaning: str
     hint: str = ""  # the default hint of errors with this code

@@ -9,7 +9,6 @@ The journal holds no secrets: the identity response lives in its own 0600 file.
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import time
@@ -72,6 +71,8 @@ class Journal:
         except OSError as e:
             if not self.best_effort:
                 raise
+            import logging  # here: `status` reads the journal and never loads logging
+
             logging.getLogger("pep_agent").warning(
                 "cannot update the journal %s (%s); carrying on with the install", self.path,
                 e.strerror or type(e).__name__)

@@ -7,7 +7,6 @@ recorded in the journal (pep_agent/failures.py) and a bug's traceback is logged.
 from __future__ import annotations
 
 import functools
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -84,19 +83,16 @@ def handles_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        import logging  # imported here: status and --help never log
-
-        log = logging.getLogger("pep_agent")
         try:
             return func(*args, **kwargs)
         except PepError as e:
             bug = e.__context__
             if e.code == Exit.INTERNAL and isinstance(bug, Exception):
                 # A runner turned a bug into this error: its traceback is what matters.
-                _log_bug(log, "internal error: %s", type(bug).__name__,
+                _log_bug("internal error: %s", type(bug).__name__,
                          exc_info=(type(bug), bug, bug.__traceback__))
             else:
-                log.debug("error detail", exc_info=True)
+                _logger().debug("error detail", exc_info=True)
             if func.__name__ in RUNS and e.code in _RECORDED and not e.logged:
                 _record(kwargs.get("root"), e)
             fail(e)
@@ -105,13 +101,13 @@ def handles_errors(func: F) -> F:
             fail(e)
             raise typer.Exit(int(e.code)) from None
         except KeyboardInterrupt:
-            fail(AbortedError.by_signal(signal.SIGINT))
+            fail(AbortedError.by_signal(2))  # SIGINT
             raise typer.Exit(int(Exit.SIGINT)) from None
         except (typer.Exit, typer.Abort):
             raise  # typer's own endings: exit codes already
         except Exception as e:
             # A bug: loud, and the operator's stderr still ends with one line and a hint.
-            _log_bug(log, "internal error in %s: %s", func.__name__.replace("_", "-"),
+            _log_bug("internal error in %s: %s", func.__name__.replace("_", "-"),
                      type(e).__name__, exc_info=True)
             print(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}", file=sys.stderr)
             raise typer.Exit(int(Exit.INTERNAL)) from None
@@ -119,14 +115,22 @@ def handles_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _log_bug(log: Any, *args: Any, exc_info: Any) -> None:
+def _logger() -> Any:
+    """The agent's logger, imported only when an error needs it: a successful `status` or
+    `--help` never loads logging."""
+    import logging
+
+    return logging.getLogger("pep_agent")
+
+
+def _log_bug(*args: Any, exc_info: Any) -> None:
     """A traceback at ERROR, through the root handler's redacting filter: set up here when
     the command had not (Python's last-resort handler would print it unredacted)."""
     import logging
 
     if not logging.getLogger().handlers:
         setup_logs(False)
-    log.error(*args, exc_info=exc_info)
+    _logger().error(*args, exc_info=exc_info)
 
 
 def state_paths(root: Optional[Path]) -> Any:

@@ -79,6 +79,7 @@ def test_as_dict_is_the_journal_form() -> None:
                              "hint": "free space"}
     assert ConfigError("x").hint == TABLE[Exit.CONFIG].hint
     aborted = AbortedError.by_signal(signal.SIGTERM)
+    assert int(Exit.SIGTERM) == 128 + signal.SIGTERM and int(Exit.SIGINT) == 128 + signal.SIGINT
     assert aborted.as_dict()["code"] == 143 and aborted.signal == "SIGTERM"
     assert aborted.as_dict()["message"] == "aborted by SIGTERM"
 
