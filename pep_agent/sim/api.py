@@ -109,9 +109,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def identity(self, params: dict[str, str]) -> None:
         faults = self.server.faults
-        delay = float(faults.get("delay"))
-        if delay > 0:
-            time.sleep(delay)
+        self._hold("delay")
         if faults.take("drop_next"):
             self.log_message("dropping the connection (fault knob)")
             self.close_connection = True
@@ -153,22 +151,25 @@ class Handler(BaseHTTPRequestHandler):
             # Warnings (items FCU would send and this server was not configured with) do not fail
             # the injection, as with the real server; the operator sees them in the log.
             self.log_message("FCC warnings: %s", " | ".join(injection.warning.splitlines()))
-        deploy_delay = float(faults.get("deploy_delay"))
-        if deploy_delay > 0:
-            # FCC holds the credentials, the record is still `deployed: false`: a server killed
-            # now leaves it so, as the real server does.
-            self.log_message("holding the record undeployed for %gs (fault knob)", deploy_delay)
-            time.sleep(deploy_delay)
+        # FCC holds the credentials, the record is still `deployed: false`: a server killed
+        # now leaves it so, as the real server does.
+        self._hold("deploy_delay", "holding the record undeployed for %gs (fault knob)")
         deployed = self.server.records.deploy(record_id, injection.enrollment_id)
-        answer_delay = float(faults.get("answer_delay"))
-        if answer_delay > 0:
-            time.sleep(answer_delay)
+        self._hold("answer_delay")
         if faults.take("drop_after_next"):
             # The record stays deployed and FCC holds the credentials; only the answer is lost.
             self.log_message("dropping the connection after the injection (fault knob)")
             self.close_connection = True
             return
         self._json(200, deployed)
+
+    def _hold(self, knob: str, note: str = "") -> None:
+        """Wait the seconds fault knob `knob` says, if any (logging `note` first)."""
+        seconds = float(self.server.faults.get(knob))
+        if seconds > 0:
+            if note:
+                self.log_message(note, seconds)
+            time.sleep(seconds)
 
     def _by_serial(self, params: dict[str, str], column: str) -> None:
         serial = params.get("serialNumber")
