@@ -4,7 +4,7 @@
 
 Side effects: through the context (services, FCC launcher, network probe, HTTP client, clock,
 LED, sd_notify, journal); the identity's files and FCC's staging directory (through
-steps/install.py and the file funnel); the journald sealing keys (preflight, with PEP_FSS);
+gateway/install.py and the file funnel); the journald sealing keys (preflight, with PEP_FSS);
 read-only looks at the routing table (choosing the interface) and the process table (FCC's
 start time, to recognise its pid later).
 """
