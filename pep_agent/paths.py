@@ -125,7 +125,3 @@ class Paths:
     @property
     def parsec_socket(self) -> Path:
         return self.under("/run/parsec/parsec.sock")
-
-    @property
-    def parsec_state(self) -> Path:
-        return self.under("/userdata/parsec")

@@ -6,7 +6,8 @@ Facts from the public meta-edge, meta-pelion-edge, snap and Debian packaging. Wh
 gateway disagrees, settings override these fields: the FCC binary (PEP_FCC_COMMAND), the
 state directory (PEP_STATE_DIR), edge-core's status URL (PEP_STATUS_URL) and the LED backend
 (PEP_LED_BACKEND); config.py fills those settings from the profile when they are not given.
-The credential and identity places, the units and extra_clear are the profile's alone.
+The credential and identity places, the Parsec state, the units and extra_clear are the
+profile's alone; tests check the agent's systemd unit against the state directories.
 """
 
 from __future__ import annotations
@@ -30,6 +31,12 @@ class Profile:
     state_dir: str
     extra_clear: tuple[str, ...] = field(default_factory=tuple)
     led_backend: str = "none"
+    # Parsec+TPM gateways: the units that hold the keys, and the state reprovision sets aside
+    # (Parsec's and the software TPM's, in one folder). The upstream reprovisioning steps give
+    # these for LmP; no other layout is known, so every profile shares them.
+    parsec_unit: str = "parsec.service"
+    swtpm_unit: str = "swtpm.service"
+    parsec_state: str = "/userdata/parsec"
 
 
 _LMP = Profile(

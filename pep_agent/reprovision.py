@@ -11,21 +11,15 @@ installed and the recovery rule allows it; at the end reboots or restarts edge-c
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 
 from pep_agent.errors import AbortedError, AlreadyProvisionedError, NotFoundError, PepError
 from pep_agent.flow import recovery, runner
 from pep_agent.flow.context import Checked, Context
 from pep_agent.flow.steps import check_preflight, find_network, release_edge_core
-from pep_agent.gateway import discovery, install
-from pep_agent.paths import Paths
-from pep_agent.system import fsutil
+from pep_agent.gateway import discovery
+from pep_agent.gateway.backup import SUFFIX, Backup
 
 log = logging.getLogger("pep_agent")
-
-PARSEC_UNIT = "parsec.service"
-SWTPM_UNIT = "swtpm.service"
 
 
 def reprovision(ctx: Context) -> None:
@@ -35,10 +29,10 @@ def reprovision(ctx: Context) -> None:
     with runner.locked(ctx):
         ctx.checked = check(ctx)
         ctx.parsec = ctx.checked.parsec
-        aside = _aside(ctx.paths, ctx.parsec)
+        backup = Backup(ctx.paths, ctx.profile)
         with runner.recorded(ctx):
             try:
-                _move_aside(ctx, aside)
+                _move_aside(ctx, backup)
                 runner.run_plan(ctx)
             except BaseException as e:  # a signal (AbortedError) too: every ending restores
                 # Recorded first: the journal says this run failed, whatever is put back.
@@ -48,12 +42,11 @@ def reprovision(ctx: Context) -> None:
                 elif isinstance(e, Exception) and not isinstance(e, PepError):
                     err = runner.bug(ctx, e, "")
                 if recovery.may_restore_previous(ctx):
-                    _restore(ctx, aside, err)
+                    _restore(ctx, backup, err)
                 if err is e:
                     raise
                 raise err from None
-    for _, backup in aside:
-        fsutil.remove(backup)
+    # Nothing is aside any more: mark-provisioned discarded the previous identity.
     if ctx.settings.reboot:
         ctx.services.reboot()
     else:
@@ -82,54 +75,43 @@ def check(ctx: Context) -> Checked:
              f"id {enrollment} in the Portal if it was claimed), then run reprovision again")
 
 
-def _aside(paths: Paths, parsec: bool) -> list[tuple[Path, Path]]:
-    """What reprovision moves aside itself (clear-identity moves mcc_config and
-    edge_gw_config)."""
-    found = [paths.provisioned_marker, paths.verified_marker]
-    if parsec:
-        found.append(paths.parsec_state)
-    return [(p, p.with_name(p.name + install.PREVIOUS)) for p in found]
-
-
-def _move_aside(ctx: Context, aside: list[tuple[Path, Path]]) -> None:
+def _move_aside(ctx: Context, backup: Backup) -> None:
+    """The markers and, with Parsec, its state go aside (clear-identity sets the identity
+    folders aside)."""
     log.info("reprovision: checks passed; moving the current identity aside",
              extra=ctx.fields())
+    profile = ctx.profile
     if ctx.parsec:
         # The upstream reset of the TPM-backed storage, except that the old state is kept.
-        ctx.services.act("stop", PARSEC_UNIT)
-        ctx.services.act("stop", SWTPM_UNIT)
-    for path, backup in aside:
-        fsutil.move_aside(path, backup)
+        ctx.services.act("stop", profile.parsec_unit)
+        ctx.services.act("stop", profile.swtpm_unit)
+    backup.set_aside([*backup.markers, *([backup.parsec_state] if ctx.parsec else [])])
     if ctx.parsec:
-        ctx.services.act("start", SWTPM_UNIT)
-        ctx.services.act("start", PARSEC_UNIT)
+        ctx.services.act("start", profile.swtpm_unit)
+        ctx.services.act("start", profile.parsec_unit)
     # A saved answer that can no longer be installed is kept for the record, out of the way.
     saved = ctx.paths.saved_response
     if saved.exists():
         saved.rename(saved.with_name(f"response.abandoned-{int(ctx.clock.now())}.json"))
 
 
-def _restore(ctx: Context, aside: list[tuple[Path, Path]], err: BaseException) -> None:
+def _restore(ctx: Context, backup: Backup, err: BaseException) -> None:
     """The previous identity goes back and edge-core runs again."""
-    paths = ctx.paths
+    profile = ctx.profile
     try:
         if ctx.parsec:
-            ctx.services.act("stop", PARSEC_UNIT)
-            ctx.services.act("stop", SWTPM_UNIT)
-        install.restore_previous(paths, ctx.profile)
-        for path, backup in aside:
-            if backup.exists() or backup.is_symlink():
-                fsutil.remove(path)
-                os.rename(backup, path)
+            ctx.services.act("stop", profile.parsec_unit)
+            ctx.services.act("stop", profile.swtpm_unit)
+        backup.restore()
         if ctx.parsec:
-            ctx.services.act("start", SWTPM_UNIT)
-            ctx.services.act("start", PARSEC_UNIT)
+            ctx.services.act("start", profile.swtpm_unit)
+            ctx.services.act("start", profile.parsec_unit)
         release_edge_core(ctx)
         ctx.services.act("restart", ctx.profile.edge_core_unit)
     except (OSError, PepError) as e:
         text = e.message if isinstance(e, PepError) else (e.strerror or type(e).__name__)
         log.error("reprovision failed and the previous identity could not be put back (%s); "
-                  "it stays in the *%s folders", text, install.PREVIOUS, extra=ctx.fields())
+                  "it stays in the *%s folders", text, SUFFIX, extra=ctx.fields())
         return
     ctx.journal.best_effort = True
     ctx.journal.update(restored_previous=True)

@@ -9,7 +9,7 @@ credentials are kept, recovered, discarded or restored.
 
 Side effects: reads the state directory and the installed identity; through the context, asks
 the server for its record, waits for (or ends) FCC, deletes discarded credentials, rewrites
-an adopted identity's marker, writes the journal.
+an adopted identity's marker (discarding what is aside), writes the journal.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pep_agent.flow import request
 from pep_agent.flow.context import Context
 from pep_agent.gateway import discovery, install
 from pep_agent.gateway import identity as ident
+from pep_agent.gateway.backup import Backup
 from pep_agent.system import fsutil, proc
 
 if TYPE_CHECKING:
@@ -170,6 +171,7 @@ def adopt_installed(ctx: Context, serial: str, enrollment: str) -> bool:
     log.info("the server holds this identity (enrollment id %s): the gateway is provisioned; "
              "rewriting the marker", enrollment, extra=ctx.fields())
     install.make_durable(ctx.paths, ctx.profile)
+    Backup(ctx.paths, ctx.profile).discard()  # as mark-provisioned does
     fsutil.atomic_write(ctx.paths.provisioned_marker, f"{own}\n".encode(), mode=0o644)
     ctx.journal.update(state=state.DONE, serial=own, enrollment_id=enrollment, injection=None,
                        finished_at=ctx.clock.now(), adopted=True)

@@ -22,6 +22,7 @@ from pep_agent.flow import recovery, request
 from pep_agent.flow.context import Context
 from pep_agent.gateway import discovery, install
 from pep_agent.gateway import identity as ident
+from pep_agent.gateway.backup import Backup
 from pep_agent.gateway.fcc import check_ip_on_interface, fcc_environment
 from pep_agent.system import fsutil, proc
 
@@ -171,7 +172,9 @@ def mark_provisioned(ctx: Context) -> None:
     install.make_durable(ctx.paths, ctx.profile)
     # The marker vouches for what is on disk now, checked after the sync.
     _secure(ctx)
-    install.drop_previous(ctx.paths, ctx.profile)
+    # Everything aside (identity, markers, Parsec state) goes before the marker: once it is
+    # written no run follows that would.
+    Backup(ctx.paths, ctx.profile).discard()
     fsutil.atomic_write(ctx.paths.provisioned_marker, f"{ctx.serial}\n".encode(), mode=0o644)
     fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
     # The identity is installed; the saved copy is no longer the commit point.

@@ -1,8 +1,8 @@
 """Clearing the old identity and installing the new one as a swap.
 
-Side effects: renames credential and identity directories under the root, fsyncs FCC's stored
-credentials, writes identity.json (0600) atomically, removes the previous identity only once
-the new one is complete.
+Side effects: sets the previous identity aside (through the backup) and removes the profile's
+extra files, renames credential directories under the root, fsyncs FCC's stored credentials,
+writes identity.json (0600) atomically.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pep_agent import esfs
 from pep_agent.errors import InstallError, ResumeError
+from pep_agent.gateway.backup import Backup
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
 from pep_agent.system.fsutil import (
@@ -21,7 +22,6 @@ from pep_agent.system.fsutil import (
     fsync_dir,
     install_error,
     make_dir,
-    move_aside,
     non_empty_dir,
     remove,
     swap_in,
@@ -29,8 +29,6 @@ from pep_agent.system.fsutil import (
 )
 
 log = logging.getLogger("pep_agent")
-
-PREVIOUS = ".pep-previous"
 
 
 def uses_parsec(paths: Paths, setting: str) -> bool:
@@ -43,29 +41,16 @@ def targets(paths: Paths, profile: Profile) -> tuple[Path, Path]:
     return paths.under(profile.mcc_config), paths.under(profile.identity_json)
 
 
-def backups(paths: Paths, profile: Profile) -> list[Path]:
-    mcc, identity = targets(paths, profile)
-    return [mcc.with_name(mcc.name + PREVIOUS), identity.parent.with_name(
-        identity.parent.name + PREVIOUS)]
-
-
 def clear_identity(paths: Paths, profile: Profile) -> list[str]:
-    """Move the old credentials and identity aside (kept until the new ones are installed)."""
-    mcc, identity = targets(paths, profile)
-    moved = []
+    """Set the old credentials and identity aside (kept until the new ones are installed)."""
+    backup = Backup(paths, profile)
     try:
-        for src, backup in zip((mcc, identity.parent), backups(paths, profile)):
-            if backup.exists():
-                # A failed run already put the real previous identity aside; what is in
-                # place now is that run's leftover (e.g. a partial Parsec store).
-                remove(src)
-            elif move_aside(src, backup):
-                moved.append(str(src))
+        moved = backup.set_aside(backup.identity)
         for extra in profile.extra_clear:
             remove(paths.under(extra))
     except OSError as e:
         raise install_error("clearing the old identity", e) from None
-    return moved
+    return [str(p) for p in moved]
 
 
 def staging_dir(paths: Paths, profile: Profile) -> Path:
@@ -179,18 +164,3 @@ def make_durable(paths: Paths, profile: Profile) -> None:
     except OSError as e:
         raise install_error("making the new identity durable", e) from None
     os.sync()
-
-
-def restore_previous(paths: Paths, profile: Profile) -> None:
-    """Undo clear_identity: what a failed run left in place goes, the previous identity returns."""
-    mcc, identity = targets(paths, profile)
-    for src, backup in zip((mcc, identity.parent), backups(paths, profile)):
-        if backup.exists():
-            remove(src)
-            os.rename(backup, src)
-
-
-def drop_previous(paths: Paths, profile: Profile) -> None:
-    """The new identity is complete: the previous one can go."""
-    for backup in backups(paths, profile):
-        remove(backup)

@@ -137,30 +137,28 @@ def install_error(what: str, exc: OSError) -> InstallError:
 
 
 def swap_in(src: Path, target: Path) -> None:
-    """Rename directory `src` to `target`, which must not exist; then fsync both parents."""
+    """Rename directory `src` to `target`, which must not exist, durably (`durable_rename`)."""
     if target.exists():
         raise InstallError(f"{target} exists already; refusing to overwrite it")
     make_dir(target.parent)
     try:
-        os.rename(src, target)
+        durable_rename(src, target)
     except OSError as e:
         if e.errno == errno.EXDEV:
             raise InstallError(f"{src} and {target} are on different file systems",
                                hint="put the state directory on the same file system as "
                                     "the credentials") from None
         raise install_error(f"moving {src} to {target}", e) from None
-    fsync_dir(target.parent)
-    fsync_dir(src.parent)
 
 
-def move_aside(path: Path, backup: Path) -> bool:
-    """Rename `path` to `backup` (replacing an older backup). False when `path` is absent."""
-    if not path.exists() and not path.is_symlink():
-        return False
-    remove(backup)
-    os.rename(path, backup)
-    fsync_dir(path.parent)
-    return True
+def durable_rename(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst`, then fsync the directories of both names: the one way an
+    identity moves. Until both are synced, a power cut on a file system that does not order
+    metadata can undo the rename, or (across directories) leave the item under neither name."""
+    os.rename(src, dst)
+    fsync_dir(dst.parent)
+    if src.parent != dst.parent:
+        fsync_dir(src.parent)
 
 
 def remove(path: Path) -> None:

@@ -1,16 +1,30 @@
 """reprovision on a provisioned gateway: it checks everything before it
 changes anything, and a run that fails before the new identity is installed puts the old one
-back (Parsec state included) with edge-core released and restarted."""
+back (Parsec state included) with edge-core released and restarted, on disk even across a
+power cut; whatever run finishes the job leaves nothing aside."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.agentprocs import agent_env, free_port, run_agent, service_log
-from tests.endstate import IDENTITY, MCC, STATE_DIR, assert_no_wasted_identity, end_state
+from tests.agentprocs import AGENT, SERVER_AWAY, agent_env, free_port, run_agent, service_log
+from tests.crash import explore, fsmodel, trace
+from tests.endstate import (
+    IDENTITY,
+    MCC,
+    STATE_DIR,
+    assert_no_wasted_identity,
+    end_state,
+    journal,
+    start_agent,
+    wait_until,
+)
 from tests.simprocs import SimServer, fcc_command, start_server
 
 SERIAL = "GW-REPRO"
@@ -21,16 +35,21 @@ def _fcc(root: Path, parsec: bool) -> str:
     return fcc_command(parsec=True, mcc_config=root / MCC) if parsec else fcc_command()
 
 
-def _run(verb: str, root: Path, url: str, *more: str, serial: str | None = SERIAL,
-         fcc: str | None = None, parsec: bool = False, env: dict[str, str] | None = None,
-         ) -> tuple[int, str]:
+def _args(verb: str, root: Path, url: str, serial: str | None = SERIAL, fcc: str | None = None,
+          parsec: bool = False) -> list[str]:
     args = [verb, "--root", str(root), "--server", url, "--interface", "lo", "--no-reboot",
             "--fcc-command", fcc or _fcc(root, parsec), "--parsec" if parsec else "--no-parsec"]
     if serial is not None:
         args += ["--serial", serial]
     if verb == "reprovision":
         args.append("--yes")
-    out = run_agent(*args, *more, env=env or agent_env())
+    return args
+
+
+def _run(verb: str, root: Path, url: str, *more: str, serial: str | None = SERIAL,
+         fcc: str | None = None, parsec: bool = False, env: dict[str, str] | None = None,
+         ) -> tuple[int, str]:
+    out = run_agent(*_args(verb, root, url, serial, fcc, parsec), *more, env=env or agent_env())
     return out.returncode, out.stderr
 
 
@@ -134,3 +153,122 @@ def test_reprovision_once_the_record_is_gone(tmp_path: Path, server: SimServer) 
         assert_no_wasted_identity(fresh, {SERIAL: root})
     finally:
         fresh.stop()
+
+
+@pytest.mark.parametrize("parsec", [False, True], ids=["pal", "parsec"])
+def test_a_provision_after_a_killed_reprovision_leaves_nothing_aside(tmp_path: Path,
+                                                                     server: SimServer,
+                                                                     parsec: bool) -> None:
+    """A reprovision killed while its request waits at the server; a later provision finishes
+    the job and keeps no `*.pep-previous` (markers and Parsec state included)."""
+    root = tmp_path / "gw"
+    _provisioned(root, server, parsec)
+    # The record was removed on the server, which holds the request before creating a new one:
+    # the kill lands with the old identity aside and no record made.
+    holding = start_server(tmp_path / "holding", delay=600)
+    try:
+        run = start_agent([*AGENT, *_args("reprovision", root, holding.url, parsec=parsec)],
+                          tmp_path / "killed", agent_env())
+        try:
+            wait_until("the identity request journalled",
+                       lambda: bool(journal(root).get("injection")), 60, alive=run.process)
+        finally:
+            run.kill()
+    finally:
+        holding.stop()
+    assert list(root.rglob("*.pep-previous")), "the kill came before anything was set aside"
+    fresh = start_server(tmp_path / "fresh")
+    try:
+        code, err = _run("provision", root, fresh.url, parsec=parsec)
+        assert code == 0, err
+        if not parsec:  # end_state reads a pal store
+            assert end_state(root, fresh, SERIAL) == "provisioned"
+        assert (root / STATE_DIR / "provisioned").exists()
+        assert not list(root.rglob("*.pep-previous")), "backups left behind"
+        assert assert_no_wasted_identity(fresh, {SERIAL: root}) == {SERIAL: "installed"}
+    finally:
+        fresh.stop()
+
+
+def test_a_provision_after_a_reprovision_against_a_failing_server_leaves_nothing_aside(
+        tmp_path: Path, server: SimServer) -> None:
+    """Every identity request answered 503: the reprovision fails; once the server works, the
+    next provision ends with one identity installed and nothing aside."""
+    root = tmp_path / "gw"
+    _provisioned(root, server)
+    failing = start_server(tmp_path / "failing", fail_next=1_000_000, fail_status=503)
+    try:
+        code, err = _run("reprovision", root, failing.url, env=agent_env(**SERVER_AWAY))
+        assert code != 0, err
+        failing.set_faults(fail_next=0)
+        code, err = _run("provision", root, failing.url)
+        assert code == 0, err
+        assert (root / STATE_DIR / "provisioned").exists()
+        assert not list(root.rglob("*.pep-previous")), "backups left behind"
+        # The new identity, or the previous one put back by the failed reprovision.
+        assert_no_wasted_identity(failing, {SERIAL: root}, previous=SERIAL)
+    finally:
+        failing.stop()
+
+
+def _files(tree: fsmodel.Tree, top: str) -> dict[str, bytes]:
+    """The files at or below `top` in a crash state, by path relative to it."""
+    return {path[len(top):]: content for path, (kind, _, content) in tree.items()
+            if kind == "f" and (path == top or path.startswith(top + "/"))}
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
+@pytest.mark.parametrize("parsec", [False, True], ids=["pal", "parsec"])
+def test_a_restored_identity_is_on_disk_when_reprovision_returns(tmp_path: Path,
+                                                                 server: SimServer,
+                                                                 parsec: bool) -> None:
+    """A failed reprovision, recorded under strace: in every state a power cut could leave,
+    each part of the previous identity is whole in its place or aside; once the run has
+    returned, it is back in place even on a file system that does not order metadata."""
+    root = (tmp_path / "gw").resolve()
+    _provisioned(root, server, parsec)
+    initial = fsmodel.snapshot(root)
+    places = [MCC, "userdata/edge_gw_config", f"{STATE_DIR}/provisioned"]
+    if parsec:
+        places.append(PARSEC_STATE)
+    start = fsmodel.build(initial, [], 0, lambda i: True, True)
+    before = {place: _files(start, place) for place in places}
+    assert all(before.values()), before.keys()
+    fresh = start_server(tmp_path / "fresh", fail_injection_next=5)
+    log = tmp_path / "strace.log"
+    try:
+        out = subprocess.run(
+            [*explore.strace_argv(log), *AGENT, *_args("reprovision", root, fresh.url,
+                                                       parsec=parsec)],
+            capture_output=True, text=True, timeout=explore.RUN_TIMEOUT, check=False,
+            env=agent_env(PEP_INJECTION_RETRIES="0"), stdin=subprocess.DEVNULL)
+        assert out.returncode == 16, out.stderr
+        assert "the previous identity was restored" in out.stderr
+        assert_no_wasted_identity(fresh, {SERIAL: root}, previous=SERIAL)
+    finally:
+        fresh.stop()
+    umask = os.umask(0)
+    os.umask(umask)
+    recorder = fsmodel.Recorder(root, initial, umask)
+    for call in trace.parse(log.read_text()):
+        recorder.feed(call)
+    ops = recorder.ops
+    seen: set[str] = set()
+    ends = 0
+    for key, state in fsmodel.crash_states({**initial, **recorder.born}, ops, len(ops) + 1,
+                                           explore.reboot_empties):
+        where = (f"{state.model} after op {state.point} "
+                 f"({ops[state.point - 1].text if state.point else 'none'})")
+        if state.point == len(ops):
+            ends += 1
+            for place, content in before.items():
+                assert _files(state.tree, place) == content, (
+                    f"{place} is not back in place when the run returned: {where}")
+        if key in seen:
+            continue
+        seen.add(key)
+        for place, content in before.items():
+            assert content in (_files(state.tree, place),
+                               _files(state.tree, place + ".pep-previous")), (
+                f"{place} is neither whole in place nor aside: {where}")
+    assert ends, "no state at the end of the run"

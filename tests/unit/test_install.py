@@ -5,6 +5,7 @@ import pytest
 
 from pep_agent.errors import InstallError
 from pep_agent.gateway import install
+from pep_agent.gateway.backup import Backup
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
 
@@ -71,9 +72,9 @@ def test_previous_identity_kept_until_dropped(tmp_path: Path) -> None:
     moved = install.clear_identity(paths, get_profile("meta-pelion-edge"))
     assert len(moved) == 2 and not extra.exists()
     assert not (tmp_path / "userdata/mbed/mcc_config").exists()
-    backups = install.backups(paths, LMP)
-    assert all(b.exists() for b in backups)
+    backup = Backup(paths, LMP)
+    assert backup.held() == list(backup.identity)
     _stage(paths)
     install.install(paths, LMP, False, b"{}")
-    install.drop_previous(paths, LMP)
-    assert not any(b.exists() for b in backups)
+    backup.discard()
+    assert backup.held() == []

@@ -121,6 +121,26 @@ def test_a_failed_reprovision_restores_the_previous_identity(tmp_path: Path) -> 
     assert ctx.journal.data["serial_source"]
 
 
+def test_reprovision_takes_the_parsec_units_and_state_from_the_profile(tmp_path: Path) -> None:
+    _provisioned(tmp_path)
+    ctx, _ = make_context(tmp_path, ScriptedClient(), PEP_PARSEC="true")
+    profile = dataclasses.replace(ctx.profile, parsec_unit="keys.service",
+                                  swtpm_unit="tpm.service", parsec_state="/data/tpm")
+    ctx.settings = dataclasses.replace(ctx.settings, profile=profile)
+    state = tmp_path / "data/tpm/state"
+    state.parent.mkdir(parents=True)
+    state.write_text("old TPM state")
+    ctx.launch_fcc.address = ("10.9.9.9", 4000)  # type: ignore[attr-defined]
+    with pytest.raises(PepError) as raised:
+        reprovision(ctx)
+    assert "the previous identity was restored" in raised.value.hint
+    assert state.read_text() == "old TPM state"
+    assert not list(tmp_path.rglob("*.pep-previous"))
+    units = [s for s in _services(ctx) if s.split()[1] in ("keys.service", "tpm.service")]
+    twice = ["stop keys.service", "stop tpm.service", "start tpm.service", "start keys.service"]
+    assert units == twice * 2  # set aside, then restored
+
+
 def test_a_reprovision_failing_after_the_request_keeps_the_new_credentials(tmp_path: Path
                                                                          ) -> None:
     _provisioned(tmp_path)
