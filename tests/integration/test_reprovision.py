@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -244,13 +245,20 @@ def test_a_restored_identity_is_on_disk_when_reprovision_returns(tmp_path: Path,
             env=agent_env(PEP_INJECTION_RETRIES="0"), stdin=subprocess.DEVNULL)
         assert out.returncode == 16, out.stderr
         assert "the previous identity was restored" in out.stderr
+        _check_power_cuts(root, initial, log.read_text(), before)
         assert_no_wasted_identity(fresh, {SERIAL: root}, previous=SERIAL)
     finally:
         fresh.stop()
+
+
+def _check_power_cuts(root: Path, initial: dict[int, fsmodel.Inode], log: str,
+                      before: dict[str, dict[str, bytes]]) -> None:
+    """Each of `before`'s places whole, in place or aside, in every crash state of the run
+    the strace `log` recorded; in place in every state at its end."""
     umask = os.umask(0)
     os.umask(umask)
     recorder = fsmodel.Recorder(root, initial, umask)
-    for call in trace.parse(log.read_text()):
+    for call in trace.parse(log):
         recorder.feed(call)
     ops = recorder.ops
     seen: set[str] = set()
@@ -272,3 +280,4 @@ def test_a_restored_identity_is_on_disk_when_reprovision_returns(tmp_path: Path,
                                _files(state.tree, place + ".pep-previous")), (
                 f"{place} is neither whole in place nor aside: {where}")
     assert ends, "no state at the end of the run"
+    print(f"\n{len(ops)} operations, {len(seen)} distinct crash states", file=sys.stderr)
