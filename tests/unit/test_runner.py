@@ -15,6 +15,7 @@ from pep_agent.exit_codes import Exit
 from pep_agent.flow import Context, provision, recovery, runner
 from pep_agent.flow.steps import STEP_NAMES, STEPS
 from pep_agent.gateway import install
+from pep_agent.gateway.backup import aside
 from pep_agent.reprovision import reprovision
 from tests.fakes import (
     GOOD,
@@ -184,6 +185,17 @@ def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: P
     assert provision(again) == "already-provisioned"
     assert again.paths.provisioned_marker.read_text() == "SN-1\n"
     assert again.journal.data["adopted"] is True
+
+
+def test_an_adopted_identity_leaves_nothing_aside(tmp_path: Path) -> None:
+    """Adoption ends a run as a success: what an interrupted reprovision set aside goes."""
+    ctx = _provisioned(tmp_path)
+    ctx.paths.journal.unlink()
+    ctx.paths.provisioned_marker.rename(aside(ctx.paths.provisioned_marker))
+    again, _ = make_context(tmp_path, ScriptedClient(records={"SN-1": "A-00"}))
+    assert provision(again) == "already-provisioned"
+    assert again.journal.data["adopted"] is True
+    assert not list(tmp_path.rglob("*.pep-previous"))
 
 
 def test_a_bug_in_reprovisions_checks_is_recorded_too(tmp_path: Path,
