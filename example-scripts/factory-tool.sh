@@ -7,7 +7,8 @@
 #   HOST     user@address of the gateway, or "local"
 # Exit status: 0 provisioned (or verified), 1 failed, 2 not finished at the timeout (running,
 # not started, or retrying: the unit runs a failed run again by itself), 3 no status could be
-# read (ssh failed, not root on the gateway, a usage error or a bug: anything else).
+# read (ssh failed, not root on the gateway, a usage error or a bug: anything else), 4 deferred
+# (an installed identity the server could not confirm: make the server reachable, run again).
 set -eu
 
 host=${1:?usage: factory-tool.sh HOST [TIMEOUT_SECONDS]}
@@ -29,8 +30,8 @@ on_gateway() {
 on_gateway systemctl start pep-agent.service || true
 
 # status has codes of its own, which no error uses: 0 provisioned or verified, 30 failed,
-# 31 running, 32 not started, 33 retrying (README, "Exit codes and LED blink codes"). A typo
-# here (exit 2) or an ssh failure (255) is not a state; capture the JSON either way.
+# 31 running, 32 not started, 33 retrying, 34 deferred (README, "Exit codes and LED blink
+# codes"). A typo here (exit 2) or an ssh failure (255) is not a state; capture the JSON either way.
 set +e
 doc=$(on_gateway pep-agent status --json --wait --timeout "$timeout")
 code=$?
@@ -40,6 +41,7 @@ case $code in
     0) outcome=0 ;;
     30) outcome=1 ;;
     31|32|33) outcome=2 ;;
+    34) outcome=4 ;;
     *)
         echo "factory-tool: could not read the gateway's status (exit $code)" >&2
         exit 3

@@ -3,7 +3,7 @@
 # PEP_LED_BACKEND=command and PEP_LED_COMMAND=/path/to/led-command.sh. Map each state to
 # whatever drives the board's LED: a vendor tool, a GPIO line, a daemon's socket.
 #
-# States: off provisioning waiting success verified failed failed-<class>
+# States: off provisioning waiting success verified deferred failed failed-<class>
 # (failed-<class> names the failure, e.g. failed-server-unreachable; see the README table).
 # The agent gives the command 5 seconds; a non-zero exit is logged and provisioning goes on.
 set -eu
@@ -20,6 +20,7 @@ case "$state" in
     waiting)      colour=green mode=blink-slow ;;
     success)      colour=green mode=solid ;;
     verified)     colour=blue  mode=solid ;;
+    deferred)     colour=amber mode=solid ;;
     failed)       colour=red   mode=solid ;;
     failed-*)     colour=red   mode=blink-code:${state#failed-} ;;
     *)            echo "led-command: unknown state $state" >&2; exit 2 ;;

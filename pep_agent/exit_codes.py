@@ -45,6 +45,7 @@ class Exit(IntEnum):
     STATUS_RUNNING = 31
     STATUS_NOT_STARTED = 32
     STATUS_RETRYING = 33
+    STATUS_DEFERRED = 34
     # Ended by a signal: 128 + its number (Linux: SIGINT 2, SIGTERM 15), as shells, `timeout`
     # and systemd report it. Written out: importing `signal` would slow `status` and `--help`,
     # which load this module.
@@ -139,7 +140,9 @@ TABLE: dict[Exit, Code] = {
     Exit.UNCONFIRMED: Code(
         "an installed identity for this serial, but no marker, and the server could not be "
         "asked whether it holds it: nothing was changed, edge-core keeps running on it, the "
-        "next boot asks again (the unit counts it as a success)", restarted=False),
+        "next boot asks again (the unit counts it as a success); `status` says `deferred`",
+        "make the pep server reachable and run `pep-agent provision` again to confirm it",
+        restarted=False, led="`deferred`"),
     Exit.STATE: Code("the agent's own state cannot be used: the state directory, the journal "
                      "or the run lock cannot be read or written, or is a symbolic link",
                      _STATE_HINT, blinks=12),
@@ -156,6 +159,9 @@ TABLE: dict[Exit, Code] = {
         "`status`: the last run failed with a code the unit restarts (column \"restarted\"), "
         "and it failed less than 2 minutes ago: the unit runs it again by itself "
         "(`--wait` keeps waiting)", restarted=None),
+    Exit.STATUS_DEFERRED: Code(
+        "`status`: the last run found an installed identity the server could not confirm "
+        "(exit 27): edge-core runs on it, the next run asks the server again", restarted=None),
     Exit.SIGINT: Code("aborted by SIGINT (Ctrl-C); the journal names the signal",
                       led="`failed`"),
     Exit.SIGTERM: Code("aborted by SIGTERM (`kill`, `timeout`, `systemctl stop`: systemd does "

@@ -123,6 +123,8 @@ def exit_code(st: str) -> Exit:
         return Exit.STATUS_RUNNING
     if st == RETRYING:
         return Exit.STATUS_RETRYING
+    if st == state.DEFERRED:
+        return Exit.STATUS_DEFERRED
     return Exit.STATUS_NOT_STARTED
 
 
@@ -144,7 +146,9 @@ def human(doc: dict[str, Any]) -> str:
     err = doc.get("error")
     if err:
         code = f" (exit {err['code']})" if err.get("code") is not None else ""
-        lines.append(f"error:         {err.get('message') or 'not recorded'}{code}")
+        # A deferral is no error: the gateway works on its identity, to be confirmed.
+        label = "reason:   " if doc["state"] == state.DEFERRED else "error:    "
+        lines.append(f"{label}     {err.get('message') or 'not recorded'}{code}")
         if err.get("hint"):
             lines.append(f"hint:          {err['hint']}")
     edge = doc.get("edge_core")

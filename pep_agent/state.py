@@ -25,6 +25,9 @@ DONE = "provisioned"
 VERIFIED = "verified"
 FAILED = "failed"
 INTERRUPTED = "interrupted"
+# An installed identity for this serial that the server could not confirm (exit 27): nothing
+# was changed, edge-core runs on it, and the next run asks the server again.
+DEFERRED = "deferred"
 
 
 class Journal:

@@ -155,7 +155,8 @@ def status(root: Optional[Path] = root_option(),
            wait: bool = typer.Option(False, "--wait", help="Block until the run ends."),
            timeout: float = typer.Option(3600.0, help="Longest --wait, seconds."),
            ) -> None:
-    """Where provisioning is: exit 0 done, 30 failed, 31 running, 32 not started, 33 retrying."""
+    """Where provisioning is: exit 0 done, 30 failed, 31 running, 32 not started, 33 retrying,
+    34 deferred (an installed identity the server could not confirm yet)."""
     from pep_agent import report
     from pep_agent.cli.app import state_paths
 

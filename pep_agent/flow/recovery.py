@@ -173,8 +173,9 @@ def adopt_installed(ctx: Context, serial: str, enrollment: str) -> bool:
     install.make_durable(ctx.paths, ctx.profile)
     Backup(ctx.paths, ctx.profile).discard()  # as mark-provisioned does
     fsutil.atomic_write(ctx.paths.provisioned_marker, f"{own}\n".encode(), mode=0o644)
+    # error=None: a deferral (exit 27) recorded by an earlier run is cleared by this confirmation.
     ctx.journal.update(state=state.DONE, serial=own, enrollment_id=enrollment, injection=None,
-                       finished_at=ctx.clock.now(), adopted=True)
+                       finished_at=ctx.clock.now(), adopted=True, error=None)
     ctx.services.release(ctx.profile.edge_core_unit)
     ctx.led.show("success")
     return True

@@ -130,19 +130,24 @@ def bug(ctx: Context, e: Exception, where: str) -> PepError:
 
 def fail(ctx: Context, err: Reported) -> None:
     """The run ended with `err`: journal, log line, sd_notify status, LED."""
-    # A failure after the marker (the reboot) does not unprovision the gateway.
-    failed = state.DONE if ctx.paths.provisioned_marker.exists() else state.FAILED
+    # A failure after the marker (the reboot) does not unprovision the gateway. An identity
+    # the server could not confirm is no failure either: the gateway works on it, deferred.
+    deferred = err.code == Exit.UNCONFIRMED
+    ended = (state.DONE if ctx.paths.provisioned_marker.exists()
+             else state.DEFERRED if deferred else state.FAILED)
+    fields = {"serial": ctx.serial} if deferred else {}
     try:
-        ctx.journal.update(state=failed, finished_at=ctx.clock.now(), error=err.as_dict())
+        ctx.journal.update(state=ended, finished_at=ctx.clock.now(), error=err.as_dict(),
+                           **fields)
     except OSError as e:
         # Still report the failure itself; the journal then says the run was interrupted.
         log.warning("cannot record the failure in %s: %s", ctx.journal.path,
                     e.strerror or type(e).__name__)
-    log.error("%s", err.message, extra=ctx.fields(PEP_EXIT_CODE=int(err.code)))
+    log.log(logging.WARNING if deferred else logging.ERROR, "%s", err.message,
+            extra=ctx.fields(PEP_EXIT_CODE=int(err.code)))
     err.logged = True
-    ctx.notifier.status(f"failed: {err.message}")
-    if err.code != Exit.UNCONFIRMED:  # the gateway works on its identity: no failure LED
-        ctx.led.show(failure_state(err.code))
+    ctx.notifier.status(f"{state.DEFERRED if deferred else 'failed'}: {err.message}")
+    ctx.led.show(state.DEFERRED if deferred else failure_state(err.code))
 
 
 def state_error(paths: Paths, e: OSError) -> StateError:

@@ -22,7 +22,7 @@ def _failure_name(code: Exit) -> str:
 
 
 STATES: tuple[str, ...] = (
-    "off", "provisioning", "waiting", "success", "verified", "failed",
+    "off", "provisioning", "waiting", "success", "verified", "deferred", "failed",
     *(_failure_name(code) for code in BLINK_CODES),
 )
 
@@ -56,6 +56,8 @@ SINGLE: dict[str, Signal] = {
     "waiting": _SLOW,
     "success": Signal("blink", 1800, 200),  # nearly solid: done, about to reboot
     "verified": SOLID,
+    # An identity in use that the server has not confirmed yet: a short flash, mostly off.
+    "deferred": Signal("blink", 200, 1800),
     "failed": Signal("blink", 50, 50),  # flicker
     **{_failure_name(c): Signal("code", count=n) for c, n in BLINK_CODES.items()},
 }
@@ -67,6 +69,7 @@ RGB: dict[str, dict[str, Signal]] = {
     "waiting": {"green": _SLOW},
     "success": {"green": SOLID},
     "verified": {"blue": SOLID},
+    "deferred": {"red": SOLID, "green": SOLID},  # amber: working, to be confirmed
     "failed": {"red": SOLID},
     **{_failure_name(c): {"red": Signal("code", count=n)} for c, n in BLINK_CODES.items()},
 }
