@@ -46,10 +46,11 @@ class Exit(IntEnum):
     STATUS_NOT_STARTED = 32
     STATUS_RETRYING = 33
     STATUS_DEFERRED = 34
-    # Ended by a signal: 128 + its number (Linux: SIGINT 2, SIGTERM 15), as shells, `timeout`
-    # and systemd report it. Written out: importing `signal` would slow `status` and `--help`,
-    # which load this module.
+    # Ended by a signal: 128 + its number (Linux: SIGINT 2, SIGPIPE 13, SIGTERM 15), as
+    # shells, `timeout` and systemd report it. Written out: importing `signal` would slow
+    # `status` and `--help`, which load this module.
     SIGINT = 130
+    SIGPIPE = 141
     SIGTERM = 143
 
 
@@ -164,6 +165,9 @@ TABLE: dict[Exit, Code] = {
         "(exit 27): edge-core runs on it, the next run asks the server again", restarted=None),
     Exit.SIGINT: Code("aborted by SIGINT (Ctrl-C); the journal names the signal",
                       led="`failed`"),
+    Exit.SIGPIPE: Code("the reader of the output went away (`pep-agent status | head -1`): "
+                       "the command ends quietly, as SIGPIPE ends a Unix filter",
+                       restarted=None),
     Exit.SIGTERM: Code("aborted by SIGTERM (`kill`, `timeout`, `systemctl stop`: systemd does "
                        "not restart a unit it stopped); the journal names the signal",
                        led="`failed`"),

@@ -84,7 +84,11 @@ def handles_errors(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            return _flushed(func, *args, **kwargs)
+        except BrokenPipeError as e:
+            if _stdout_gone():
+                _closed_pipe()
+            raise _bug(func, e) from None  # a socket's, not the output's
         except PepError as e:
             bug = e.__context__
             if e.code == Exit.INTERNAL and isinstance(bug, Exception):
@@ -106,13 +110,52 @@ def handles_errors(func: F) -> F:
         except (typer.Exit, typer.Abort):
             raise  # typer's own endings: exit codes already
         except Exception as e:
-            # A bug: loud, and the operator's stderr still ends with one line and a hint.
-            _log_bug("internal error in %s: %s", func.__name__.replace("_", "-"),
-                     type(e).__name__, exc_info=True)
-            print(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}", file=sys.stderr)
-            raise typer.Exit(int(Exit.INTERNAL)) from None
+            raise _bug(func, e) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _bug(func: Callable[..., Any], e: Exception) -> typer.Exit:
+    """A bug: loud, and the operator's stderr still ends with one line and a hint."""
+    _log_bug("internal error in %s: %s", func.__name__.replace("_", "-"), type(e).__name__,
+             exc_info=(type(e), e, e.__traceback__))
+    print(f"pep-agent: hint: {TABLE[Exit.INTERNAL].hint}", file=sys.stderr)
+    return typer.Exit(int(Exit.INTERNAL))
+
+
+def _flushed(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """`func`'s result with its output flushed, so that a closed pipe shows here and not at
+    the interpreter's exit (where Python prints "Exception ignored" and exits 120)."""
+    try:
+        result = func(*args, **kwargs)
+    except typer.Exit:
+        sys.stdout.flush()
+        raise
+    sys.stdout.flush()
+    return result
+
+
+def _stdout_gone() -> bool:
+    """True when the reader of standard output went away (its pipe or socket has no peer)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
+def _closed_pipe() -> None:
+    """End as a Unix filter does when its reader went away (`pep-agent status | head -1`):
+    quietly, with the code SIGPIPE gives. What is left in the output buffer goes nowhere."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    raise typer.Exit(int(Exit.SIGPIPE))
 
 
 def _logger() -> Any:
