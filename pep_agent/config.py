@@ -19,13 +19,14 @@ import math
 import os
 import re
 import shlex
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional, get_type_hints
 
-from pep_agent.envfile import env_name, read_env_file
+from pep_agent.envfile import ENV_PREFIX, env_name, read_env_file
 from pep_agent.errors import ConfigError
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile, get_profile
@@ -215,6 +216,14 @@ def load_settings(cli: Mapping[str, Any] | None = None,
     merged: dict[str, Any] = {}
     env_file = Paths(root).env_file
     file_values = read_env_file(env_file)
+    for key, (_, line) in file_values.items():
+        unknown_name = _unknown_name(key)
+        if unknown_name:
+            raise ConfigError(f"{env_file} line {line}: {unknown_name}", hint=_NAMES_HINT)
+    for key in environ:
+        unknown_name = _unknown_name(key, _OTHER_VARIABLES)
+        if unknown_name:
+            _warn(f"environment: {unknown_name}; it is ignored")
     for name in _FIELDS:
         key = env_name(name)
         if key in file_values:
@@ -242,6 +251,40 @@ def load_settings(cli: Mapping[str, Any] | None = None,
     check_settings(settings)  # every URL, complete, before anything changes
     check_request_size(settings)
     return settings
+
+
+# Variables named like settings that the agent reads from the environment only: the test
+# hooks, the simulators' knobs, the packaging's import recorder.
+_OTHER_VARIABLES = frozenset({"PEP_TEST_CRASH_AT", "PEP_TEST_CRASH_SIGNAL",
+                              "PEP_SIM_PARSEC_SOCKET", "PEP_SIM_FCC_RELEASE",
+                              "PEP_SIM_FCC_NO_SYNC", "PEP_CLOSURE_RECORD"})
+_NAMES_HINT = ("correct the name or remove the line; every setting is listed in the README "
+               "(Configuration)")
+
+
+def _unknown_name(key: str, also: frozenset[str] = frozenset()) -> str | None:
+    """What is wrong with `key` when it looks like a setting (PEP_ in any case) and is none:
+    a misspelled setting would otherwise be ignored in silence, and the run use its default."""
+    if not key.upper().startswith(ENV_PREFIX) or key in also:
+        return None
+    known = sorted(env_name(name) for name in _FIELDS)
+    if key in known:
+        return None
+    import difflib  # only for a misspelled name
+
+    close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.75)
+    return f"unknown setting {key}" + (f" (did you mean {close[0]}?)" if close else "")
+
+
+def _warn(text: str) -> None:
+    """A warning in the log, or on stderr for a command that sets up no log."""
+    import logging
+
+    log = logging.getLogger("pep_agent")
+    if log.hasHandlers():
+        log.warning("%s", text)
+    else:
+        print(f"pep-agent: warning: {text}", file=sys.stderr)
 
 
 # The settings whose default is the profile's (or the root's) value.

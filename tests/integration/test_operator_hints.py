@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentprocs import AGENT, agent_env
+from tests.agentprocs import AGENT, agent_env, run_agent
 from tests.simprocs import SimServer, start_server
 
 
@@ -36,3 +36,25 @@ def test_status_into_a_closed_pipe_ends_quietly(tmp_path: Path, more: tuple[str,
     assert out.stderr == ""
     assert out.returncode == 141
 
+
+
+def test_a_misspelled_setting_in_the_env_file_stops_the_run(tmp_path: Path) -> None:
+    """PEP_SERVR_URL used to send the run to the default server: exit 14, and restarts."""
+    root = tmp_path / "gw"
+    env_file = root / "etc/default/pep-agent"
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("PEP_SERVR_URL=http://127.0.0.1:9\n")
+    out = run_agent("provision", "--root", str(root), "--serial", "GW-TYPO", "--interface", "lo",
+                    "--no-reboot")
+    assert out.returncode == 3, out.stderr
+    assert (f"{env_file} line 1: unknown setting PEP_SERVR_URL (did you mean "
+            "PEP_SERVER_URL?)") in out.stderr
+
+
+def test_a_misspelled_setting_in_the_environment_is_named(tmp_path: Path,
+                                                          server: SimServer) -> None:
+    out = run_agent("get-enrollment-id", "--server", server.url, "-s", "GW-NONE",
+                    env=agent_env(PEP_INTERFCE="lo"))
+    assert out.returncode == 24, out.stderr
+    assert ("pep-agent: warning: environment: unknown setting PEP_INTERFCE (did you mean "
+            "PEP_INTERFACE?); it is ignored") in out.stderr
