@@ -81,7 +81,8 @@ TABLE: dict[Exit, Code] = {
         "terminal, `sim server --port` out of range)", restarted=False),
     Exit.CONFIG: Code(
         "configuration error (bad or out-of-range value, invalid URL, env file not UTF-8 or "
-        "malformed or naming an unknown PEP_* setting, unknown profile, not root; `sim server` without the `sim` extra); recorded "
+        "malformed or naming an unknown PEP_* setting, unknown profile, not root; `sim server` "
+        "without the `sim` extra); recorded "
         "in the journal as a failed run when the state directory is writable",
         "check the options, PEP_* variables and /etc/default/pep-agent", restarted=False),
     Exit.SERIAL: Code("serial number missing or invalid",

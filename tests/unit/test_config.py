@@ -82,7 +82,7 @@ def _env_file(root: Path, data: bytes) -> Path:
     ("PEP_SERIAL=A\n".encode("utf-16"), 1, "UTF-16"),
     (b"\xef\xbb\xbfPEP_SERIAL=A\n", 1, "byte-order mark"),
     (b"# ok\n\nPEP_HTTP_TIMEOUT=1e300\n", 3, "PEP_HTTP_TIMEOUT='1e300' must be"),
-    (b"PEP_A=1\nPEP_REBOOT=maybe\n", 2, "not a boolean"),
+    (b"PEP_SERIAL=A\nPEP_REBOOT=maybe\n", 2, "not a boolean"),
     (b"PEP_A=1\n\nPEP B=2\n", 3, "expected KEY=VALUE"),
     (b"PEP_SERIAL=a\x00b\n", 1, "NUL byte"),
 ])
