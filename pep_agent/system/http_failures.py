@@ -42,6 +42,15 @@ def raise_for_status(resp: requests.Response, what: str) -> None:
     if code == 409:
         raise AlreadyProvisionedError(f"{what}: server says 409 {reason}".rstrip())
     if code == 404:
+        if urlsplit(resp.url).path.endswith("/v3/identity"):
+            # The pep server's identity route answers every request (400, 409, 500, 200),
+            # never 404: whatever answered is not a pep server at this path, and injected
+            # nothing (unsent: the recovery rule has nothing to ask about).
+            raise mark_unsent(ServerError(
+                f"{what}: {shown_url(resp.url.partition('?')[0])} answered 404: no pep server "
+                "answers at that URL (its identity route never answers 404)",
+                hint="check the server URL (--server / PEP_SERVER_URL): the pep server's own "
+                     "address, such as http://HOST:5151, without a path"))
         raise NotFoundError(f"{what}: not found on the server")
     if code == 400:
         raise ServerError(f"{what}: server rejected the request (400 {reason})".rstrip(),

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.agentprocs import AGENT, agent_env, run_agent
-from tests.simprocs import SimServer, start_server
+from pep_agent.exit_codes import Exit
+from tests.agentprocs import AGENT, agent_env, provision, run_agent
+from tests.endstate import STATE_DIR, assert_no_wasted_identity
+from tests.simprocs import SimServer, fcc_command, start_server
 
 
 @pytest.fixture
@@ -58,3 +60,16 @@ def test_a_misspelled_setting_in_the_environment_is_named(tmp_path: Path,
     assert out.returncode == 24, out.stderr
     assert ("pep-agent: warning: environment: unknown setting PEP_INTERFCE (did you mean "
             "PEP_INTERFACE?); it is ignored") in out.stderr
+
+
+def test_a_wrong_server_path_is_named_as_a_wrong_url(tmp_path: Path, server: SimServer) -> None:
+    """The pep server's identity route never answers 404: a 404 there is a wrong URL, not a
+    serial the server does not know."""
+    root, serial = tmp_path / "gw", "GW-PATH"
+    out = provision(root, f"{server.url}/pep", serial, fcc_command())
+    assert out.returncode == int(Exit.SERVER_ERROR), out.stderr
+    assert "no deployed gateway" not in out.stderr
+    assert f"{server.url}/pep/v3/identity answered 404" in out.stderr
+    assert "hint: check the server URL (--server / PEP_SERVER_URL)" in out.stderr
+    assert not (root / STATE_DIR / "provisioned").exists()
+    assert assert_no_wasted_identity(server, {serial: root}) == {serial: "unprovisioned"}
