@@ -214,6 +214,9 @@ def load_settings(cli: Mapping[str, Any] | None = None,
         raise ConfigError(f"the root {_shown(str(root_raw))} contains a NUL byte")
     root = Path(root_raw)
     merged: dict[str, Any] = {}
+    # Where each value came from, for the messages that name it: the option, the variable, or
+    # the variable and the env file's line.
+    origin: dict[str, str] = {}
     env_file = Paths(root).env_file
     file_values = read_env_file(env_file)
     for key, (_, line) in file_values.items():
@@ -229,10 +232,13 @@ def load_settings(cli: Mapping[str, Any] | None = None,
         if key in file_values:
             value, line = file_values[key]
             merged[name] = _convert(name, value, f"{env_file} line {line}: {key}")
+            origin[name] = f"{key} in {env_file} line {line}"
         if key in environ:
             merged[name] = _convert(name, environ[key], key)
+            origin[name] = key
     for name, value in cli.items():
         merged[name] = _convert(name, value, f"{env_name(name)} (command line)")
+        origin[name] = _OPTIONS.get(name, "--" + name.replace("_", "-"))
     merged["root"] = root
     settings = dataclasses.replace(Settings(), **merged)
     if settings.state_dir is not None and not settings.state_dir.startswith("/"):
@@ -246,11 +252,21 @@ def load_settings(cli: Mapping[str, Any] | None = None,
         if not merged.get(name):  # not given, or given empty
             setattr(settings, name, default(profile, settings.paths))
     settings.fss_interval = check_fss_interval(settings.fss_interval)
+    def named(name: str) -> str:
+        return origin.get(name, env_name(name))
+
     if settings.serial is not None:
-        settings.serial = normalise_serial(settings.serial, "the configuration")
-    check_settings(settings)  # every URL, complete, before anything changes
-    check_request_size(settings)
+        source = named("serial")
+        settings.serial = normalise_serial(
+            settings.serial, source,
+            hint=f"give the gateway's serial number with {source}, or leave it unset")
+    check_settings(settings, named)  # every URL, complete, before anything changes
+    check_request_size(settings, named)
     return settings
+
+
+# The options whose name is not the field's (--no-reboot sets reboot).
+_OPTIONS = {"server_url": "--server", "reboot": "--no-reboot", "verify_timeout": "--timeout"}
 
 
 # Variables named like settings that the agent reads from the environment only: the test

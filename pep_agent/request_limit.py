@@ -9,10 +9,11 @@ after.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pep_agent.envfile import env_name
-from pep_agent.errors import ConfigError
+from pep_agent.errors import ConfigError, SerialError
 from pep_agent.serials import SERIAL_MAX
 from pep_agent.urls import MAX_REQUEST_HEAD, request_size
 
@@ -36,10 +37,11 @@ def _serial_weight(serial: str) -> int:
     return request_size("http://h", "", {"serialNumber": serial})
 
 
-def check_request_size(settings: Settings) -> None:
+def check_request_size(settings: Settings, named: Callable[[str], str] = env_name) -> None:
     """ConfigError when the identity request, with the longest serial, IP, port and key a run
     can have, would exceed what the pep server accepts: found now, not after edge-core is
-    held and FCC started. Names the longest setting that goes into the request."""
+    held and FCC started. Names the longest setting that goes into the request (`named` says
+    where it came from); a serial that long breaks the serial-number rule first (SerialError)."""
     def weight(name: str) -> int:
         key, value = _REQUEST_FIELDS[name], getattr(settings, name)
         if value is None:
@@ -56,9 +58,15 @@ def check_request_size(settings: Settings) -> None:
 
     worst = max(_REQUEST_FIELDS, key=weight)
     length = len(str(getattr(settings, worst)))
+    if worst == "serial":
+        # No gateway's serial is that long: the rule a technician can act on is the serial's.
+        raise SerialError(f"the serial number from {named('serial')} has {length} characters "
+                          f"(at most {SERIAL_MAX})",
+                          hint="give the gateway's serial number (the pep server's requests "
+                               "carry at most 8 KiB)")
     raise ConfigError(
         f"the identity request would be up to {size} bytes, over the {MAX_REQUEST_HEAD} "
-        f"the pep server accepts: {env_name(worst)} has {length} characters",
-        hint=f"shorten {env_name(worst)} by at least {size - MAX_REQUEST_HEAD} bytes "
+        f"the pep server accepts: {named(worst)} has {length} characters",
+        hint=f"shorten {named(worst)} by at least {size - MAX_REQUEST_HEAD} bytes "
              "(URL-encoded: a character other than a letter, a digit, a space or _.-~ "
              "takes 3 bytes or more)")

@@ -15,12 +15,12 @@ SERIAL_RE = re.compile(r"[A-Za-z0-9'+,\-.:/= ]+")
 SERIAL_MAX = 64  # the serial becomes the LwM2M endpoint name
 
 
-def normalise_serial(serial: str, source: str) -> str:
+def normalise_serial(serial: str, source: str, hint: str | None = None) -> str:
     """The serial without surrounding whitespace (or NULs, from the device tree); SerialError
     when nothing is left. Applied to every serial, by every command, from every source."""
     value = serial.strip().strip("\x00").strip()
     if not value:
-        raise SerialError(f"the serial number from {source} is empty")
+        raise SerialError(f"the serial number from {source} is empty", hint=hint)
     return value
 
 

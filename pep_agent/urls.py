@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import urlencode, urlsplit
 
 from pep_agent.errors import ConfigError
@@ -56,12 +56,13 @@ def _problem(url: str) -> str | None:
     return _host_problem(host)
 
 
-def check_settings(settings: object) -> None:
-    """Every URL among the settings (server, the addresses sent to it, edge-core's status)."""
+def check_settings(settings: object, named: Callable[[str], str]) -> None:
+    """Every URL among the settings (server, the addresses sent to it, edge-core's status);
+    `named(field)` says where a value came from (an option, a variable, a line)."""
     for field, what in _URL_SETTINGS.items():
         value = getattr(settings, field, None)
         if value is not None:
-            check_url(value, name=f"{what} (PEP_{field.upper()})")
+            check_url(value, name=f"{what} ({named(field)})")
 
 
 _URL_SETTINGS = {"server_url": "server URL", "api_address": "apiAddress",

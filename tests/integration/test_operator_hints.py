@@ -73,3 +73,29 @@ def test_a_wrong_server_path_is_named_as_a_wrong_url(tmp_path: Path, server: Sim
     assert "hint: check the server URL (--server / PEP_SERVER_URL)" in out.stderr
     assert not (root / STATE_DIR / "provisioned").exists()
     assert assert_no_wasted_identity(server, {serial: root}) == {serial: "unprovisioned"}
+
+
+def test_a_blank_serial_option_is_named_as_the_option(server: SimServer) -> None:
+    out = run_agent("get-enrollment-id", "--server", server.url, "-s", "  ")
+    assert out.returncode == int(Exit.SERIAL), out.stderr
+    assert "error: the serial number from --serial is empty" in out.stderr
+    assert "configuration" not in out.stderr and "PEP_SERIAL_COMMAND" not in out.stderr
+
+
+def test_a_bad_server_option_is_named_as_the_option(tmp_path: Path) -> None:
+    out = run_agent("get-enrollment-id", "--server", "ftp://10.0.0.9", "-s", "GW-1")
+    assert out.returncode == int(Exit.CONFIG), out.stderr
+    assert "invalid server URL (--server) 'ftp://10.0.0.9'" in out.stderr
+    assert "PEP_SERVER_URL" not in out.stderr
+
+
+def test_a_megabyte_serial_is_told_the_serial_rule(tmp_path: Path) -> None:
+    root = tmp_path / "gw"
+    env_file = root / "etc/default/pep-agent"
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("PEP_SERIAL=" + "S" * 1_000_000 + "\n")
+    out = run_agent("provision", "--root", str(root), "--interface", "lo", "--no-reboot")
+    assert out.returncode == int(Exit.SERIAL), out.stderr[:2000]
+    assert (f"error: the serial number from PEP_SERIAL in {env_file} line 1 has 1000000 "
+            "characters (at most 64)") in out.stderr
+    assert "shorten" not in out.stderr and "bytes" not in out.stderr.split("hint:")[0]

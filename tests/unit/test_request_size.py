@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent.config import Settings, load_settings
-from pep_agent.errors import ConfigError
+from pep_agent.errors import ConfigError, SerialError
 from pep_agent.exit_codes import Exit
 from pep_agent.serials import SERIAL_MAX
 from pep_agent.system.http import PepClient
@@ -125,7 +125,8 @@ def test_the_longest_other_setting_is_named(tmp_path: Path) -> None:
 
 
 def test_a_configured_serial_longer_than_the_rule_counts_and_is_named(tmp_path: Path) -> None:
-    """pep-cli commands send any serial: one past the limit is refused, naming PEP_SERIAL."""
+    """pep-cli commands send any serial: one past the limit is refused, naming PEP_SERIAL and
+    the serial-number rule (not the bytes to cut)."""
     load_settings({"root": tmp_path}, {"PEP_SERIAL": "s" * 1000})
-    with pytest.raises(ConfigError, match="PEP_SERIAL has 9000 characters"):
+    with pytest.raises(SerialError, match=r"from PEP_SERIAL has 9000 characters \(at most 64\)"):
         load_settings({"root": tmp_path}, {"PEP_SERIAL": "s" * 9000})
