@@ -229,8 +229,9 @@ def after_failed_request(ctx: Context, client: PepClient, err: PepError, *,
 def recover(ctx: Context, client: PepClient, why: str) -> dict[str, Any] | None:
     """The server's answer for an injection that may have happened, rebuilt from its record;
     None after a 404 (no record: the staged credentials are discarded)."""
-    log.warning("an injection may have happened but no answer is saved (%s); asking the "
-                "server for its record of serial %s", why, ctx.serial, extra=ctx.fields())
+    log.warning("an injection may have happened but no answer is saved (%s); FCC's "
+                "credentials are kept while the server is asked for its record of serial %s",
+                why, ctx.serial, extra=ctx.fields())
     _wait_for_injected_fcc(ctx)
     enrollment = request.server_record(ctx, client)
     if enrollment is None:

@@ -139,8 +139,12 @@ def request_identity(ctx: Context) -> None:
             if restarts >= ctx.settings.injection_retries:
                 raise
             restarts += 1
-            ctx.say(f"the server could not inject FCC ({err.message}); restarting FCC "
-                    f"({restarts}/{ctx.settings.injection_retries})")
+            # Only a 500 says the injection failed; a broken connection says nothing about it,
+            # and the server's answer to the lookup is what is known.
+            why = (f"the server could not inject FCC ({err.message})" if err.injection_failed
+                   else f"no answer came ({err.message}) and the server holds no finished "
+                        f"record of {ctx.serial}, so FCC's credentials were worth nothing")
+            ctx.say(f"{why}; restarting FCC ({restarts}/{ctx.settings.injection_retries})")
         ctx.stop_fcc()
         start_fcc(ctx)
     request.commit(ctx, data, server_request_s=notes.get("server_request_s", 0.0))

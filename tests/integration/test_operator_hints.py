@@ -99,3 +99,42 @@ def test_a_megabyte_serial_is_told_the_serial_rule(tmp_path: Path) -> None:
     assert (f"error: the serial number from PEP_SERIAL in {env_file} line 1 has 1000000 "
             "characters (at most 64)") in out.stderr
     assert "shorten" not in out.stderr and "bytes" not in out.stderr.split("hint:")[0]
+
+
+def test_a_server_that_dies_mid_injection_is_not_said_to_have_failed_it(tmp_path: Path) -> None:
+    """The server is killed after FCC stored the credentials, before it finished its record,
+    and comes back on the same records: the connection broke, which says nothing about the
+    injection; the hint must not blame FCC, and nothing FCC stored is wasted."""
+    root, serial = tmp_path / "gw", "GW-DIES"
+    first = start_server(tmp_path / "server", deploy_delay=600)
+    port = int(first.url.rsplit(":", 1)[1])
+    env = agent_env(PEP_SERVER_DEADLINE="30", PEP_INJECTION_RETRIES="1")
+    agent = subprocess.Popen(
+        [*AGENT, "provision", "--root", str(root), "--server", first.url, "--serial", serial,
+         "--interface", "lo", "--fcc-command", fcc_command(), "--no-reboot"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdin=subprocess.DEVNULL)
+    second = None
+    try:
+        assert first.output.wait_for("holding the record undeployed", timeout=60), \
+            first.output.text()
+        first.process.kill()  # no clean-up of the record, as a power cut of the server
+        first.stop()
+        second = start_server(tmp_path / "server", port=port)
+        _, stderr = agent.communicate(timeout=120)
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.communicate()
+    assert second is not None
+    try:
+        said = stderr.lower()
+        assert "could not inject" not in said, stderr
+        assert "check that fcc runs" not in said, stderr
+        # What is known: the connection broke; the credentials are kept while the server is
+        # asked whether it holds the record.
+        assert "remote end closed connection" in said, stderr
+        assert "fcc's credentials are kept while the server is asked" in said, stderr
+        assert_no_wasted_identity(second, {serial: root})
+    finally:
+        second.stop()
