@@ -47,9 +47,21 @@ class SimHTTPServer(ThreadingHTTPServer):
     def port(self) -> int:
         return int(self.server_address[1])
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away is one log line; anything else keeps socketserver's
+        traceback (a bug in the simulator must be loud)."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError):
+            super().handle_error(request, client_address)
+            return
+        with contextlib.suppress(OSError):
+            sys.stderr.write(f"{client_address[0]} the client went away "
+                             f"({type(error).__name__})\n")
+
 
 class Handler(BaseHTTPRequestHandler):
     server: SimHTTPServer
+    answered = False  # the answer to the current request has started (its line is logged)
     protocol_version = "HTTP/1.1"
     server_version = "pep-sim"
     # Idle keep-alive connections give their thread back after this many seconds.
@@ -61,6 +73,7 @@ class Handler(BaseHTTPRequestHandler):
             sys.stderr.write(redact(f"{self.address_string()} {format % args}") + "\n")
 
     def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.answered = True
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -93,14 +106,25 @@ class Handler(BaseHTTPRequestHandler):
         })
         route, params = self._route()
         handler = _ROUTES.get((self.command, route))
+        self.answered = False
         if handler is None:
             where = html.escape(redact(self.path.partition("?")[0]))
             self._html_error(404, f"Cannot {self.command} {where}")
             return
         try:
             handler(self, params)
+        except ConnectionError as e:
+            # The client closed its connection (a gateway that gave up, or lost power)
+            # while this request was served: its line is logged already; say so once.
+            self.close_connection = True
+            self.log_message("the client went away before the answer (%s)", type(e).__name__)
         except Exception as e:  # a bug in the simulator must not kill the thread silently
             self.log_message("internal error: %s", type(e).__name__)
+            if self.answered:
+                # The answer had started: a second one would corrupt the stream (and log the
+                # request twice).
+                self.close_connection = True
+                return
             self._text(500, f"internal error in the simulator: {type(e).__name__}")
 
     # One routing table for every method: an unknown route gets express's 404 page, whatever
