@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest ptest realfcc clean exit-codes
+.PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest ptest realfcc clean exit-codes state-places
 
 setup: $(STAMP)
 
@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml .ci/setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pep_agent tests bench packaging .ci/matrix.py .ci/refresh-targets.py \
-		.ci/exit-codes.py
+		.ci/exit-codes.py .ci/state-places.py
 	$(VENV)/bin/mypy
 
 # The wheel as kirkstone's and scarthgap's build tools make it (see packaging/check-wheel.py).
@@ -66,6 +66,11 @@ deb:
 # The README's exit-code table, from pep_agent/exit_codes.py (a unit test checks they agree).
 exit-codes: $(STAMP)
 	$(PY) .ci/exit-codes.py
+
+# The README's table of each profile's state directory, from pep_agent/profiles.py (a unit test
+# checks they agree).
+state-places: $(STAMP)
+	$(PY) .ci/state-places.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,58 @@
+"""The README's places of the agent's own state (journal, lock, markers, the sandbox's service
+log) are each profile's, generated from pep_agent/profiles.py, and the unit's conditions agree."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from pathlib import Path
+
+import pytest
+
+from pep_agent.paths import LEGACY_STATE_DIR
+from pep_agent.profiles import PROFILES
+
+REPO = Path(__file__).resolve().parents[2]
+README = REPO / "README.md"
+# A file of the state directory written as a path: <dir>/pep-agent/<file>.
+_STATE_FILE = re.compile(r"(/[\w.-]+(?:/[\w.-]+)*?/pep-agent)/(lock|state\.json|provisioned|"
+                         r"verified|response\.json|sandbox-services\.log)\b")
+
+needs_readme = pytest.mark.skipif(
+    not README.is_file(),
+    reason="an installed copy (the ptest): the README is in the source tree only")
+
+
+def _script() -> object:
+    spec = importlib.util.spec_from_file_location("state_places", REPO / ".ci/state-places.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@needs_readme
+def test_the_readme_table_of_state_places_is_the_generated_one() -> None:
+    readme = README.read_text(encoding="utf-8")
+    assert _script().spliced(readme) == readme, "README.md is stale: run `make state-places`"  # type: ignore[attr-defined]
+    for profile in PROFILES.values():
+        assert f"| `{profile.name}` | `{profile.state_dir}` |" in readme
+
+
+@needs_readme
+def test_every_state_path_in_the_readme_is_a_profiles() -> None:
+    """A state file named by a fixed path names a profile's place (the sandbox's is lmp's,
+    the default profile); elsewhere the README writes `<state>`."""
+    places = {p.state_dir for p in PROFILES.values()}
+    readme = README.read_text(encoding="utf-8")
+    found = [(m.group(1), m.group(0)) for m in _STATE_FILE.finditer(readme)]
+    assert found
+    wrong = [text for directory, text in found if directory not in places]
+    assert not wrong, f"state paths that are no profile's: {wrong}"
+
+
+def test_the_unit_skips_a_provisioned_gateway_of_every_profile() -> None:
+    unit = (REPO / "systemd/pep-agent.service").read_text(encoding="utf-8")
+    conditions = set(re.findall(r"^ConditionPathExists=!(\S+)/provisioned$", unit,
+                                flags=re.MULTILINE))
+    assert conditions == {p.state_dir for p in PROFILES.values()} | {LEGACY_STATE_DIR}
