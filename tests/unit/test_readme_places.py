@@ -56,3 +56,12 @@ def test_the_unit_skips_a_provisioned_gateway_of_every_profile() -> None:
     conditions = set(re.findall(r"^ConditionPathExists=!(\S+)/provisioned$", unit,
                                 flags=re.MULTILINE))
     assert conditions == {p.state_dir for p in PROFILES.values()} | {LEGACY_STATE_DIR}
+
+
+def test_the_verify_unit_runs_on_a_provisioned_gateway_of_every_profile() -> None:
+    unit = (REPO / "systemd/pep-agent-verify.service").read_text(encoding="utf-8")
+    places = {p.state_dir for p in PROFILES.values()} | {LEGACY_STATE_DIR}
+    for prefix, marker in (("|", "provisioned"), ("!", "verified")):
+        found = set(re.findall(rf"^ConditionPathExists={re.escape(prefix)}(\S+)/{marker}$",
+                               unit, flags=re.MULTILINE))
+        assert found == places, marker
