@@ -12,17 +12,29 @@ import pytest
 from pep_agent import report
 from pep_agent.errors import PepError
 from pep_agent.exit_codes import TABLE, Exit
-from pep_agent.flow import provision
+from pep_agent.flow import Context, provision
+from pep_agent.gateway import install
 from pep_agent.system.led_signals import RGB, SINGLE, STATES
 from pep_agent.system.notify import Notifier
-from tests.fakes import GOOD, FakeLed, ScriptedClient, make_context, transient
-from tests.unit.test_runner import _injecting
+from tests.fakes import (
+    GOOD,
+    FakeLed,
+    ScriptedClient,
+    make_context,
+    stage_credentials,
+    transient,
+)
 
 
 def _lost_state(tmp_path: Path) -> None:
     """A provisioned gateway whose state directory was lost (the marker and the journal)."""
-    client, holder = _injecting(GOOD)
-    ctx, _ = make_context(tmp_path, client)
+    holder: list[Context] = []
+
+    def inject() -> None:  # the server stores FCC's credentials before it answers
+        if not install.credentials_ready(holder[0].paths, holder[0].profile, False):
+            stage_credentials(holder[0])
+
+    ctx, _ = make_context(tmp_path, ScriptedClient(GOOD, on_identity=inject))
     holder.append(ctx)
     assert provision(ctx) == "provisioned"
     ctx.paths.provisioned_marker.unlink()
