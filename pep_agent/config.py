@@ -6,7 +6,9 @@ platform profile (PEP_PROFILE) then fills the fields that name no value of their
 backend and directory, edge-core's status URL), so that Settings carry the effective values;
 its other places (FCC, credentials, units, state directory) are read from the profile.
 
-Side effects: reads the env file (envfile.py) and the process environment.
+Side effects: reads the env file (envfile.py) and the process environment; a `PEP_*` name
+in the environment that is no setting is a warning (the log, or stderr before logging is set
+up).
 Every value is checked at load time, before any command changes anything (the serial by
 serials.py, the identity request's size by request_limit.py): a bad one is a ConfigError
 (exit 3) naming the variable, and for the env file the file and its line.
@@ -252,6 +254,7 @@ def load_settings(cli: Mapping[str, Any] | None = None,
         if not merged.get(name):  # not given, or given empty
             setattr(settings, name, default(profile, settings.paths))
     settings.fss_interval = check_fss_interval(settings.fss_interval)
+
     def named(name: str) -> str:
         return origin.get(name, env_name(name))
 

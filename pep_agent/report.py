@@ -147,8 +147,8 @@ def human(doc: dict[str, Any]) -> str:
     if err:
         code = f" (exit {err['code']})" if err.get("code") is not None else ""
         # A deferral is no error: the gateway works on its identity, to be confirmed.
-        label = "reason:   " if doc["state"] == state.DEFERRED else "error:    "
-        lines.append(f"{label}     {err.get('message') or 'not recorded'}{code}")
+        label = "reason:" if doc["state"] == state.DEFERRED else "error:"
+        lines.append(f"{label:<15}{err.get('message') or 'not recorded'}{code}")
         if err.get("hint"):
             lines.append(f"hint:          {err['hint']}")
     edge = doc.get("edge_core")
