@@ -1,5 +1,6 @@
 """The README's places of the agent's own state (journal, lock, markers, the sandbox's service
-log) are each profile's, generated from pep_agent/profiles.py, and the unit's conditions agree."""
+log) are each profile's, generated from pep_agent/profiles.py (test_profiles.py checks the
+units' conditions)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.paths import LEGACY_STATE_DIR
 from pep_agent.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -50,18 +50,3 @@ def test_every_state_path_in_the_readme_is_a_profiles() -> None:
     wrong = [text for directory, text in found if directory not in places]
     assert not wrong, f"state paths that are no profile's: {wrong}"
 
-
-def test_the_unit_skips_a_provisioned_gateway_of_every_profile() -> None:
-    unit = (REPO / "systemd/pep-agent.service").read_text(encoding="utf-8")
-    conditions = set(re.findall(r"^ConditionPathExists=!(\S+)/provisioned$", unit,
-                                flags=re.MULTILINE))
-    assert conditions == {p.state_dir for p in PROFILES.values()} | {LEGACY_STATE_DIR}
-
-
-def test_the_verify_unit_runs_on_a_provisioned_gateway_of_every_profile() -> None:
-    unit = (REPO / "systemd/pep-agent-verify.service").read_text(encoding="utf-8")
-    places = {p.state_dir for p in PROFILES.values()} | {LEGACY_STATE_DIR}
-    for prefix, marker in (("|", "provisioned"), ("!", "verified")):
-        found = set(re.findall(rf"^ConditionPathExists={re.escape(prefix)}(\S+)/{marker}$",
-                               unit, flags=re.MULTILINE))
-        assert found == places, marker
