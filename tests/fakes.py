@@ -19,6 +19,9 @@ from pep_agent.state import Journal
 from pep_agent.system.notify import Notifier
 from pep_agent.system.services import SandboxServices
 
+# The nonce of every ESFS item the fakes write: fixed, so that files compare byte for byte.
+NONCE = bytes(range(8))
+
 GOOD = {"serialNumber": "SN-1", "enrollmentID": "A-00"}
 # Far above any kernel's pid_max: no process can have it, so a leftover check finds nothing.
 NO_PID = 2**30
@@ -158,10 +161,17 @@ class FakeLauncher:
         return self.sessions[-1]
 
 
+def write_pal(pal: Path, items: dict[str, bytes]) -> None:
+    """A pal folder as FCC leaves it: flashSim, and every item in BACKUP and WORKING."""
+    for copy in ("BACKUP", "WORKING"):
+        (pal / copy).mkdir(parents=True)
+        for typed, data in items.items():
+            (pal / copy / esfs.file_name(typed)).write_bytes(esfs.encode(typed, data, NONCE))
+    (pal / "flashSim").write_bytes(b"\xff" * esfs.FLASHSIM_SIZE)
+
+
 def stage_credentials(ctx: Context) -> Path:
     """Credentials as FCC stores them after an injection (pal, without Parsec)."""
-    from tests.unit.test_esfs import write_pal
-
     pal = install.staged_pal(ctx.paths, ctx.profile)
     write_pal(pal, {typed: f"{ctx.serial}-{typed}".encode() for typed in esfs.REQUIRED})
     return pal / "WORKING"

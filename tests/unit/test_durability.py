@@ -23,7 +23,7 @@ from pep_agent.state import Journal
 from pep_agent.system import fsutil
 from pep_agent.system.http import PepClient
 from tests.agentprocs import free_port
-from tests.unit.test_esfs import write_pal
+from tests.fakes import write_pal
 
 LMP = get_profile("lmp")
 

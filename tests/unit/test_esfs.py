@@ -8,17 +8,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent import esfs
-
-NONCE = bytes(range(8))
-
-
-def write_pal(pal: Path, items: dict[str, bytes]) -> None:
-    """A pal folder as FCC leaves it: flashSim, and every item in BACKUP and WORKING."""
-    for copy in ("BACKUP", "WORKING"):
-        (pal / copy).mkdir(parents=True)
-        for typed, data in items.items():
-            (pal / copy / esfs.file_name(typed)).write_bytes(esfs.encode(typed, data, NONCE))
-    (pal / "flashSim").write_bytes(b"\xff" * esfs.FLASHSIM_SIZE)
+from tests.fakes import NONCE, write_pal
 
 
 @pytest.fixture()
