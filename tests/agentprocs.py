@@ -11,6 +11,9 @@ from pathlib import Path
 from typing import Any
 
 AGENT = [sys.executable, "-m", "pep_agent"]
+# The same command line with a crash point in its context (tests/crashpoint.py).
+CRASHING_AGENT = [sys.executable, "-m", "tests.crashpoint"]
+REPO = Path(__file__).resolve().parent.parent
 
 # Short deadlines so that failure tests end quickly; each test may override them. The server
 # deadline also cuts a request in progress, so it leaves a successful injection room on a busy
@@ -42,18 +45,26 @@ def agent_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def run_agent(*args: str, env: dict[str, str] | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*AGENT, *args], capture_output=True, text=True, timeout=timeout,
-                          env=env or agent_env(), stdin=subprocess.DEVNULL, check=False)
+def run_agent(*args: str, env: dict[str, str] | None = None, timeout: float = 120,
+              crash_at: str = "", crash_signal: str = "KILL"
+              ) -> subprocess.CompletedProcess[str]:
+    """The agent's command line; with `crash_at` (STEP:WHEN), killed by `crash_signal` there."""
+    argv = [*AGENT, *args]
+    env = dict(env or agent_env())
+    if crash_at:
+        argv = [*CRASHING_AGENT, crash_at, crash_signal, *args]
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env,
+                          stdin=subprocess.DEVNULL, check=False)
 
 
 def provision(root: Path, server_url: str, serial: str, fcc: str, *more: str,
-              env: dict[str, str] | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+              env: dict[str, str] | None = None, timeout: float = 120, crash_at: str = "",
+              crash_signal: str = "KILL") -> subprocess.CompletedProcess[str]:
     return run_agent("provision", "--root", str(root), "--server", server_url,
                      "--serial", serial, "--interface", "lo", "--fcc-command", fcc,
-                     "--no-reboot", *more, env=env, timeout=timeout)
+                     "--no-reboot", *more, env=env, timeout=timeout, crash_at=crash_at,
+                     crash_signal=crash_signal)
 
 
 def status(root: Path) -> dict[str, Any]:

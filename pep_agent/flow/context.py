@@ -4,16 +4,13 @@ the network probe; tests build one from fakes.
 
 Side effects: none on import or construction (the HTTP client is built on first use, and
 then warns when TLS verification is off). `Context.say` logs and sets sd_notify's STATUS=,
-`Context.stop_fcc` stops FCC, `launch_fcc` spawns it, and the test-only `crash_hook` signals
-the agent itself.
+`Context.stop_fcc` stops FCC, and `launch_fcc` spawns it.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
-import os
-import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +79,10 @@ class Context:
     cleared: bool = False
     # What the last step does; reprovision restarts edge-core itself instead.
     reboot_at_end: bool = True
+    # Called with (step, "before" | "after" | "answered") at each point where a crash tests
+    # recovery; the real wiring does nothing there, the crash tests end the run as a power
+    # cut or a kill would.
+    crash_at: Callable[[str, str], None] = lambda step, when: None
 
     @property
     def paths(self) -> Paths:
@@ -107,14 +108,6 @@ class Context:
         if self.fcc is not None:
             self.fcc.stop()
             self.fcc = None
-
-
-def crash_hook(step: str, when: str) -> None:
-    """Test-only: PEP_TEST_CRASH_AT=<step>:<before|after|answered> sends the agent
-    PEP_TEST_CRASH_SIGNAL there (KILL by default: a power cut; TERM: a factory script's kill)."""
-    if os.environ.get("PEP_TEST_CRASH_AT") == f"{step}:{when}":
-        name = os.environ.get("PEP_TEST_CRASH_SIGNAL", "KILL")
-        os.kill(os.getpid(), signal.Signals[f"SIG{name}"])
 
 
 def make_led_for(settings: Settings) -> Led:

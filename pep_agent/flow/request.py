@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pep_agent.errors import BadResponseError, NotFoundError, PepError, ServerUnreachableError
 from pep_agent.exit_codes import Exit
-from pep_agent.flow.context import Context, crash_hook
+from pep_agent.flow.context import Context
 from pep_agent.gateway import identity as ident
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def ask_identity(ctx: Context, client: PepClient, *, deadline: float,
                 ctx.journal.update(injection=before)
             raise
         notes["server_request_s"] = round(ctx.clock.monotonic() - started, 4)
-        crash_hook("request-identity", "answered")  # the 200 is here, not yet saved
+        ctx.crash_at("request-identity", "answered")  # the 200 is here, not yet saved
         ident.check_response(reply, ctx.serial)
         return reply
 

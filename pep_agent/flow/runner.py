@@ -18,7 +18,7 @@ from pep_agent import state
 from pep_agent.errors import AbortedError, PepError, Reported, StateError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow import recovery
-from pep_agent.flow.context import Context, crash_hook
+from pep_agent.flow.context import Context
 from pep_agent.flow.steps import STEP_NAMES, STEPS, Step, stop_edge_core
 from pep_agent.paths import Paths
 from pep_agent.system import fsutil
@@ -98,7 +98,7 @@ def run_plan(ctx: Context) -> str:
 
 def _run_step(ctx: Context, step: Step) -> None:
     j = ctx.journal
-    crash_hook(step.name, "before")
+    ctx.crash_at(step.name, "before")
     j.step_started(step.name)
     ctx.led.show(step.led)
     ctx.say(step.name)
@@ -115,7 +115,7 @@ def _run_step(ctx: Context, step: Step) -> None:
         j.step_ended(step.name, "failed", ctx.clock.monotonic() - started)
         raise bug(ctx, e, f" in step {step.name}") from None
     j.step_ended(step.name, "done", ctx.clock.monotonic() - started)
-    crash_hook(step.name, "after")
+    ctx.crash_at(step.name, "after")
 
 
 def bug(ctx: Context, e: Exception, where: str) -> PepError:

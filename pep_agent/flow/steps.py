@@ -201,7 +201,7 @@ def _secure(ctx: Context) -> None:
 
 @dataclass(frozen=True)
 class Step:
-    name: str  # in the journal, `status` and PEP_TEST_CRASH_AT: stable across versions
+    name: str  # in the journal, `status` and crash points: stable across versions
     run: Callable[[Context], None]
     led: str = "provisioning"
 

@@ -57,8 +57,7 @@ def test_crash_at_step_boundary_then_rerun(tmp_path: Path, server: SimServer, st
     root = tmp_path / "gw"
     serial = f"GW-CRASH {step} {when}"
     seed_old_identity(root)
-    crashed = provision(root, server.url, serial, fcc_command(),
-                        env=agent_env(PEP_TEST_CRASH_AT=f"{step}:{when}"))
+    crashed = provision(root, server.url, serial, fcc_command(), crash_at=f"{step}:{when}")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     at = BOUNDARIES.index((step, when))
     assert status(root)["state"] == ("provisioned" if at >= DONE else "interrupted")

@@ -48,8 +48,7 @@ def test_signal_after_the_injection_before_the_answer_is_saved(tmp_path: Path,
                                                                sig: str) -> None:
     root, serial = tmp_path / "gw", f"GW-SIG-{sig}"
     out = provision(root, server.url, serial, fcc_command(),
-                    env=agent_env(PEP_TEST_CRASH_AT="request-identity:answered",
-                                  PEP_TEST_CRASH_SIGNAL=sig))
+                    crash_at="request-identity:answered", crash_signal=sig)
     assert out.returncode in (-getattr(signal, f"SIG{sig}"), 128 + getattr(signal, f"SIG{sig}")
                               ), out.stderr
     assert not (root / STATE_DIR / "response.json").exists()
@@ -69,7 +68,7 @@ def test_recovery_with_the_server_away_exits_14_and_the_rerun_recovers(tmp_path:
                                                                         ) -> None:
     root, serial = tmp_path / "gw", "GW-AWAY"
     crashed = provision(root, server.url, serial, fcc_command(),
-                        env=agent_env(PEP_TEST_CRASH_AT="request-identity:answered"))
+                        crash_at="request-identity:answered")
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     away = provision(root, f"http://127.0.0.1:{free_port()}", serial, fcc_command(),
                      env=agent_env(**SERVER_AWAY))
