@@ -272,10 +272,9 @@ def load_settings(cli: Mapping[str, Any] | None = None,
 _OPTIONS = {"server_url": "--server", "reboot": "--no-reboot", "verify_timeout": "--timeout"}
 
 
-# Variables named like settings that the agent reads from the environment only: the test
-# hooks, the simulators' knobs, the packaging's import recorder.
-_OTHER_VARIABLES = frozenset({"PEP_TEST_CRASH_AT", "PEP_TEST_CRASH_SIGNAL",
-                              "PEP_SIM_PARSEC_SOCKET", "PEP_SIM_FCC_RELEASE",
+# Variables named like settings that are read from the environment only: the simulators'
+# knobs and the packaging's import recorder.
+_OTHER_VARIABLES = frozenset({"PEP_SIM_PARSEC_SOCKET", "PEP_SIM_FCC_RELEASE",
                               "PEP_SIM_FCC_NO_SYNC", "PEP_CLOSURE_RECORD"})
 _NAMES_HINT = ("correct the name or remove the line; every setting is listed in the README "
                "(Configuration)")

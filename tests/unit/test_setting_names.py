@@ -66,5 +66,5 @@ def test_known_names_raise_no_warning(tmp_path: Path,
                                       caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="pep_agent"):
         load_settings({"root": tmp_path}, {"PEP_CATEGORY": "development", "PEP_ROOT": "/",
-                                           "PEP_TEST_CRASH_AT": "install:before"})
+                                           "PEP_SIM_FCC_RELEASE": "1"})
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
