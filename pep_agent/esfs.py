@@ -130,17 +130,27 @@ def _xor(data: bytes, stream: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(data, stream))
 
 
-def encode(typed: str, data: bytes, nonce: bytes, mode: int = FACTORY_MODE) -> bytes:
-    """An ESFS file holding data under typed name, without metadata (the simulator's stand-in
-    encryption and CMAC: see the module docstring)."""
+def encode(typed: str, data: bytes, nonce: bytes, mode: int = FACTORY_MODE,
+           metadata: tuple[tuple[int, bytes], ...] = ()) -> bytes:
+    """An ESFS file holding data under typed name, with metadata given as (type, value) (KCM
+    gives a chain's first certificate the chain length); the simulator's stand-in encryption
+    and CMAC: see the module docstring."""
     name = typed.encode()
     if len(nonce) != NONCE_SIZE:
         raise ValueError(f"the nonce is {NONCE_SIZE} bytes")
     head = _FIXED.pack(VERSION, mode, len(name)) + name
     if mode & MODE_ENCRYPTED:
         head += nonce
+    position = len(head) + _COUNT.size + len(metadata) * _META.size
+    head += _COUNT.pack(len(metadata))
+    values = b""
+    for kind, value in metadata:
+        head += _META.pack(kind, len(value), position + len(values))
+        values += value
+    data = values + data
+    if mode & MODE_ENCRYPTED:
         data = _xor(data, _keystream(nonce, len(data)))
-    body = head + _COUNT.pack(0) + data
+    body = head + data
     return body + hashlib.sha256(body).digest()[:CMAC_SIZE]
 
 

@@ -2,9 +2,8 @@
 response FCC returns, and the factory tool's check of that response. No side effects.
 
 Responses are indefinite-length maps, as tinycbor writes them. Integer configuration values
-are stored as decimal text (the real FCC stores binary integers, under its encryption): file
-names and layout are the real ones, the stored bytes are not. How FCC checks a request is in
-bundle_checks.
+are stored as the real FCC stores them: 8 bytes little-endian, 4 for mbed.UseBootstrap,
+mbed.MemoryTotalKB and mbed.FirstToClaim. How FCC checks a request is in bundle_checks.
 """
 
 from __future__ import annotations
@@ -16,6 +15,8 @@ from typing import Any, Union
 
 import cbor2
 
+from pep_agent import esfs
+
 SCHEME_VERSION = "0.0.1"
 SUCCESS_MESSAGE = "The Factory process succeeded\n"
 
@@ -23,26 +24,50 @@ ItemData = Union[bytes, str, int]
 
 
 class FccStatus(IntEnum):
-    """fcc_status_e values of the real FCC (the ones the stand-in can produce)."""
+    """fcc_status_e of the real FCC (fcc_status.h), every value in its order."""
 
     SUCCESS = 0
     ERROR = 1
     MEMORY_OUT = 2
     INVALID_PARAMETER = 3
     STORE_ERROR = 4
+    INTERNAL_ITEM_ALREADY_EXIST = 5
+    CA_ERROR = 6
+    ROT_ERROR = 7
+    ENTROPY_ERROR = 8
+    FACTORY_DISABLED_ERROR = 9
     INVALID_CERTIFICATE = 10
+    INVALID_CERT_ATTRIBUTE = 11
+    INVALID_CA_CERT_SIGNATURE = 12
+    EXPIRED_CERTIFICATE = 13
+    INVALID_LWM2M_CN_ATTR = 14
+    KCM_ERROR = 15
+    KCM_STORAGE_ERROR = 16
+    KCM_FILE_EXIST_ERROR = 17
     KCM_CRYPTO_ERROR = 18
+    NOT_INITIALIZED = 19
     BUNDLE_ERROR = 20
+    BUNDLE_RESPONSE_ERROR = 21
+    BUNDLE_UNSUPPORTED_GROUP = 22
     BUNDLE_INVALID_GROUP = 23
     BUNDLE_INVALID_SCHEME = 24
     ITEM_NOT_EXIST = 25
     EMPTY_ITEM = 26
     WRONG_ITEM_DATA_SIZE = 27
     URI_WRONG_FORMAT = 28
+    FIRST_TO_CLAIM_NOT_ALLOWED = 29
     BOOTSTRAP_MODE_ERROR = 30
+    OUTPUT_INFO_ERROR = 31
+    WARNING_CREATE_ERROR = 32
     UTC_OFFSET_WRONG_FORMAT = 33
+    CERTIFICATE_PUBLIC_KEY_CORRELATION_ERROR = 34
     BUNDLE_INVALID_KEEP_ALIVE_SESSION_STATUS = 35
+    TOO_MANY_CSR_REQUESTS = 36
     NOT_SUPPORTED = 37
+
+
+# InfoMessage of an error that names no item (fcc_output_info_handler.c).
+GENERAL_ERROR = "General error:"
 
 
 class BundleError(Exception):
@@ -51,28 +76,53 @@ class BundleError(Exception):
     `partial` is what was processed before the error (items to store, SID if read).
     """
 
-    def __init__(self, status: FccStatus, message: str) -> None:
+    def __init__(self, status: FccStatus, message: str = GENERAL_ERROR,
+                 warnings: list[str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.partial: Bundle | None = None
+        # Warnings gathered before the error: the real FCC sends them with the error.
+        self.warnings: list[str] = warnings if warnings is not None else []
+
+
+# Integer parameters FCC stores as 32 bits; every other integer takes 64
+# (fcc_bundle_config_params_utils.c; the name is compared over the sent name's length).
+UINT32_PARAMS = ("mbed.UseBootstrap", "mbed.MemoryTotalKB", "mbed.FirstToClaim")
 
 
 @dataclass(frozen=True)
 class Item:
-    """One stored item: group is Keys, Certificates or ConfigParams."""
+    """One stored item: group is Keys, Certificates or ConfigParams.
+
+    prefix replaces KCM's prefix of the group in the stored name: "Crt1_", "Crt2_", ... for the
+    certificates of a chain after its first; chain is the length of the chain a certificate
+    begins (KCM stores it as metadata of that first certificate), 0 for a lone certificate.
+    """
 
     group: str
     name: str
     data: ItemData
     key_type: str | None = None
+    prefix: str | None = None
+    chain: int = 0
 
     def content(self) -> bytes:
-        """What storage holds for this item: bytes as they are, text UTF-8, numbers in decimal."""
+        """What storage holds for this item: bytes as they are, text UTF-8, integers as FCC
+        stores them (little-endian, 4 bytes for UINT32_PARAMS, else 8)."""
         if isinstance(self.data, bytes):
             return self.data
         if isinstance(self.data, str):
             return self.data.encode()
-        return str(self.data).encode()
+        value = self.data & 0xFFFFFFFFFFFFFFFF  # a negative CBOR integer is read as int64
+        size = 4 if any(p.startswith(self.name) for p in UINT32_PARAMS) else 8
+        return value.to_bytes(8, "little")[:size]
+
+    @property
+    def typed(self) -> str:
+        """The name KCM stores the item under: its prefix and name."""
+        if self.prefix is not None:
+            return self.prefix + self.name
+        return esfs.typed_name(self.group, self.name, self.key_type)
 
 
 @dataclass
@@ -84,6 +134,11 @@ class Bundle:
     verify: bool = True
     keep_alive: bool = False
     disable: bool = False
+    # Whether every top-level key was processed (only then does KpAlvSess count).
+    complete: bool = False
+    # (private key name, CSR in DER) for each CSR request.
+    csrs: list[tuple[str, bytes]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def get(self, name: str) -> Item | None:
         return next((i for i in self.items if i.name == name), None)
@@ -117,13 +172,18 @@ def _indefinite_map(pairs: Iterable[tuple[str, Any]]) -> bytes:
 
 
 def encode_response(status: FccStatus, message: str, sid: str | None = None,
-                    warnings: Iterable[str] = ()) -> bytes:
-    """The CBOR response FCC returns after processing a request (indefinite-length map)."""
+                    warnings: Iterable[str] = (),
+                    csrs: Iterable[tuple[str, bytes]] = ()) -> bytes:
+    """The CBOR response FCC returns after processing a request (indefinite-length map); each
+    warning ends with a newline, as FCC joins them."""
     pairs: list[tuple[str, Any]] = [("SchemeVersion", SCHEME_VERSION)]
+    csr_list = [{"PrKN": name, "Data": der} for name, der in csrs]
+    if csr_list:
+        pairs.append(("Csrs", csr_list))
     if sid is not None:
         pairs.append(("SID", sid))
     pairs += [("ReturnStatus", int(status)), ("InfoMessage", message)]
-    warning = "\n".join(warnings)
+    warning = "".join(w + "\n" for w in warnings)
     if warning:
         pairs.append(("WarningInfo", warning))
     return _indefinite_map(pairs)

@@ -11,10 +11,14 @@ token is matched with its restart quirk; storage is erased on the first correctl
 message; items are stored as they are read, before Verify; every completed exchange ends with
 exit 0 whatever its ReturnStatus; a framing error (length 0, bad checksum, body cut short) gets
 no answer and exit 1; `KpAlvSess: 1` keeps the session for the next message.
-Differences, and why: a peer silent for READ_TIMEOUT in the middle of a message is dropped
-and the next connection awaited (the real one would wait forever: tests need bounds); more
-than MAX_GARBAGE bytes without a token drop the connection (bounded memory); the checks the
-simulator cannot make are listed in pep_agent.sim.bundle_checks.
+SIGINT and SIGTERM end it by the signal. Bytes left unread when it exits reset the connection.
+Differences, and why: a peer silent for READ_TIMEOUT (10 minutes) in the middle of a message
+is dropped and the next connection awaited (the real one would wait forever: tests need
+bounds); more than MAX_GARBAGE bytes without a token drop the connection and a request longer
+than MAX_REQUEST is a framing error (bounded memory); a bad checksum after a kept-alive
+message ends it with exit 1 like any framing error, where the real FCC frees a buffer twice
+and aborts; its encryption and CMAC are keyless stand-ins (see pep_agent.esfs); what the
+checks leave out is listed in pep_agent.sim.bundle_checks.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import secrets
 import signal
 import socket
 import stat
+import struct
 import sys
 import time
 from pathlib import Path
@@ -43,8 +48,11 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_FAIL_AFTER = 3
 PORT_TRIES = 200
-# A connected peer that stops sending for this long is dropped, and FCC waits for the next one.
-READ_TIMEOUT = 60.0
+# A connected peer that stops sending for this long is dropped, and FCC waits for the next one
+# (the real FCC waits for ever; a pause of a minute or so is waited out as by the real one).
+READ_TIMEOUT = 600.0
+# The real FCC allocates whatever length a request announces; the stand-in takes up to this.
+MAX_REQUEST = 64 * 1024 * 1024
 RELEASE_WAIT = 300.0
 _COLOURS = {"INFO": "\x1b[32m", "WARN": "\x1b[33m", "ERR": "\x1b[31m"}
 _RESET = "\x1b[0m"
@@ -114,28 +122,20 @@ def _respond(conn: socket.socket, frame: bytes) -> None:
 
 
 class Session:
-    """What lasts from one message to the next: storage, the items stored, the session flag."""
+    """What lasts from one message to the next: storage, the device state, the session flag."""
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.stored: dict[str, bundle.Item] = {}
-        # fcc_bundle_handler sets it only when a message is processed to its end, so an error
+        self.device = bundle_checks.Device()
+        # fcc_bundle_handler sets it only when a message's keys were all processed, so an error
         # in a later message of a kept-alive session leaves it open (factory_configurator_client.c).
         self.finished = True
 
-    def store(self, items: list[bundle.Item]) -> None:
-        self.storage.write(items)
-        self.stored.update((item.name, item) for item in items)
-
-
-def _answer(request: bundle.Bundle, session: Session) -> tuple[bundle.FccStatus, str, list[str]]:
-    """Store a decoded request and run the end-of-message checks: (status, message, warnings)."""
-    session.store(request.items)
-    session.finished = not request.keep_alive
-    if session.finished:
-        bundle_checks.check_session_end(session.stored)
-    warnings = bundle_checks.verify(session.stored) if request.verify else []
-    return bundle.FccStatus.SUCCESS, bundle.SUCCESS_MESSAGE, warnings
+    def taken(self, request: bundle.Bundle) -> None:
+        """Store what a message took (all of it, or what came before its error)."""
+        if request.complete:
+            self.finished = not request.keep_alive
+        self.storage.write(request.items)
 
 
 def _process(session: Session, message: bytes, fault: str | None) -> tuple[int, bytes]:
@@ -145,27 +145,30 @@ def _process(session: Session, message: bytes, fault: str | None) -> tuple[int, 
         _out("Storage is erased")
     sid = None
     warnings: list[str] = []
+    csrs: list[tuple[str, bytes]] = []
     try:
         try:
-            request = bundle_checks.decode_request(message)
+            request = bundle_checks.process(message, session.device)
         except bundle.BundleError as e:
             if e.partial is not None:
                 sid = e.partial.sid
-                session.store(e.partial.items)  # stored before the error, as by the real FCC
+                session.taken(e.partial)  # stored before the error, as by the real FCC
             raise
         sid = request.sid
         if fault == "fail-after":
             _trace("ERR", "fcc", "Failed to process data (simulated)")
             return EXIT_FAIL_AFTER, wire.frame_response(wire.CommStatus.FAILED_TO_PROCESS_DATA)
-        status, text, warnings = _answer(request, session)
+        session.taken(request)
+        status, text = bundle.FccStatus.SUCCESS, bundle.SUCCESS_MESSAGE
+        warnings, csrs = request.warnings, request.csrs
     except bundle.BundleError as e:
         _trace("ERR", "fcc", f"Factory flow failed: {e} (status {int(e.status)})")
-        status, text = e.status, str(e)
+        status, text, warnings = e.status, str(e), e.warnings
     except OSError as e:
         _trace("ERR", "fcc", f"Storage error: {e.strerror}")
         status, text = bundle.FccStatus.STORE_ERROR, "Internal storage error:"
     _out("Successfully processed comm message")
-    reply = bundle.encode_response(status, text, sid, warnings)
+    reply = bundle.encode_response(status, text, sid, warnings, csrs)
     return (EXIT_OK if session.finished else -1), wire.frame_response(0, reply)
 
 
@@ -174,7 +177,7 @@ def _session(conn: socket.socket, session: Session, fault: str | None) -> int | 
     reader = wire.StreamReader(wire.socket_recv(conn, timeout=READ_TIMEOUT))
     while True:
         try:
-            message = wire.read_request(reader)
+            message = wire.read_request(reader, MAX_REQUEST)
         except wire.ConnectionClosed as e:
             if e.before_token:
                 return None  # a connection closed before a token does not end FCC
@@ -193,6 +196,10 @@ def _session(conn: socket.socket, session: Session, fault: str | None) -> int | 
         code, frame = _process(session, message, fault)
         _respond(conn, frame)
         if code >= 0:
+            if reader.pending:
+                # Bytes received and never read: closing then resets the connection, as the
+                # kernel does when the real FCC exits with them unread.
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             return code
 
 
@@ -275,7 +282,6 @@ def run(*, parsec: bool, mcc_config: Path | None, fault: str | None, sync: bool 
     if fault is not None and fault not in FAULTS:
         print(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}", file=sys.stderr)
         return EXIT_USAGE
-    try:
-        return _main(parsec, mcc_config, fault, sync, port_file)
-    except KeyboardInterrupt:
-        return 128 + signal.SIGINT
+    # SIGINT ends the real FCC by the signal (it has no handler), not with an exit code.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return _main(parsec, mcc_config, fault, sync, port_file)

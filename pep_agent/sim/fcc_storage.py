@@ -8,7 +8,10 @@ as an ESFS file under its hashed name, written to `pal/BACKUP` and then copied t
 Like the real FCC, files are opened O_SYNC and overwritten in place (O_TRUNC): no temporary
 file, no fsync, no directory sync, so a crash mid-write leaves empty or short files. With
 `sync=False` (an FCC build without O_SYNC) data reaches the disk only when the kernel flushes.
-Item files are mode 0600: they hold private keys.
+Modes are the real FCC's (under the caller's umask): files 0644, `pal` 0744, its folders 0755.
+Certificates and public keys are stored unencrypted (mode 0x0200, no nonce), everything else
+encrypted (0x0300, an 8-byte nonce). `flashSim` holds random bytes where the real FCC keeps its
+root of trust.
 
 With Parsec the items are plain files named after the item: the real PSA storage format is
 Parsec's and its keys never leave it, so only the folders and the erase are imitated.
@@ -25,8 +28,12 @@ from pep_agent import esfs
 from pep_agent.sim.bundle import Item
 
 DEFAULT_MCC_CONFIG = Path("/userdata/mbed/mcc_config")
-# Erased flash reads as 0xff; the simulated SOTP area starts that way.
-_ERASED_FLASH = b"\xff" * esfs.FLASHSIM_SIZE
+# The metadata type KCM gives the chain length of a chain's first certificate.
+CHAIN_LENGTH = 0
+FILE_MODE = 0o644
+PAL_MODE = 0o744
+# Items KCM stores in the clear: certificates and public keys (no secret in them).
+_PLAIN_PREFIXES = (esfs.CERT_PREFIX, esfs.PUBLIC_KEY_PREFIX, "Crt")
 
 
 class Storage:
@@ -47,11 +54,15 @@ class Storage:
 
     def prepare(self) -> Path:
         """Create the storage (what FCC does at start); returns the root."""
-        for folder in self.folders:
-            folder.mkdir(parents=True, exist_ok=True)
+        if self.parsec:
+            for folder in self.folders:
+                folder.mkdir(parents=True, exist_ok=True)
+        else:
+            # BACKUP and WORKING appear with the first message's erase, as with the real FCC.
+            self.root.mkdir(mode=PAL_MODE, parents=True, exist_ok=True)
         flash = self.root / "flashSim"
         if not self.parsec and not flash.is_file():
-            self._write_file(flash, _ERASED_FLASH)
+            self._write_file(flash, secrets.token_bytes(esfs.FLASHSIM_SIZE))
         return self.root
 
     def erase(self) -> None:
@@ -66,14 +77,15 @@ class Storage:
 
     def _write_file(self, path: Path, content: bytes) -> None:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | (os.O_SYNC if self.sync else 0)
-        fd = os.open(path, flags, 0o600)
+        fd = os.open(path, flags, FILE_MODE)
         with os.fdopen(fd, "wb") as f:
             f.write(content)
 
     def _write_parsec(self, item: Item) -> None:
         # PSA internal trusted storage holds keys; the KV store holds certificates and config.
         folder = self.root / ("its" if item.group == "Keys" else "pst")
-        self._write_file(folder / item.name, item.content())
+        self._write_file(folder / (item.name if item.prefix is None else item.typed),
+                         item.content())
 
     def write(self, items: list[Item]) -> None:
         """Store every item: in BACKUP, then the same bytes in WORKING (Parsec: one file)."""
@@ -81,8 +93,11 @@ class Storage:
             if self.parsec:
                 self._write_parsec(item)
                 continue
-            typed = esfs.typed_name(item.group, item.name, item.key_type)
-            blob = esfs.encode(typed, item.content(), secrets.token_bytes(esfs.NONCE_SIZE))
+            typed = item.typed
+            mode = esfs.MODE_FACTORY if typed.startswith(_PLAIN_PREFIXES) else esfs.FACTORY_MODE
+            metadata = ((CHAIN_LENGTH, item.chain.to_bytes(2, "little")),) if item.chain else ()
+            blob = esfs.encode(typed, item.content(), secrets.token_bytes(esfs.NONCE_SIZE), mode,
+                               metadata)
             name = esfs.file_name(typed)
             self._write_file(self.root / "BACKUP" / name, blob)
             self._write_file(self.root / "WORKING" / name, blob)

@@ -85,6 +85,11 @@ class StreamReader:
         self._recv = recv
         self._buf = b""
 
+    @property
+    def pending(self) -> int:
+        """How many received bytes were not consumed yet."""
+        return len(self._buf)
+
     def _fill(self) -> bool:
         chunk = self._recv(65536)
         self._buf += chunk

@@ -1,5 +1,8 @@
 """P-256 keys and X.509 certificates for the simulators, made with `cryptography`. No side effects.
 
+FCC's own checks of keys and certificates (the ones its key-config-manager makes with mbedtls)
+are here too, for the FCC stand-in.
+
 The pep server simulator injects a real key pair and a real certificate chain (a per-process
 bootstrap CA signs each device certificate), so anything downstream that parses them, and the
 enrollment id derived from the certificate, behaves as with a production bundle.
@@ -18,6 +21,7 @@ from pep_agent.errors import ConfigError
 
 try:
     from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
@@ -112,3 +116,110 @@ def enrollment_id(cert_der: bytes) -> str:
     """The 97-character enrollment id: "A-" and the certificate's SHA-256 as hex pairs."""
     digest = hashlib.sha256(cert_der).hexdigest()
     return "A-" + ":".join(digest[i:i + 2] for i in range(0, 64, 2))
+
+
+# ---- what FCC's key-config-manager checks (mbedtls built with elliptic curves only) ----------
+
+# The buffer KCM stores a generated P-256 private key in (cs_der_keys_and_csrs.h): the DER is
+# written at its end, as mbedtls writes DER backwards, and the whole buffer is stored.
+GENERATED_KEY_SIZE = 150
+
+
+def _p256(key: object) -> bool:
+    return isinstance(key, (ec.EllipticCurvePrivateKey, ec.EllipticCurvePublicKey)) \
+        and isinstance(key.curve, ec.SECP256R1)
+
+
+def load_certificate(der: bytes) -> x509.Certificate | None:
+    """The certificate in der if FCC could parse it: DER X.509 with a P-256 key; else None."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        key = cert.public_key()
+    except (ValueError, TypeError):
+        return None
+    return cert if _p256(key) else None
+
+
+def load_private_key(der: bytes) -> ec.EllipticCurvePrivateKey | None:
+    """The P-256 private key in der (RFC 5915 or PKCS#8), or None."""
+    try:
+        key = serialization.load_der_private_key(der, password=None)
+    except (ValueError, TypeError):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePrivateKey) and _p256(key) else None
+
+
+def load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | None:
+    """The P-256 public key in der (SubjectPublicKeyInfo), or None."""
+    try:
+        key = serialization.load_der_public_key(der)
+    except (ValueError, TypeError):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePublicKey) and _p256(key) else None
+
+
+def matches(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
+    """Whether key is the private key of cert's public key."""
+    return bool(cert.public_key() == key.public_key())
+
+
+def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether issuer signed cert (True when this cryptography cannot tell: before 40)."""
+    check = getattr(cert, "verify_directly_issued_by", None)
+    if check is None:
+        return True
+    try:
+        check(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def common_name(cert: x509.Certificate) -> bytes:
+    values = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(values[0].value).encode() if values else b""
+
+
+def self_signed(cert: x509.Certificate) -> bool:
+    return cert.issuer == cert.subject and issued_by(cert, cert)
+
+
+def validity(cert: x509.Certificate) -> tuple[float, float]:
+    """(not before, not after) in seconds since the epoch."""
+    before = getattr(cert, "not_valid_before_utc", None) or \
+        cert.not_valid_before.replace(tzinfo=datetime.timezone.utc)
+    after = getattr(cert, "not_valid_after_utc", None) or \
+        cert.not_valid_after.replace(tzinfo=datetime.timezone.utc)
+    return before.timestamp(), after.timestamp()
+
+
+def client_auth_allowed(cert: x509.Certificate) -> bool:
+    """False only when the certificate has an extended key usage without clientAuth."""
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usage
+
+
+_SUBJECT_OIDS = {"C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME,
+                 "L": NameOID.LOCALITY_NAME, "O": NameOID.ORGANIZATION_NAME,
+                 "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME,
+                 "SERIALNUMBER": NameOID.SERIAL_NUMBER}
+
+
+def csr(subject: str) -> tuple[bytes, bytes] | None:
+    """(stored private key, CSR in DER) for a subject like "C=US,O=Org,CN=name"; None if the
+    subject cannot be read."""
+    attributes = []
+    for part in subject.split(","):
+        label, sep, value = part.partition("=")
+        oid = _SUBJECT_OIDS.get(label.strip().upper())
+        if not sep or oid is None or not value:
+            return None
+        attributes.append(x509.NameAttribute(oid, value))
+    key = KeyPair.generate()
+    request = (x509.CertificateSigningRequestBuilder()
+               .subject_name(x509.Name(attributes)).sign(key.private, hashes.SHA256()))
+    stored = key.private_der.rjust(GENERATED_KEY_SIZE, b"\0")
+    return stored, request.public_bytes(serialization.Encoding.DER)
