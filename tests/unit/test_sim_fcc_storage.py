@@ -59,8 +59,15 @@ def test_real_layout_backup_then_working(tmp_path: Path, monkeypatch: pytest.Mon
     assert pal == tmp_path / "pal"
     assert (pal / "flashSim").stat().st_size == esfs.FLASHSIM_SIZE
     assert esfs.check_pal(pal) == []
-    assert esfs.read_item(pal / "WORKING", "CfgParam_mbed.UseBootstrap") == b"1"
+    assert esfs.read_item(pal / "WORKING", "CfgParam_mbed.UseBootstrap") == b"\1\0\0\0"
     assert esfs.read_item(pal / "BACKUP", "PrvKey_mbed.BootstrapDevicePrivateKey") == b"\x30key"
+    # Certificates unencrypted and without a nonce, everything else encrypted.
+    modes = {esfs.parse_header(p.read_bytes()).name: esfs.parse_header(p.read_bytes()).mode
+             for p in (pal / "WORKING").iterdir()}
+    assert modes["Cert_mbed.BootstrapDeviceCert"] == esfs.MODE_FACTORY == 0x0200
+    assert modes["CfgParam_mbed.EndpointName"] == esfs.FACTORY_MODE == 0x0300
+    # flashSim holds data, as the real FCC's root of trust (not erased flash).
+    assert (pal / "flashSim").read_bytes() != b"\xff" * esfs.FLASHSIM_SIZE
     # No file named after an item: the names are hashed.
     assert not list(pal.rglob("mbed.*"))
     items = [(Path(p).parent.name, Path(p).name) for p, _ in opens.calls if "flashSim" not in p]
@@ -71,8 +78,26 @@ def test_real_layout_backup_then_working(tmp_path: Path, monkeypatch: pytest.Mon
     assert items == expected
     for path, flags in opens.calls:
         assert flags & os.O_SYNC == os.O_SYNC and flags & os.O_TRUNC, path
+    # The real FCC's modes, under the umask.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert pal.stat().st_mode & 0o777 == 0o744 & ~umask
     for path in pal.rglob("*"):
-        assert path.is_dir() or path.stat().st_mode & 0o077 == 0, path
+        want = 0o777 if path.is_dir() else 0o644
+        assert path.stat().st_mode & 0o777 == want & ~umask, path
+
+
+def test_a_chain_keeps_its_length_as_metadata(tmp_path: Path) -> None:
+    storage = Storage(parsec=False, mcc_config=None, cwd=tmp_path)
+    pal = storage.prepare()
+    storage.erase()
+    storage.write([Item("Certificates", "c", b"\x30one", chain=2),
+                   Item("Certificates", "c", b"\x30two", prefix="Crt1_")])
+    first = (pal / "WORKING" / esfs.file_name("Cert_c")).read_bytes()
+    header = esfs.parse_header(first)
+    assert (header.name, header.metadata_size) == ("Cert_c", 2)
+    assert esfs.decode(first) == ("Cert_c", b"\x30one")
+    assert esfs.read_item(pal / "WORKING", "Crt1_c") == b"\x30two"
 
 
 def test_overwritten_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -94,6 +119,7 @@ def test_no_sync_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_erase_empties_both_copies(tmp_path: Path) -> None:
     storage = Storage(parsec=False, mcc_config=None, cwd=tmp_path)
     pal = storage.prepare()
+    storage.erase()
     storage.write(ITEMS)
     storage.erase()
     assert list((pal / "WORKING").iterdir()) == list((pal / "BACKUP").iterdir()) == []
