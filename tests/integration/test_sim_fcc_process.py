@@ -75,19 +75,22 @@ def test_exchange_stores_every_item_and_exits_0(sim_fcc: StartFcc,
                                                 settings: factory_tool.FactorySettings) -> None:
     fcc = sim_fcc()
     stale = working(fcc) / "stale"
+    stale.parent.mkdir()  # made by an earlier run: FCC makes it at the first message
     stale.write_text("from a previous run")
     reply = inject(fcc, settings, "GW-ok")
     assert reply["ReturnStatus"] == 0
     assert reply["InfoMessage"] == "The Factory process succeeded\n"
-    assert reply["WarningInfo"] == "Item not set:mbed.UpdateAuthCert"
+    assert reply["WarningInfo"] == "Item not set:mbed.UpdateAuthCert\n"
     assert reply["SID"] == "s"
     assert fcc.wait_exit(30) == 0
     assert not stale.exists()  # the storage was erased first
     assert esfs.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-ok"
-    assert esfs.read_item(working(fcc), "CfgParam_mbed.UseBootstrap") == b"1"
+    assert esfs.read_item(working(fcc), "CfgParam_mbed.UseBootstrap") == b"\1\0\0\0"
     assert esfs.check_pal(working(fcc).parent) == []
+    umask = os.umask(0o022)
+    os.umask(umask)
     for path in working(fcc).parent.rglob("*"):
-        assert path.is_dir() or path.stat().st_mode & 0o077 == 0, path
+        assert path.is_dir() or path.stat().st_mode & 0o777 == 0o644 & ~umask, path
     lines = fcc.output.lines
     tail = lines[lines.index("Storage is erased"):]
     assert tail == ["Storage is erased", "Successfully processed comm message",
