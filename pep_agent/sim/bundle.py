@@ -139,6 +139,8 @@ class Bundle:
     # (private key name, CSR in DER) for each CSR request.
     csrs: list[tuple[str, bytes]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Certificates of a refused chain that KCM had written to BACKUP only.
+    backup_only: list[Item] = field(default_factory=list)
 
     def get(self, name: str) -> Item | None:
         return next((i for i in self.items if i.name == name), None)

@@ -82,7 +82,9 @@ STATUS_TEXT = {
     FccStatus.INVALID_CA_CERT_SIGNATURE: "Validation of CA certificate failed:",
     FccStatus.EXPIRED_CERTIFICATE: "Certificate expired:",
     FccStatus.CERTIFICATE_PUBLIC_KEY_CORRELATION_ERROR: "Certificate public key validation failed:",
-    FccStatus.TOO_MANY_CSR_REQUESTS: "Too many CSR requests. Maximum CSR requests supported is 5",
+    # The real text: its build stringizes the macro's name, not its value.
+    FccStatus.TOO_MANY_CSR_REQUESTS:
+        "Too many CSR requests. Maximum CSR requests supported is CSR_MAX_NUMBER_OF_CSRS",
 }
 # KCM's own texts for the errors of storing an item (fcc_output_info_handler.c).
 ALREADY_EXISTS = "Data already exists:"
@@ -301,14 +303,18 @@ def _certificate(entry: Any, device: Device, result: Bundle, chain: bool) -> Non
     parsed = [x509.load_certificate(der) for der in certs]
     if any(cert is None for cert in parsed):
         raise _kcm_error(FccStatus.KCM_CRYPTO_ERROR, CERT_INVALID, name)
-    for cert, issuer in zip(parsed, parsed[1:]):
+    items = [Item("Certificates", name, der, prefix=f"Crt{index}_" if index else None,
+                  chain=len(certs) if chain and not index else 0)
+             for index, der in enumerate(certs)]
+    for index, (cert, issuer) in enumerate(zip(parsed, parsed[1:])):
         assert cert is not None and issuer is not None
         if not x509.issued_by(cert, issuer):
+            # KCM writes a chain as it goes: what it wrote before the bad link stays in
+            # BACKUP only (the copy to WORKING comes when the chain is closed).
+            result.backup_only += items[:index + 1]
             raise _kcm_error(FccStatus.KCM_CRYPTO_ERROR, CHAIN_INVALID, name)
-    for index, der in enumerate(certs):
-        device.keep(result, Item("Certificates", name, der,
-                                 prefix=f"Crt{index}_" if index else None,
-                                 chain=len(certs) if chain and not index else 0))
+    for item in items:
+        device.keep(result, item)
 
 
 def _config(entry: Any, device: Device, result: Bundle) -> None:

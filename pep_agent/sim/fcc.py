@@ -136,6 +136,7 @@ class Session:
         if request.complete:
             self.finished = not request.keep_alive
         self.storage.write(request.items)
+        self.storage.write(request.backup_only, working=False)
 
 
 def _process(session: Session, message: bytes, fault: str | None) -> tuple[int, bytes]:

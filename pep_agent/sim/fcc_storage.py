@@ -87,11 +87,13 @@ class Storage:
         self._write_file(folder / (item.name if item.prefix is None else item.typed),
                          item.content())
 
-    def write(self, items: list[Item]) -> None:
-        """Store every item: in BACKUP, then the same bytes in WORKING (Parsec: one file)."""
+    def write(self, items: list[Item], working: bool = True) -> None:
+        """Store every item: in BACKUP, then the same bytes in WORKING (Parsec: one file);
+        working=False writes BACKUP only (Parsec: nothing)."""
         for item in items:
             if self.parsec:
-                self._write_parsec(item)
+                if working:
+                    self._write_parsec(item)
                 continue
             typed = item.typed
             mode = esfs.MODE_FACTORY if typed.startswith(_PLAIN_PREFIXES) else esfs.FACTORY_MODE
@@ -100,4 +102,5 @@ class Storage:
                                metadata)
             name = esfs.file_name(typed)
             self._write_file(self.root / "BACKUP" / name, blob)
-            self._write_file(self.root / "WORKING" / name, blob)
+            if working:
+                self._write_file(self.root / "WORKING" / name, blob)

@@ -14,7 +14,8 @@ The real FCC is the oracle. Differences kept on purpose are listed in KEPT below
 reason; no probe sends what would make the two differ there. A summary line
 "comparison: N alike of N probes" is printed at the end of the session.
 
-The 65-second pause probe is marked `slow_pause` and runs once (it is the longest one).
+Both programs run each probe at the same time. The 65-second pause probe, the longest, is
+marked `slow` (`-m "not slow"` leaves it out).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +197,13 @@ def minimal_doc(**changes: Any) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if v is not None}
 
 
+def frame_pairs(*pairs: tuple[Any, Any]) -> bytes:
+    """A definite-length map written pair by pair (a key may repeat)."""
+    assert len(pairs) < 24
+    return frame(bytes([0xA0 + len(pairs)])
+                 + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in pairs))
+
+
 def frame(doc: Any) -> bytes:
     body = doc if isinstance(doc, bytes) else cbor2.dumps(doc)
     return TOKEN + struct.pack("<I", len(body)) + body + hashlib.sha256(body).digest()
@@ -228,11 +237,11 @@ def _pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 
 
-def _csr_doc() -> dict[str, Any]:
+def _csr_doc(**changes: Any) -> dict[str, Any]:
     return minimal_doc(CsrReqs=[{
         "PrKN": "mbed.LwM2MDevicePrivateKey",
         "Subj": "C=US,ST=Texas,L=Austin,O=Company,CN=GW-cmp",
-        "MD": 1}])
+        "MD": 1}], **changes)
 
 
 def _chain_doc() -> dict[str, Any]:
@@ -287,10 +296,12 @@ probe(c_, "validity-under-10-years", lambda: bundle_probe(factory_doc(
 d_ = "2 duplicates"
 probe(d_, "item-twice-in-bundle", lambda: bundle_probe(with_params(
     param("mbed.Manufacturer", "cmp"), param("mbed.Manufacturer", "cmp2"))))
-probe(d_, "group-key-twice", lambda: bundle_probe(
-    b"\xa4" + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in (
-        ("SchemeVersion", "0.0.1"), ("ConfigParams", [param("mbed.CmpA", "1")]),
-        ("ConfigParams", [param("mbed.CmpA", "1")]), ("KpAlvSess", 1)))))
+probe(d_, "group-key-twice", lambda: send(frame_pairs(
+    ("SchemeVersion", "0.0.1"), ("ConfigParams", [param("mbed.CmpA", "1")]),
+    ("ConfigParams", [param("mbed.CmpA", "1")]), ("KpAlvSess", 1))))
+probe(d_, "key-twice-in-bundle", lambda: bundle_probe(factory_doc(Keys=[
+    key_entry("mbed.BootstrapDevicePrivateKey", _der_key(creds().dev_key)),
+    key_entry("mbed.BootstrapDevicePrivateKey", _der_key(creds().dev_key))])))
 probe(d_, "item-again-in-next-message", lambda: [
     *bundle_probe(minimal_doc(ConfigParams=[param("mbed.Manufacturer", "a")])),
     *bundle_probe(minimal_doc(ConfigParams=[param("mbed.Manufacturer", "b")])),
@@ -298,9 +309,20 @@ probe(d_, "item-again-in-next-message", lambda: [
 
 h_ = "3 certificate chains"
 probe(h_, "chain-of-two", lambda: bundle_probe(_chain_doc()))
+probe(h_, "device-cert-as-chain", lambda: bundle_probe(factory_doc(
+    Certificates=[cert_entry("mbed.BootstrapServerCACert", creds().ca())],
+    CertificateChains=[{"Name": "mbed.BootstrapDeviceCert", "Format": "der",
+                        "DataArray": [creds().device(), creds().ca()]}])))
+probe(h_, "chain-in-wrong-order", lambda: bundle_probe(factory_doc(CertificateChains=[{
+    "Name": "mbed.CmpChain", "Format": "der", "DataArray": [creds().ca(), creds().device()]}])))
 
 r_ = "4 CSR requests"
 probe(r_, "csr-request", lambda: [*bundle_probe(_csr_doc()), *bundle_probe(factory_doc())])
+probe(r_, "csr-without-sid", lambda: [*bundle_probe(_csr_doc(SID=None)),
+                                      *bundle_probe(factory_doc())])
+probe(r_, "six-csr-requests", lambda: [*bundle_probe(minimal_doc(CsrReqs=[
+    {"PrKN": f"mbed.CmpKey{i}", "Subj": "CN=GW-cmp", "MD": 1} for i in range(6)])),
+    *bundle_probe(factory_doc())])
 
 k_ = "5 kept-alive sessions"
 probe(k_, "disable-in-kept-alive", lambda: [
@@ -336,8 +358,28 @@ probe(w_, "all-item-kinds", lambda: bundle_probe(factory_doc(Keys=[
         kind="ECCPublic")])))
 
 s_ = "8 what it says"
-probe(s_, "error-with-time-warnings", lambda: bundle_probe(factory_doc(
+probe(s_, "error-before-verify", lambda: bundle_probe(factory_doc(
     ConfigParams=[param("mbed.EndpointName", "GW-cmp")])))
+probe(s_, "verify-error-with-time-warnings", lambda: bundle_probe(minimal_doc(
+    Verify=1, ConfigParams=[param("mbed.EndpointName", "GW-cmp")])))
+probe(s_, "verify-without-cloud-items", lambda: bundle_probe({
+    "SchemeVersion": "0.0.1", "SID": "s",
+    "ConfigParams": [param("mbed.EndpointName", "GW-x")], "Verify": 1}))
+probe(s_, "sid-after-the-error", lambda: bundle_probe(
+    {**factory_doc(Verify=True, SID=None), "SID": "late"}))
+probe(s_, "no-scheme-version", lambda: bundle_probe(factory_doc(SchemeVersion=None)))
+probe(s_, "not-cbor", lambda: send(frame(b"\xff\xfe not cbor")))
+probe(s_, "indefinite-map", lambda: send(frame(
+    b"\xbf" + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in factory_doc().items())
+    + b"\xff")))
+probe(s_, "thirteen-keys", lambda: bundle_probe(factory_doc(
+    **{n: 0 for n in ("D", "Di", "Dis", "Disa", "Disab", "Disabl", "Disable")})))
+probe(s_, "keep-alive-cbor-true", lambda: bundle_probe(factory_doc(KpAlvSess=True)))
+probe(s_, "no-bootstrap-ca-verify-0", lambda: bundle_probe(factory_doc(Verify=0, Certificates=[
+    cert_entry("mbed.BootstrapDeviceCert", creds().device())])))
+probe(s_, "use-bootstrap-2", lambda: bundle_probe(with_params(param("mbed.UseBootstrap", 2))))
+probe(s_, "class-id-of-15-bytes", lambda: bundle_probe(with_params(
+    param("mbed.ClassId", b"c" * 15))))
 probe(s_, "disable-message", lambda: bundle_probe(factory_doc(Disable=1)))
 probe(s_, "sigint-while-waiting", lambda: [("signal", signal.SIGINT)])
 probe(s_, "unknown-group", lambda: bundle_probe(factory_doc(Bogus=1)))
@@ -347,6 +389,7 @@ probe(s_, "utc-offset-+0:00", lambda: bundle_probe(with_params(param("mbed.UTCOf
 f_ = "framing"
 probe(f_, "bad-checksum", lambda: [("send", frame(factory_doc())[:-1] + b"\0"), ("shut",),
                                    ("read",)])
+probe(f_, "short-body", lambda: [("send", frame(factory_doc())[:100]), ("shut",), ("read",)])
 probe(f_, "size-0", lambda: [("send", TOKEN + b"\0\0\0\0"), ("shut",), ("read",)])
 probe(f_, "token-after-partial-match", lambda: [("send", b"m" + frame(factory_doc())),
                                                 ("shut",), ("read",)])
@@ -476,38 +519,57 @@ def _connect(ip: str, port: int) -> socket.socket:
     return socket.create_connection((ip, port), timeout=ANSWER_TIMEOUT)
 
 
-ALIKE: list[str] = []
-DIFFERENT: list[str] = []
-
-
 def programs() -> Iterator[tuple[str, list[str]]]:
     assert REAL is not None
     yield "real", ["env", ENTROPY_ENV, REAL]
     yield "sim", sim_argv("fcc")
 
 
-def compare(tmp_path: Path, name: str) -> None:
+def _run_side(folder: Path, argv: list[str], actions: list[Action]) -> Outcome:
+    fcc = start_fcc(folder, argv=argv)
+    try:
+        return run_probe(fcc, actions)
+    finally:
+        fcc.stop(grace=2.0)
+
+
+def _differences(real: Outcome, sim: Outcome) -> str:
+    lines = []
+    if real.answers != sim.answers:
+        lines += [f"answers: real {real.answers}", f"         sim  {sim.answers}"]
+    if real.end != sim.end:
+        lines.append(f"end: real {real.end}, sim {sim.end}")
+    for f in sorted(set(real.files) - set(sim.files), key=lambda f: f.name):
+        lines.append(f"real only: {f}")
+    for f in sorted(set(sim.files) - set(real.files), key=lambda f: f.name):
+        lines.append(f"sim only:  {f}")
+    return "\n".join(lines)
+
+
+def compare(tmp_path: Path, name: str, record_property: Callable[[str, object], None]) -> None:
+    """Run the probe on both programs at once (the same bytes) and compare what they did."""
+    record_property("comparison", "different")
     actions = PROBES[name]()
-    outcomes: dict[str, Outcome] = {}
-    for side, argv in programs():
-        fcc = start_fcc(tmp_path / side, argv=argv)
-        try:
-            outcomes[side] = run_probe(fcc, actions)
-        finally:
-            fcc.stop(grace=2.0)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {side: pool.submit(_run_side, tmp_path / side, argv, actions)
+                   for side, argv in programs()}
+        outcomes = {side: future.result() for side, future in futures.items()}
     alike = outcomes["sim"] == outcomes["real"]
-    (ALIKE if alike else DIFFERENT).append(name)
-    assert outcomes["sim"] == outcomes["real"], f"{AREA[name]}: {name}"
+    record_property("comparison", "alike" if alike else "different")
+    assert alike, f"{AREA[name]}, {name}:\n{_differences(outcomes['real'], outcomes['sim'])}"
 
 
 @pytest.mark.parametrize("name", [n for n in PROBES if n != "pause-65s-mid-message"])
-def test_sim_fcc_answers_as_the_real_fcc(tmp_path: Path, name: str) -> None:
-    compare(tmp_path, name)
+def test_sim_fcc_answers_as_the_real_fcc(tmp_path: Path, name: str,
+                                         record_property: Callable[[str, object], None]) -> None:
+    compare(tmp_path, name, record_property)
 
 
-@pytest.mark.slow_pause
-def test_a_65_second_pause_mid_message(tmp_path: Path) -> None:
-    compare(tmp_path, "pause-65s-mid-message")
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_65_second_pause_mid_message(tmp_path: Path,
+                                       record_property: Callable[[str, object], None]) -> None:
+    compare(tmp_path, "pause-65s-mid-message", record_property)
 
 
 def test_every_area_has_probes() -> None:

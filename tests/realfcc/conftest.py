@@ -1,0 +1,21 @@
+"""The comparison's summary: "comparison: N alike of M probes", printed at the end of the run
+(in the terminal summary, so it shows whatever pytest captures, also with parallel workers:
+each probe records its result as a property of its report)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    results = []
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            if getattr(report, "when", None) != "call":
+                continue
+            result = dict(getattr(report, "user_properties", ())).get("comparison")
+            if result is not None:
+                results.append(result)
+    if results:
+        alike = results.count("alike")
+        terminalreporter.write_line(f"comparison: {alike} alike of {len(results)} probes")
