@@ -53,6 +53,14 @@ def sim_server(
 
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: use 0 to 65535 (0: any free port)")
+    if update_auth_cert is not None:
+        # A certificate FCC refuses would fail every injection: refuse it here, saying why.
+        der = _load("server").read_certificate(update_auth_cert)
+        reason = _load("x509").fcc_refusal(der)
+        if reason is not None:
+            raise UsageError(f"--update-auth-cert {update_auth_cert}: {reason}",
+                             hint="give the firmware-update certificate FCC takes: DER or PEM, "
+                                  "a P-256 key, not expired")
 
     _load("server").serve(host, port, db, fail_next=fail_next, fail_status=fail_status,
                           delay=delay, drop_next=drop_next, fcc_timeout=fcc_timeout,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import time
 from dataclasses import dataclass
 
 from pep_agent.errors import ConfigError
@@ -223,3 +224,18 @@ def csr(subject: str) -> tuple[bytes, bytes] | None:
                .subject_name(x509.Name(attributes)).sign(key.private, hashes.SHA256()))
     stored = key.private_der.rjust(GENERATED_KEY_SIZE, b"\0")
     return stored, request.public_bytes(serialization.Encoding.DER)
+
+
+def fcc_refusal(der: bytes, now: float | None = None) -> str | None:
+    """Why FCC would refuse der as mbed.UpdateAuthCert (a phrase naming its ReturnStatus), or
+    None when it would store it: FCC parses it as it stores it, and Verify refuses it expired."""
+    cert = load_certificate(der)
+    if cert is None:
+        return ("FCC cannot parse it as an X.509 certificate with a P-256 (secp256r1) key "
+                "(it would answer ReturnStatus 18, 'Certificate parse failed')")
+    _, end = validity(cert)
+    if (time.time() if now is None else now) > end:
+        expired = datetime.datetime.fromtimestamp(end, datetime.timezone.utc)
+        return (f"it expired on {expired:%Y-%m-%d %H:%M} UTC (FCC would answer ReturnStatus 13, "
+                "'Certificate expired')")
+    return None
