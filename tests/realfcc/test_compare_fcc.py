@@ -442,7 +442,30 @@ def _read_answer(sock: socket.socket) -> tuple[Any, ...]:
     doc = cbor2.loads(body)
     return ("answer", doc.get("ReturnStatus"), doc.get("SID", "<none>"),
             doc.get("WarningInfo", "<none>"), doc.get("InfoMessage"),
-            len(doc.get("Csrs", ())))
+            tuple(_csr(entry) for entry in doc.get("Csrs", ())))
+
+
+def _der(blob: bytes, at: int) -> tuple[int, int, int]:
+    """(tag, start of content, end) of the DER element at offset at."""
+    tag, size = blob[at], blob[at + 1]
+    start = at + 2
+    if size & 0x80:
+        count = size & 0x7F
+        size = int.from_bytes(blob[start:start + count], "big")
+        start += count
+    return tag, start, start + size
+
+
+def _csr(entry: dict[str, Any]) -> tuple[Any, ...]:
+    """A CSR of the answer: its keys, the key name, and its subject's DER (the key is new each
+    time; the real one's signature algorithm carries a NULL that cryptography refuses, so the
+    DER is walked here)."""
+    blob = entry["Data"]
+    _, info, _ = _der(blob, 0)  # CertificationRequest
+    _, content, _ = _der(blob, info)  # CertificationRequestInfo
+    _, _, version_end = _der(blob, content)
+    tag, _, subject_end = _der(blob, version_end)
+    return (tuple(sorted(entry)), entry.get("PrKN"), tag, blob[version_end:subject_end])
 
 
 def _header(blob: bytes) -> tuple[Any, ...]:
