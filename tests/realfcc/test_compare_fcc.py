@@ -372,8 +372,8 @@ probe(s_, "not-cbor", lambda: send(frame(b"\xff\xfe not cbor")))
 probe(s_, "indefinite-map", lambda: send(frame(
     b"\xbf" + b"".join(cbor2.dumps(k) + cbor2.dumps(v) for k, v in factory_doc().items())
     + b"\xff")))
-probe(s_, "thirteen-keys", lambda: bundle_probe(factory_doc(
-    **{n: 0 for n in ("D", "Di", "Dis", "Disa", "Disab", "Disabl", "Disable")})))
+probe(s_, "thirteen-keys", lambda: bundle_probe({**factory_doc(), **{
+    n: 0 for n in ("D", "Di", "Dis", "Disa", "Disab", "Disabl", "Disable")}}))
 probe(s_, "keep-alive-cbor-true", lambda: bundle_probe(factory_doc(KpAlvSess=True)))
 probe(s_, "no-bootstrap-ca-verify-0", lambda: bundle_probe(factory_doc(Verify=0, Certificates=[
     cert_entry("mbed.BootstrapDeviceCert", creds().device())])))
