@@ -204,6 +204,48 @@ def test_keep_alive_keeps_the_session_for_the_next_message(
     assert esfs.check_pal(working(fcc).parent) == []
 
 
+def test_an_error_in_a_kept_alive_session_keeps_it_open(
+        sim_fcc: StartFcc, settings: factory_tool.FactorySettings) -> None:
+    fcc = sim_fcc()
+    items, _ = factory_tool.device_items(settings, "GW-d", "hw")
+    # Disable in a message that keeps the session: 35, and FCC waits for the next message.
+    first = cbor2.dumps({"SchemeVersion": "0.0.1", "KpAlvSess": 1, "Verify": 0, "Disable": 1})
+    assert fcc.ip is not None and fcc.port is not None
+    with socket.create_connection((fcc.ip, fcc.port), timeout=30) as sock:
+        reader = wire.StreamReader(wire.socket_recv(sock, timeout=30))
+        sock.sendall(wire.frame_request(first))
+        status, reply = wire.read_response(reader)
+        assert status == 0 and reply is not None
+        assert cbor2.loads(reply)["ReturnStatus"] == 35
+        assert fcc.wait_exit(1) is None
+        sock.sendall(wire.frame_request(bundle.encode_request(items)))
+        status, reply = wire.read_response(reader)
+        assert status == 0 and reply is not None and cbor2.loads(reply)["ReturnStatus"] == 0
+    assert fcc.wait_exit(30) == 0
+
+
+def test_two_frames_in_one_write_answer_the_first_then_reset(
+        sim_fcc: StartFcc, settings: factory_tool.FactorySettings) -> None:
+    fcc = sim_fcc()
+    items, _ = factory_tool.device_items(settings, "GW-2f", "hw")
+    frame = wire.frame_request(bundle.encode_request(items))
+    assert fcc.ip is not None and fcc.port is not None
+    with socket.create_connection((fcc.ip, fcc.port), timeout=30) as sock:
+        reader = wire.StreamReader(wire.socket_recv(sock, timeout=30))
+        sock.sendall(frame + frame)
+        status, reply = wire.read_response(reader)
+        assert status == 0 and reply is not None and cbor2.loads(reply)["ReturnStatus"] == 0
+        with pytest.raises(ConnectionResetError):
+            wire.read_response(reader)
+    assert fcc.wait_exit(30) == 0
+
+
+def test_sigint_ends_it_by_the_signal(sim_fcc: StartFcc) -> None:
+    fcc = sim_fcc()
+    fcc.process.send_signal(signal.SIGINT)
+    assert fcc.wait_exit(30) == -signal.SIGINT
+
+
 def test_unknown_interface_is_an_error(sim_fcc: StartFcc) -> None:
     fcc = sim_fcc(iface="nosuchif0", wait_port=False)
     code = fcc.wait_exit(30)
