@@ -92,6 +92,7 @@ DATA_EMPTY = "Item data empty:"
 KEY_INVALID = "Public key format invalid:"
 CERT_INVALID = "Certificate parse failed:"
 CHAIN_INVALID = "Chain validation error:"
+SELF_CHECK = "Self-generated certificate validation failed:"
 # Warnings.
 NOT_SET = "Item not set:"
 REDUNDANT = "Item redundant:"
@@ -292,12 +293,14 @@ def _certificate(entry: Any, device: Device, result: Bundle, chain: bool) -> Non
     if "PrKN" in fields:
         key_name = fields["PrKN"]
         key_item = device.stored.get(esfs.PRIVATE_KEY_PREFIX + key_name)
+        # KCM names what failed: the missing key, or the certificate (KCM's own texts).
         if key_item is None:
-            raise error(FccStatus.CERTIFICATE_PUBLIC_KEY_CORRELATION_ERROR, key_name)
+            raise _kcm_error(FccStatus.CERTIFICATE_PUBLIC_KEY_CORRELATION_ERROR,
+                             STATUS_TEXT[FccStatus.ITEM_NOT_EXIST], key_name)
         cert = x509.load_certificate(certs[0])
         key = x509.load_private_key(key_item.content())
         if cert is None or key is None or not x509.matches(cert, key):
-            raise error(FccStatus.CERTIFICATE_PUBLIC_KEY_CORRELATION_ERROR, name)
+            raise _kcm_error(FccStatus.CERTIFICATE_PUBLIC_KEY_CORRELATION_ERROR, SELF_CHECK, name)
     if any(not der for der in certs):
         raise _kcm_error(FccStatus.KCM_STORAGE_ERROR, DATA_EMPTY, name)
     parsed = [x509.load_certificate(der) for der in certs]
@@ -404,12 +407,13 @@ def process(message: bytes, device: Device) -> Bundle:
             scheme = scheme.decode("utf-8", "replace")
         if not found or scheme != SCHEME_VERSION:
             raise BundleError(FccStatus.BUNDLE_INVALID_SCHEME)
-        for name, size in (("Entropy", ENTROPY_SIZE), ("ROT", ROT_SIZE)):
+        # Named after the storage items they fill (storage_kcm.h).
+        for name, size, item in (("Entropy", ENTROPY_SIZE, "entropy"), ("ROT", ROT_SIZE, "rot")):
             found, value = _first(pairs, name)
             if found and not isinstance(value, bytes):
                 raise BundleError(FccStatus.BUNDLE_ERROR)
             if found and len(value) != size:
-                raise error(FccStatus.WRONG_ITEM_DATA_SIZE, name)
+                raise BundleError(FccStatus.INVALID_PARAMETER, GENERAL_ERROR + item)
         csr_requests: Any = None
         for key, value in pairs:
             if not isinstance(key, str):

@@ -287,6 +287,20 @@ probe(c_, "rsa-key-pkcs8", lambda: bundle_probe(factory_doc(Keys=[key_entry(
         serialization.NoEncryption()))])))
 probe(c_, "rsa-certificate", lambda: bundle_probe(factory_doc(device_cert=_cert(
     rsa.generate_private_key(65537, 2048), "GW-cmp", creds().ca_key, "cmp CA", ca=False))))
+probe(c_, "cert-prkn-not-matching", lambda: bundle_probe(factory_doc(
+    Keys=[key_entry("mbed.BootstrapDevicePrivateKey", _der_key(creds().other_key))],
+    Certificates=[{**cert_entry("mbed.BootstrapDeviceCert", creds().device()),
+                   "PrKN": "mbed.BootstrapDevicePrivateKey"},
+                  cert_entry("mbed.BootstrapServerCACert", creds().ca())])))
+probe(c_, "cert-prkn-of-no-key", lambda: bundle_probe(factory_doc(Certificates=[
+    {**cert_entry("mbed.BootstrapDeviceCert", creds().device()), "PrKN": "mbed.NoSuchKey"},
+    cert_entry("mbed.BootstrapServerCACert", creds().ca())])))
+probe(c_, "empty-certificate", lambda: bundle_probe(factory_doc(Certificates=[
+    cert_entry("mbed.BootstrapDeviceCert", b""),
+    cert_entry("mbed.BootstrapServerCACert", creds().ca())])))
+probe(c_, "unknown-key-field", lambda: bundle_probe(factory_doc(Keys=[{
+    **key_entry("mbed.BootstrapDevicePrivateKey", _der_key(creds().dev_key)), "Colour": 1}])))
+probe(c_, "empty-config-text", lambda: bundle_probe(with_params(param("mbed.Manufacturer", ""))))
 probe(c_, "pem-format", lambda: bundle_probe(factory_doc(Certificates=[
     cert_entry("mbed.BootstrapDeviceCert", _pem(creds().device()), fmt="pem"),
     cert_entry("mbed.BootstrapServerCACert", creds().ca())])))
@@ -377,6 +391,8 @@ probe(s_, "thirteen-keys", lambda: bundle_probe({**factory_doc(), **{
 probe(s_, "keep-alive-cbor-true", lambda: bundle_probe(factory_doc(KpAlvSess=True)))
 probe(s_, "no-bootstrap-ca-verify-0", lambda: bundle_probe(factory_doc(Verify=0, Certificates=[
     cert_entry("mbed.BootstrapDeviceCert", creds().device())])))
+probe(s_, "rot-of-15-bytes", lambda: bundle_probe(factory_doc(ROT=b"r" * 15)))
+probe(s_, "entropy-of-48-bytes", lambda: bundle_probe(factory_doc(Entropy=b"e" * 48)))
 probe(s_, "use-bootstrap-2", lambda: bundle_probe(with_params(param("mbed.UseBootstrap", 2))))
 probe(s_, "class-id-of-15-bytes", lambda: bundle_probe(with_params(
     param("mbed.ClassId", b"c" * 15))))

@@ -220,7 +220,8 @@ def test_group_must_be_a_list_of_maps(creds: dict[str, bytes]) -> None:
 def test_wrong_sized_rot_is_rejected(creds: dict[str, bytes]) -> None:
     doc = good_doc(creds)
     doc["ROT"] = b"\x00" * 15
-    assert status_of(doc) == FccStatus.WRONG_ITEM_DATA_SIZE
+    err = refused(doc)
+    assert (err.status, str(err)) == (FccStatus.INVALID_PARAMETER, "General error:rot")
 
 
 def test_a_certificate_chain_is_cert_then_crt1(creds: dict[str, bytes]) -> None:
