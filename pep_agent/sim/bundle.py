@@ -109,13 +109,17 @@ class Item:
     def content(self) -> bytes:
         """What storage holds for this item: bytes as they are, text UTF-8, integers as FCC
         stores them (little-endian, 4 bytes for UINT32_PARAMS, else 8)."""
-        if isinstance(self.data, bytes):
-            return self.data
-        if isinstance(self.data, str):
-            return self.data.encode()
-        value = self.data & 0xFFFFFFFFFFFFFFFF  # a negative CBOR integer is read as int64
-        size = 4 if any(p.startswith(self.name) for p in UINT32_PARAMS) else 8
-        return value.to_bytes(8, "little")[:size]
+        uint32 = self.group == "ConfigParams" and any(p.startswith(self.name)
+                                                      for p in UINT32_PARAMS)
+        if isinstance(self.data, int):
+            value = self.data & 0xFFFFFFFFFFFFFFFF  # a negative CBOR integer is read as int64
+            return value.to_bytes(8, "little")[:4 if uint32 else 8]
+        raw = self.data if isinstance(self.data, bytes) else self.data.encode()
+        if uint32:
+            # FCC stores 4 bytes whatever the type; from a shorter value it reads past it into
+            # the rest of the message, which the stand-in does not have: 0xff instead.
+            return (raw + b"\xff" * 4)[:4]
+        return raw
 
     @property
     def typed(self) -> str:

@@ -393,6 +393,12 @@ probe(s_, "no-bootstrap-ca-verify-0", lambda: bundle_probe(factory_doc(Verify=0,
     cert_entry("mbed.BootstrapDeviceCert", creds().device())])))
 probe(s_, "rot-of-15-bytes", lambda: bundle_probe(factory_doc(ROT=b"r" * 15)))
 probe(s_, "entropy-of-48-bytes", lambda: bundle_probe(factory_doc(Entropy=b"e" * 48)))
+probe(s_, "use-bootstrap-0", lambda: bundle_probe(with_params(param("mbed.UseBootstrap", 0))))
+probe(s_, "use-bootstrap-text", lambda: bundle_probe(with_params(param("mbed.UseBootstrap", "1"))))
+probe(s_, "uri-not-coaps", lambda: bundle_probe(with_params(
+    param("mbed.BootstrapServerURI", "https://bootstrap.example.com"))))
+probe(s_, "update-auth-cert-not-parsing", lambda: bundle_probe(factory_doc(extra_certs=(
+    cert_entry("mbed.UpdateAuthCert", b"\x30\x03\x02\x01\x01"),))))
 probe(s_, "use-bootstrap-2", lambda: bundle_probe(with_params(param("mbed.UseBootstrap", 2))))
 probe(s_, "class-id-of-15-bytes", lambda: bundle_probe(with_params(
     param("mbed.ClassId", b"c" * 15))))
