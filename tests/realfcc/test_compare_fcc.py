@@ -404,6 +404,9 @@ probe(s_, "class-id-of-15-bytes", lambda: bundle_probe(with_params(
     param("mbed.ClassId", b"c" * 15))))
 probe(s_, "disable-message", lambda: bundle_probe(factory_doc(Disable=1)))
 probe(s_, "sigint-while-waiting", lambda: [("signal", signal.SIGINT)])
+probe(s_, "sigterm-while-waiting", lambda: [("signal", signal.SIGTERM)])
+probe(w_, "storage-before-any-message", lambda: [("send", b"no token here"), ("shut",),
+                                                 ("read",)])
 probe(s_, "unknown-group", lambda: bundle_probe(factory_doc(Bogus=1)))
 probe(s_, "verify-cbor-true", lambda: bundle_probe(factory_doc(Verify=True)))
 probe(s_, "utc-offset-+0:00", lambda: bundle_probe(with_params(param("mbed.UTCOffset", "+0:00"))))
