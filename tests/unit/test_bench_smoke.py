@@ -44,6 +44,7 @@ def _bench(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]
                           timeout=timeout, stdin=subprocess.DEVNULL, check=False)
 
 
+@pytest.mark.spawns
 @needs_bench_extra
 def test_smoke_run_measures_everything_and_writes_results(tmp_path: Path) -> None:
     out = tmp_path / "results"
@@ -63,6 +64,7 @@ def test_smoke_run_measures_everything_and_writes_results(tmp_path: Path) -> Non
     assert (out / "line-throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.spawns
 def test_list_names_the_measurements() -> None:
     done = _bench("--list", timeout=30)
     assert done.returncode == 0, done.stderr
@@ -70,6 +72,7 @@ def test_list_names_the_measurements() -> None:
         "cold", "imports", "provision", "line", "sim"]
 
 
+@pytest.mark.spawns
 def test_unknown_measurement_is_a_usage_error() -> None:
     done = _bench("--only", "nope", timeout=30)
     assert done.returncode == 2
@@ -165,6 +168,7 @@ def _inside(work: str, *, by_cwd: bool = True) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.spawns
 @needs_sim_extra
 @pytest.mark.parametrize("how", [signal.SIGTERM, signal.SIGKILL])
 def test_the_simulated_server_ends_with_the_benchmark(tmp_path: Path,

@@ -14,6 +14,7 @@ SCRIPT = ("import sys; sys.modules[{hidden!r}] = None; sys.argv = ['pep-agent', 
           "from pep_agent.cli import main; main()")
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize(("hidden", "cmd", "named"), [
     ("cbor2", "fcc", "'cbor2'"),
     ("cbor2", "server", "'cbor2'"),

@@ -97,6 +97,7 @@ def test_an_abort_passes_every_retry_loop() -> None:
 
 # --- the CLI's endings, as a process -------------------------------------------------------------
 
+@pytest.mark.spawns
 def test_a_typo_in_a_status_poll_is_not_a_status(tmp_path: Path) -> None:
     typo = run_agent("status", "--root", str(tmp_path), "--wiat")
     assert typo.returncode == 2
@@ -105,6 +106,7 @@ def test_a_typo_in_a_status_poll_is_not_a_status(tmp_path: Path) -> None:
     assert plain.stdout.startswith("state:         not-started")
 
 
+@pytest.mark.spawns
 def test_a_configuration_error_is_a_recorded_failure(tmp_path: Path) -> None:
     root = tmp_path / "gw"
     (root / "userdata").mkdir(parents=True)
@@ -122,6 +124,7 @@ def test_a_configuration_error_is_a_recorded_failure(tmp_path: Path) -> None:
     assert "ftp://nowhere" in doc["error"]["message"] and doc["error"]["hint"]
 
 
+@pytest.mark.spawns
 def test_a_configuration_error_keeps_the_rest_of_the_journal(tmp_path: Path) -> None:
     root = tmp_path / "gw"
     journal = root / "userdata/pep-agent/state.json"
@@ -137,6 +140,7 @@ def test_a_configuration_error_keeps_the_rest_of_the_journal(tmp_path: Path) -> 
     assert after["error"]["code"] == 3
 
 
+@pytest.mark.spawns
 def test_a_configuration_error_on_a_provisioned_gateway_changes_nothing(tmp_path: Path) -> None:
     root = tmp_path / "gw"
     state_dir = root / "userdata/pep-agent"
@@ -147,12 +151,14 @@ def test_a_configuration_error_on_a_provisioned_gateway_changes_nothing(tmp_path
     assert [p.name for p in state_dir.iterdir()] == ["provisioned"]
 
 
+@pytest.mark.spawns
 def test_a_bad_root_just_exits_3(tmp_path: Path) -> None:
     out = run_agent("provision", "--root", str(tmp_path / "missing"), "--server", "ftp://x")
     assert out.returncode == 3
     assert not (tmp_path / "missing").exists()
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_a_run_with_128_plus_its_number(tmp_path: Path, sig: int) -> None:
     """FCC that never prints its port keeps the run waiting; the signal ends it."""
@@ -223,6 +229,7 @@ def _status_as(uid: int, state_dir: Path) -> tuple[int, str]:
     return os.waitstatus_to_exitcode(status), text
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become another user")
 def test_status_as_non_root_on_a_root_owned_gateway(tmp_path: Path) -> None:
     state_dir = tmp_path / "state"
@@ -291,6 +298,7 @@ def test_a_bug_is_loud_and_its_secrets_are_not(
                            "pep-agent: hint: report it\n")
 
 
+@pytest.mark.spawns
 def test_status_wait_keeps_waiting_while_the_unit_retries(tmp_path: Path) -> None:
     """A gateway (root /) whose last run failed with 14 a moment ago: `status --wait` waits
     through "retrying" until the restarted run has provisioned the gateway."""

@@ -53,6 +53,7 @@ def test_ip_must_be_on_the_interface() -> None:
     assert "run again" in (e.value.hint or "") and "static" in (e.value.hint or "")
 
 
+@pytest.mark.spawns
 def test_a_port_out_of_range_stops_the_wait_at_once(tmp_path: Path) -> None:
     """A real child printing port 70000 and then staying up: refused at once, not after the
     start timeout (FCC prints its address once)."""

@@ -90,6 +90,7 @@ def test_csv_export_bytes() -> None:
     assert inventory.csv_export([]) == EXPECTED_CSV.split(b"\n")[0] + b"\n"
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed")
 def test_csv_export_matches_real_jq(tmp_path: Path) -> None:
     page = {"results": RECORDS, "total_count": 2}

@@ -21,6 +21,7 @@ def _check(recipe: Path) -> subprocess.CompletedProcess[str]:
                           capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.spawns
 def test_the_recipe_covers_every_import_on_both_branches() -> None:
     out = _check(RECIPE)
     assert out.returncode == 0, out.stdout + out.stderr
@@ -28,6 +29,7 @@ def test_the_recipe_covers_every_import_on_both_branches() -> None:
     assert "check-closure: scarthgap: OK" in out.stdout
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("dep, module", [("python3-fcntl", "fcntl"),
                                          ("python3-typer", "typer")])
 def test_removing_one_rdepends_fails(tmp_path: Path, dep: str, module: str) -> None:
@@ -42,6 +44,7 @@ def test_removing_one_rdepends_fails(tmp_path: Path, dep: str, module: str) -> N
     assert "check-closure: kirkstone: FAILED" in out.stdout
 
 
+@pytest.mark.spawns
 def test_the_ptest_needs_what_the_tests_import(tmp_path: Path) -> None:
     text = RECIPE.read_text()
     assert " python3-hypothesis " in text
@@ -52,6 +55,7 @@ def test_the_ptest_needs_what_the_tests_import(tmp_path: Path) -> None:
     assert "MISSING pep-agent-ptest: the tests import hypothesis" in out.stdout
 
 
+@pytest.mark.spawns
 def test_a_package_no_release_has_fails(tmp_path: Path) -> None:
     text = RECIPE.read_text()
     recipe = tmp_path / "pep-agent_git.bb"
@@ -63,6 +67,7 @@ def test_a_package_no_release_has_fails(tmp_path: Path) -> None:
             in out.stdout)
 
 
+@pytest.mark.spawns
 def test_a_missing_input_is_exit_2(tmp_path: Path) -> None:
     out = _check(tmp_path / "absent.bb")
     assert out.returncode == 2

@@ -208,6 +208,7 @@ def recorder(tmp_path: Path, status: int = 0) -> tuple[Path, Path]:
     return script, calls
 
 
+@pytest.mark.spawns
 def test_command_backend_passes_state(tmp_path: Path) -> None:
     script, calls = recorder(tmp_path)
     led = make_led("command", leds_dir=tmp_path,
@@ -216,6 +217,7 @@ def test_command_backend_passes_state(tmp_path: Path) -> None:
     assert calls.read_text().splitlines() == ["--board", "two words", "failed-install"]
 
 
+@pytest.mark.spawns
 def test_command_failure_is_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     script, calls = recorder(tmp_path, status=3)
     with caplog.at_level(logging.WARNING, logger="pep_agent.system.leds"):
@@ -255,6 +257,7 @@ def test_failure_states_and_blink_codes() -> None:
     assert len(set(BLINK_CODES.values())) == len(BLINK_CODES) == 14
 
 
+@pytest.mark.spawns
 def test_show_returns_the_problems_a_line_test_must_see(tmp_path: Path) -> None:
     leds = tmp_path / "leds"
     fake_led(leds / "status")

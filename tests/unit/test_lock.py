@@ -60,6 +60,7 @@ def test_lock_is_in_a_directory_the_unit_may_write_and_systemd_keeps(name: str) 
         assert lock_dir not in directories_systemd_deletes(service)
 
 
+@pytest.mark.spawns
 def test_a_held_lock_survives_systemd_cleaning_up_after_a_restart(tmp_path: Path) -> None:
     """A manual run holds the lock; the unit exits 21, systemd restarts it and deletes its
     runtime directory: the restarted run must still find the lock held."""
@@ -92,6 +93,7 @@ def test_a_symlink_at_the_lock_path_is_refused_and_its_target_untouched(tmp_path
     assert victim.read_text() == "precious\n"
 
 
+@pytest.mark.spawns
 def test_provision_refuses_a_symlinked_lock_with_one_line_and_exit_28(tmp_path: Path) -> None:
     root = tmp_path / "root"
     lock_path = Paths(root).lock

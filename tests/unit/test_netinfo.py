@@ -47,6 +47,7 @@ def _can_unshare() -> bool:
     return done.returncode == 0
 
 
+@pytest.mark.spawns
 @pytest.mark.skipif(not _can_unshare(), reason="needs root, unshare and ip for a network "
                     "namespace of its own")
 def test_addresses_in_a_namespace_of_our_own() -> None:
@@ -64,6 +65,7 @@ def test_addresses_in_a_namespace_of_our_own() -> None:
     assert "does not exist" in seen["missing"]
 
 
+@pytest.mark.spawns
 def test_this_machine_agrees_with_ip() -> None:
     if shutil.which("ip") is None:
         pytest.skip("no ip command to compare with")

@@ -25,12 +25,14 @@ def _env_of(output: str) -> dict[str, str]:
     return dict(json.loads(output))
 
 
+@pytest.mark.spawns
 def test_run_drops_notify_socket_and_keeps_the_rest(under_systemd: None) -> None:
     env = _env_of(proc.run(PRINT_ENV, timeout=30).stdout)
     assert env["PEP_ENV_PROBE"] == "kept"
     assert not proc.MAIN_PROCESS_ONLY & env.keys(), env
 
 
+@pytest.mark.spawns
 def test_spawn_drops_it_from_an_explicit_environment_too(under_systemd: None) -> None:
     import os
 

@@ -12,6 +12,9 @@ import pytest
 
 from pep_agent.system import proc
 
+# Every test here runs real processes.
+pytestmark = pytest.mark.spawns
+
 # The wrapper keeps running while its child (standing in for FCC) runs: no `exec`.
 WRAPPER = """#!/bin/sh
 {child}

@@ -66,6 +66,7 @@ def test_argv_is_the_reference_command() -> None:
             setup_keys_argv(bad)
 
 
+@pytest.mark.spawns
 @needs_namespace
 def test_real_journalctl_returns_the_verification_key(tmp_path: Path) -> None:
     host_before = sorted(p.name for p in JOURNAL_DIR.iterdir())
@@ -79,6 +80,7 @@ def test_real_journalctl_returns_the_verification_key(tmp_path: Path) -> None:
     assert sorted(p.name for p in JOURNAL_DIR.iterdir()) == host_before
 
 
+@pytest.mark.spawns
 @needs_namespace
 def test_real_journalctl_without_persistent_journal_is_exit_23(tmp_path: Path) -> None:
     with pytest.raises(SealingError) as info:
@@ -89,6 +91,7 @@ def test_real_journalctl_without_persistent_journal_is_exit_23(tmp_path: Path) -
     assert "persistent" in (err.hint or "")
 
 
+@pytest.mark.spawns
 def test_failure_never_carries_the_key(tmp_path: Path) -> None:
     # A journalctl that printed a key and still failed: the key must not leak anywhere.
     argv = fake_journalctl(tmp_path, f'echo "{KEY}"\n'
@@ -105,6 +108,7 @@ def test_failure_never_carries_the_key(tmp_path: Path) -> None:
     assert err.__cause__ is None and err.__context__ is None
 
 
+@pytest.mark.spawns
 def test_old_systemd_message_gets_the_persistent_hint(tmp_path: Path) -> None:
     argv = fake_journalctl(tmp_path, 'echo "/var/log/journal/0123 is not a directory, must be '
                                      'using persistent logging for FSS." >&2; exit 1')
@@ -114,17 +118,20 @@ def test_old_systemd_message_gets_the_persistent_hint(tmp_path: Path) -> None:
     assert "Storage=persistent" in (info.value.hint or "")
 
 
+@pytest.mark.spawns
 def test_success_without_a_key_is_an_error(tmp_path: Path) -> None:
     argv = fake_journalctl(tmp_path, "echo 'something else'")
     with pytest.raises(SealingError, match="no verification key"):
         setup_keys("10s", HOST, journalctl=argv)
 
 
+@pytest.mark.spawns
 def test_first_line_only(tmp_path: Path) -> None:
     argv = fake_journalctl(tmp_path, f'echo "{KEY}"; echo "QR code follows"')
     assert setup_keys("15min", HOST, journalctl=argv) == KEY
 
 
+@pytest.mark.spawns
 def test_missing_journalctl_and_timeout(tmp_path: Path) -> None:
     with pytest.raises(SealingError) as info:
         setup_keys("10s", HOST, journalctl=[str(tmp_path / "absent")])

@@ -65,6 +65,7 @@ def test_enrollment_id_format() -> None:
     assert eid[2:].replace(":", "") == hashlib.sha256(b"certificate").hexdigest()
 
 
+@pytest.mark.spawns
 @needs_crypto
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_openssl_accepts_the_chain_and_the_key(tmp_path: Path) -> None:
@@ -92,6 +93,7 @@ def test_openssl_accepts_the_chain_and_the_key(tmp_path: Path) -> None:
     assert from_key == from_cert
 
 
+@pytest.mark.spawns
 def test_sim_server_without_the_extra_names_it(tmp_path: Path) -> None:
     # A real process in which `import cryptography` fails, as where the extra is not installed.
     blocker = tmp_path / "blocked" / "cryptography"
