@@ -4,14 +4,21 @@ The seed is PEP_TEST_SEED when set, else a fresh one; it is shown in the run's h
 each `rng` user, and PEP_TEST_SEED=<seed> replays the run: the `rng` fixture's generators and
 the property tests' examples (hypothesis) alike. The first process sets the variable, so
 parallel workers share the seed.
+
+The `loopback` fixture starts the tests' hand-made servers (tests/loopback.py).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import socketserver
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+
+from tests.loopback import LoopbackServer
 
 SEED_VARIABLE = "PEP_TEST_SEED"
 
@@ -40,3 +47,17 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     seed = _seed()
     print(f"\n{request.node.nodeid}: seed {seed} ({SEED_VARIABLE}={seed} replays it)")
     return random.Random(f"{seed}:{request.node.nodeid}")
+
+
+@pytest.fixture
+def loopback() -> Iterator[Callable[..., LoopbackServer]]:
+    """Starts loopback servers (LoopbackServer's arguments); every one stops after the test."""
+    started: list[LoopbackServer] = []
+
+    def start(handler: type[socketserver.BaseRequestHandler], **options: Any) -> LoopbackServer:
+        started.append(LoopbackServer(handler, **options))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()

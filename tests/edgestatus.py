@@ -1,5 +1,5 @@
-"""A stand-in for edge-core's status endpoint, for the verify tests: a real HTTP server on
-127.0.0.1 in a thread of the test process.
+"""A stand-in for edge-core's status endpoint, for the verify tests: a loopback server
+(tests/loopback.py) answering with scripted replies.
 
 Side effects: listens on an ephemeral loopback port while `scripted_status()` is open.
 """
@@ -7,11 +7,11 @@ Side effects: listens on an ephemeral loopback port while `scripted_status()` is
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Union
+
+from tests.loopback import Handler, LoopbackServer, replying
 
 Reply = Union[dict[str, Any], str, int]  # JSON object, raw text body, or HTTP error status
 
@@ -24,29 +24,17 @@ class ScriptedStatus:
         self.replies: list[Reply] = []
         self.on_first: Callable[[], None] | None = None
         self.requests = 0
-        script = self
+        self.url = ""
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                reply = script.replies[min(script.requests, len(script.replies) - 1)]
-                script.requests += 1
-                if script.requests == 1 and script.on_first is not None:
-                    script.on_first()
-                if isinstance(reply, int):
-                    self.send_error(reply)
-                    return
-                body = (json.dumps(reply) if isinstance(reply, dict) else reply).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/status"
+    def get(self, h: Handler) -> None:
+        reply = self.replies[min(self.requests, len(self.replies) - 1)]
+        self.requests += 1
+        if self.requests == 1 and self.on_first is not None:
+            self.on_first()
+        if isinstance(reply, int):
+            h.send_error(reply)
+            return
+        h.answer(200, (json.dumps(reply) if isinstance(reply, dict) else reply).encode())
 
 
 @contextmanager
@@ -54,11 +42,6 @@ def scripted_status(*replies: Reply) -> Iterator[ScriptedStatus]:
     """A running ScriptedStatus, stopped (and its thread joined) on exit."""
     scripted = ScriptedStatus()
     scripted.replies = list(replies)
-    thread = threading.Thread(target=scripted.server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with LoopbackServer(replying(scripted.get)) as server:
+        scripted.url = f"{server.url}/status"
         yield scripted
-    finally:
-        scripted.server.shutdown()
-        scripted.server.server_close()
-        thread.join(timeout=5)

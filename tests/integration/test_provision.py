@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from tests.agentprocs import (
     service_log,
     status,
 )
+from tests.loopback import LoopbackServer, replying
 from tests.simprocs import (
     ENCRYPTED,
     SimServer,
@@ -199,21 +199,6 @@ def test_invalid_server_url(tmp_path: Path) -> None:
     assert out.returncode == 3 and "invalid server URL" in out.stderr
 
 
-class _Stub(BaseHTTPRequestHandler):
-    body = b""
-    ctype = "application/json"
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", self.ctype)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
 @pytest.mark.parametrize(("body", "ctype", "needle"), [
     (b"<html>proxy</html>", "text/html", "non-JSON"),
     (b'{"serialNumber": "OTHER", "enrollmentID": "A-1"}', "application/json", "OTHER"),
@@ -223,18 +208,11 @@ class _Stub(BaseHTTPRequestHandler):
     pytest.param(b'{"serialNumber": "GW-1", "enrollmentID": "' + b"x" * 2_000_000 + b'"}',
                  "application/json", "larger than", id="oversized"),
 ])
-def test_invalid_server_responses(tmp_path: Path, body: bytes, ctype: str, needle: str) -> None:
-    handler = type("H", (_Stub,), {"body": body, "ctype": ctype})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, daemon=True)
-    t.start()
-    try:
-        root = tmp_path / "gw"
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        out = provision(root, url, "GW-1", fcc_command(), env=agent_env(**NO_INJECTION))
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def test_invalid_server_responses(tmp_path: Path, loopback: Callable[..., LoopbackServer],
+                                  body: bytes, ctype: str, needle: str) -> None:
+    url = loopback(replying(lambda h: h.answer(200, body, ctype))).url
+    root = tmp_path / "gw"
+    out = provision(root, url, "GW-1", fcc_command(), env=agent_env(**NO_INJECTION))
     assert out.returncode == 17, out.stderr
     assert needle in out.stderr
     assert not (root / IDENTITY).exists()

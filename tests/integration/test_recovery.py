@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import random
 import signal
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from tests.endstate import (
     start_agent,
     wait_until,
 )
+from tests.loopback import Handler, LoopbackServer, replying
 from tests.simprocs import SimServer, fcc_command, start_server
 
 
@@ -84,42 +83,27 @@ def test_recovery_with_the_server_away_exits_14_and_the_rerun_recovers(tmp_path:
 
 # --- cases 3 and 6: a misbehaving server of our own --------------------------------------------
 
-class _Misbehaving(BaseHTTPRequestHandler):
+class Misbehaving:
     """Forwards to real simulators, then lies: `lie(n, reply)` rewrites the n-th identity
     answer (1-based); `inject_via` sends the identity requests it lies about elsewhere."""
 
-    honest: SimServer
-    inject_via: SimServer | None = None
-    lie: Callable[[int, requests.Response], tuple[int, bytes]]
-    count = 0
+    def __init__(self, honest: SimServer,
+                 lie: Callable[[int, requests.Response], tuple[int, bytes]],
+                 inject_via: SimServer | None = None) -> None:
+        self.honest, self.lie, self.inject_via = honest, lie, inject_via
+        self.count = 0
 
-    def do_GET(self) -> None:
-        path = self.path
-        if path.lower().startswith("/v3/identity"):
-            cls = type(self)
-            cls.count += 1
-            upstream = cls.inject_via if cls.inject_via is not None and cls.count == 1 \
-                else cls.honest
-            reply = requests.get(upstream.url + path, timeout=60)
-            status, body = cls.lie(cls.count, reply)
+    def get(self, h: Handler) -> None:
+        if h.path.lower().startswith("/v3/identity"):
+            self.count += 1
+            upstream = self.inject_via if self.inject_via is not None and self.count == 1 \
+                else self.honest
+            reply = requests.get(upstream.url + h.path, timeout=60)
+            status, body = self.lie(self.count, reply)
         else:
-            reply = requests.get(self.honest.url + path, timeout=60)
+            reply = requests.get(self.honest.url + h.path, timeout=60)
             status, body = reply.status_code, reply.content
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json" if body.startswith(b"{")
-                         else "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def _serve(handler: type[BaseHTTPRequestHandler]) -> tuple[ThreadingHTTPServer, str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}"
+        h.answer(status, body, "application/json" if body.startswith(b"{") else "text/plain")
 
 
 def _for_another_serial(n: int, reply: requests.Response) -> tuple[int, bytes]:
@@ -137,17 +121,12 @@ def _without_enrollment_id(n: int, reply: requests.Response) -> tuple[int, bytes
 @pytest.mark.parametrize("lie", [_for_another_serial, _without_enrollment_id],
                          ids=["200-for-another-serial", "200-without-enrollment-id"])
 def test_a_bad_200_keeps_the_credentials_and_recovers_our_record(
-        tmp_path: Path, server: SimServer,
+        tmp_path: Path, server: SimServer, loopback: Callable[..., LoopbackServer],
         lie: Callable[[int, requests.Response], tuple[int, bytes]]) -> None:
     """Case 3: the server injected FCC and holds a record, whatever its answer said."""
-    handler = type("Lying", (_Misbehaving,), {"honest": server, "lie": staticmethod(lie)})
-    httpd, url = _serve(handler)
-    try:
-        root, serial = tmp_path / "gw", "GW-BAD-200"
-        out = provision(root, url, serial, fcc_command())
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    url = loopback(replying(Misbehaving(server, lie).get)).url
+    root, serial = tmp_path / "gw", "GW-BAD-200"
+    out = provision(root, url, serial, fcc_command())
     assert out.returncode == 0, out.stderr
     assert "failed the checks" in out.stderr
     assert end_state(root, server, serial) == "provisioned"
@@ -155,8 +134,8 @@ def test_a_bad_200_keeps_the_credentials_and_recovers_our_record(
     assert assert_no_wasted_identity(server, {serial: root}) == {serial: "installed"}
 
 
-def test_a_500_while_fcc_exited_0_is_the_servers_verdict(tmp_path: Path,
-                                                         server: SimServer) -> None:
+def test_a_500_while_fcc_exited_0_is_the_servers_verdict(
+        tmp_path: Path, server: SimServer, loopback: Callable[..., LoopbackServer]) -> None:
     """Case 6: the server says the injection failed (and deleted its record) although FCC took
     the credentials: they are discarded, FCC restarted, the request retried; no record lookups
     and no 404 retried as if it were transient."""
@@ -166,9 +145,7 @@ def test_a_500_while_fcc_exited_0_is_the_servers_verdict(tmp_path: Path,
         return (500, b"Make sure you are running factory-configurator-client") if n == 1 \
             else (reply.status_code, reply.content)
 
-    handler = type("Verdict", (_Misbehaving,), {"honest": server, "inject_via": elsewhere,
-                                                "lie": staticmethod(fail_first)})
-    httpd, url = _serve(handler)
+    url = loopback(replying(Misbehaving(server, fail_first, inject_via=elsewhere).get)).url
     try:
         root, serial = tmp_path / "gw", "GW-500"
         out = provision(root, url, serial, fcc_command(),
@@ -184,8 +161,6 @@ def test_a_500_while_fcc_exited_0_is_the_servers_verdict(tmp_path: Path,
             "enrollmentID"] == server.get("/v3/enrollment-id", serialNumber=serial).text
         assert assert_no_wasted_identity(server, {serial: root}) == {serial: "installed"}
     finally:
-        httpd.shutdown()
-        httpd.server_close()
         elsewhere.stop()
 
 

@@ -1,8 +1,6 @@
 import json
 import os
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,28 +10,17 @@ from pep_agent.errors import StateError
 from pep_agent.exit_codes import TABLE, Exit
 from pep_agent.paths import Paths
 from tests.agentprocs import free_port
+from tests.loopback import Handler, LoopbackServer, replying
 
 
-class _EdgeCore(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({"status": "connected", "endpoint-name": "SN-1",
-                           "account-id": "acc", "internal-id": "id"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def _edge_core(h: Handler) -> None:
+    h.answer(200, json.dumps({"status": "connected", "endpoint-name": "SN-1",
+                              "account-id": "acc", "internal-id": "id"}).encode())
 
 
 @pytest.fixture
-def edge_core_url() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _EdgeCore)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/status"
-    httpd.shutdown()
-    httpd.server_close()
+def edge_core_url(loopback: Callable[..., LoopbackServer]) -> str:
+    return f"{loopback(replying(_edge_core)).url}/status"
 
 
 def test_edge_core_connection(edge_core_url: str) -> None:
