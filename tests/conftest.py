@@ -51,11 +51,13 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
 
 @pytest.fixture
 def loopback() -> Iterator[Callable[..., LoopbackServer]]:
-    """Starts loopback servers (LoopbackServer's arguments); every one stops after the test."""
+    """Starts loopback servers (LoopbackServer's arguments; `kind`, a subclass of it with
+    state of its own); every one stops after the test."""
     started: list[LoopbackServer] = []
 
-    def start(handler: type[socketserver.BaseRequestHandler], **options: Any) -> LoopbackServer:
-        started.append(LoopbackServer(handler, **options))
+    def start(handler: type[socketserver.BaseRequestHandler], *,
+              kind: type[LoopbackServer] = LoopbackServer, **options: Any) -> Any:
+        started.append(kind(handler, **options))
         return started[-1]
 
     yield start

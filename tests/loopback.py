@@ -36,6 +36,8 @@ class LoopbackServer(socketserver.ThreadingTCPServer):
             self.socket = tls.wrap_socket(self.socket, server_side=True,
                                           do_handshake_on_connect=False)
         self.paths: list[str] = []  # every HTTP request's path, query included, in order
+        # Set first thing in stop(): a handler writing slowly on purpose checks it.
+        self.stopping = threading.Event()
         self._thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.1},
                                         daemon=True)
         self._thread.start()
@@ -50,6 +52,7 @@ class LoopbackServer(socketserver.ThreadingTCPServer):
         return f"{scheme}://{self.server_address[0]}:{self.port}"
 
     def stop(self) -> None:
+        self.stopping.set()
         self.shutdown()
         self.server_close()
         self._thread.join(timeout=5)

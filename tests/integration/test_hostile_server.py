@@ -17,10 +17,8 @@ import shutil
 import ssl
 import stat
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, quote_plus
@@ -29,7 +27,7 @@ import pytest
 
 from pep_agent.gateway.identity import NO_VERIFICATION_KEY
 from tests.agentprocs import NO_INJECTION, SERVER_AWAY, agent_env, provision, run_agent, status
-from tests.integration.test_server_commands import make_pki
+from tests.loopback import Handler, LoopbackServer, make_pki
 from tests.simprocs import fcc_command
 
 # With sealing off the agent sends this placeholder as the verification key: the tests treat
@@ -40,38 +38,28 @@ TRICKLE_GAP = 0.1  # seconds between two trickled bytes
 TRICKLE_BODY = json.dumps({"serialNumber": SERIAL, "enrollmentID": "E-1", "pad": "x" * 600})
 
 
-class Hostile(ThreadingHTTPServer):
+class Hostile(LoopbackServer):
     """Answers every request according to `mode`; records what it received."""
 
-    daemon_threads = True
+    mode = "ok"
+    trickled = 0  # bytes of TRICKLE_BODY sent before the client went away
+    redirect_to = ""
+    rate_limited = 0  # how many requests got a 429
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        super().__init__((host, 0), HostileHandler)
-        self.mode = "ok"
+    def __init__(self, handler: type[HostileHandler], **options: Any) -> None:
         self.requests: list[dict[str, Any]] = []  # path, query, headers, time of arrival
-        self.trickled = 0  # bytes of TRICKLE_BODY sent before the client went away
-        self.redirect_to = ""
-        self.rate_limited = 0  # how many requests got a 429
-        self.stopping = threading.Event()
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
-        return f"{scheme}://{self.server_address[0]}:{self.server_address[1]}"
+        super().__init__(handler, **options)
 
     def seen(self) -> str:
         """Everything this server received, as text, for the secret check."""
         return json.dumps(self.requests)
 
 
-class HostileHandler(BaseHTTPRequestHandler):
+class HostileHandler(Handler):
     server: Hostile
     protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
+    def get(self) -> None:
         route, _, raw = self.path.partition("?")
         query = {k: v[0] for k, v in parse_qs(raw, keep_blank_values=True).items()}
         self.server.requests.append({"path": self.path, "query": query, "at": time.monotonic(),
@@ -80,16 +68,6 @@ class HostileHandler(BaseHTTPRequestHandler):
         getattr(self, "mode_" + self.server.mode.replace("-", "_"))(route, serial, query)
 
     # --- helpers
-
-    def answer(self, code: int, body: bytes, ctype: str = "application/json",
-               **headers: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
-            self.send_header(name.replace("_", "-"), value)
-        self.end_headers()
-        self.wfile.write(body)
 
     def raw(self, data: bytes) -> None:
         self.wfile.write(data)
@@ -179,26 +157,13 @@ class HostileHandler(BaseHTTPRequestHandler):
 
 
 @pytest.fixture
-def start_hostile() -> Iterator[Callable[..., Hostile]]:
-    running: list[tuple[Hostile, threading.Thread]] = []
-
-    def start(mode: str = "ok", *, host: str = "127.0.0.1",
-              tls: ssl.SSLContext | None = None) -> Hostile:
-        server = Hostile(host)
+def start_hostile(loopback: Callable[..., LoopbackServer]) -> Callable[..., Hostile]:
+    def start(mode: str = "ok", **options: Any) -> Hostile:
+        server: Hostile = loopback(HostileHandler, kind=Hostile, **options)
         server.mode = mode
-        if tls is not None:
-            server.socket = tls.wrap_socket(server.socket, server_side=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
         return server
 
-    yield start
-    for server, thread in running:
-        server.stopping.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    return start
 
 
 def run(tmp_path: Path, server: Hostile, **env: str) -> subprocess.CompletedProcess[str]:

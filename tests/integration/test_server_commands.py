@@ -7,6 +7,7 @@ every HTTP failure class, and journald sealing inside a private mount namespace.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -15,17 +16,15 @@ import ssl
 import stat
 import subprocess
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
 from pep_agent.sim.query import identity_query, parse_query
 from tests.agentprocs import AGENT, agent_env, free_port, run_agent
+from tests.loopback import Handler, LoopbackServer, make_pki
 from tests.simprocs import SimFcc, SimServer
 
 TRICKY = "LINE 7/GW+001,rev=2"
@@ -176,32 +175,20 @@ def test_http_failures_have_their_exit_codes(work: Path, server: SimServer,
 
 # --- a recording server: what the requests look like once the server has decoded them ----
 
-class Recorder(ThreadingHTTPServer):
-    daemon_threads = True
+class Recorder(LoopbackServer):
+    """Records every request; answers as the server would, `identity_body` if set."""
 
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), RecordingHandler)
-        self.paths: list[str] = []
-        self.identity_body: bytes | None = None
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if isinstance(self.socket, ssl.SSLSocket) else "http"
-        return f"{scheme}://127.0.0.1:{self.server_address[1]}"
+    identity_body: bytes | None = None
 
     def decoded(self, route: str) -> list[dict[str, str]]:
         return [parse_query(p.partition("?")[2]) for p in self.paths
                 if p.partition("?")[0] == route]
 
 
-class RecordingHandler(BaseHTTPRequestHandler):
+class RecordingHandler(Handler):
     server: Recorder
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.server.paths.append(self.path)
+    def get(self) -> None:
         route, _, raw = self.path.partition("?")
         ctype, body = "text/plain", b"E-123"
         if route == "/v3/identity":
@@ -213,32 +200,13 @@ class RecordingHandler(BaseHTTPRequestHandler):
             ctype = "application/json"
             body = json.dumps({"_links": {"self": {"href": route}}, "results": [],
                                "total_count": 0, "limit": 50, "order": "DESC"}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        self.answer(200, body, ctype)
 
 
 @pytest.fixture
-def start_recorder() -> Iterator[Callable[..., Recorder]]:
+def start_recorder(loopback: Callable[..., LoopbackServer]) -> Callable[..., Recorder]:
     """Starts recording servers (https with an ssl context); all stopped after the test."""
-    running: list[tuple[Recorder, threading.Thread]] = []
-
-    def start(tls: ssl.SSLContext | None = None) -> Recorder:
-        server = Recorder()
-        if tls is not None:
-            server.socket = tls.wrap_socket(server.socket, server_side=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        running.append((server, thread))
-        return server
-
-    yield start
-    for server, thread in running:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    return functools.partial(loopback, RecordingHandler, kind=Recorder)
 
 
 @pytest.fixture
@@ -303,44 +271,13 @@ def test_non_json_identity_is_exit_17(work: Path, recorder: Recorder) -> None:
 
 # --- https ----------------------------------------------------------------------------
 
-def make_pki(where: Path) -> tuple[Path, Path, Path]:
-    """A factory CA and a server certificate for 127.0.0.1 signed by it (openssl CLI).
-
-    Everything comes from our own config file, so the result does not depend on the system's
-    openssl.cnf. With -addext on top of that file's v3_ca, OpenSSL 1.1.1 (Debian bullseye) gave
-    the CA basicConstraints twice (3.x replaces it), and verification refused the chain.
-    """
-    ca_key, ca, key, csr, cert = (where / n for n in ("ca.key", "ca.pem", "srv.key",
-                                                      "srv.csr", "srv.pem"))
-    config = where / "pki.cnf"
-    config.write_text(
-        "[req]\ndistinguished_name = dn\nx509_extensions = ca_ext\n[dn]\n"
-        "[ca_ext]\nbasicConstraints = critical,CA:TRUE\nkeyUsage = critical,keyCertSign,cRLSign\n"
-        "subjectKeyIdentifier = hash\n"
-        "[srv_ext]\nsubjectAltName = IP:127.0.0.1\nbasicConstraints = critical,CA:FALSE\n"
-        "keyUsage = critical,digitalSignature\nextendedKeyUsage = serverAuth\n"
-        "authorityKeyIdentifier = keyid\nsubjectKeyIdentifier = hash\n")
-    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-          "-config", config]
-    for argv in (
-        ["req", "-x509", *ec, "-keyout", ca_key, "-out", ca, "-days", "2",
-         "-subj", "/CN=test factory CA"],
-        ["req", *ec, "-keyout", key, "-out", csr, "-subj", "/CN=127.0.0.1"],
-        ["x509", "-req", "-in", csr, "-CA", ca, "-CAkey", ca_key, "-CAcreateserial",
-         "-out", cert, "-days", "2", "-extfile", config, "-extensions", "srv_ext"],
-    ):
-        subprocess.run(["openssl", *map(str, argv)], check=True, capture_output=True,
-                       timeout=60)
-    return ca, cert, key
-
-
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 def test_https_with_pinned_ca_and_loud_insecure(work: Path,
                                                start_recorder: Callable[..., Recorder]) -> None:
     ca, cert, key = make_pki(work)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    url = start_recorder(context).url
+    url = start_recorder(tls=context).url
     assert url.startswith("https://")
 
     pinned = pep("get-enrollment-id", "-s", "GW", "--server", url, "--ca-cert", str(ca),
