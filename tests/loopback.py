@@ -23,15 +23,17 @@ from typing import Any
 
 
 class LoopbackServer(socketserver.ThreadingTCPServer):
-    """Serves `handler` on 127.0.0.1 (or `host`) from a thread, from construction to `stop()`.
-    With `tls`, connections are TLS, handshaken in the handler's thread."""
+    """Serves `handler` on 127.0.0.1 (or `host`), on an ephemeral port unless `port` is given,
+    from a thread, from construction to `stop()`. With `tls`, connections are TLS, handshaken
+    in the handler's thread."""
 
     daemon_threads = True
     allow_reuse_address = True
 
     def __init__(self, handler: type[socketserver.BaseRequestHandler], *,
-                 tls: ssl.SSLContext | None = None, host: str = "127.0.0.1") -> None:
-        super().__init__((host, 0), handler)
+                 tls: ssl.SSLContext | None = None, host: str = "127.0.0.1",
+                 port: int = 0) -> None:
+        super().__init__((host, port), handler)
         if tls is not None:
             self.socket = tls.wrap_socket(self.socket, server_side=True,
                                           do_handshake_on_connect=False)

@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import socket
+import socketserver
 import subprocess
 import threading
 from collections.abc import Callable
@@ -18,6 +19,7 @@ import requests
 
 from pep_agent import esfs
 from pep_agent.sim import harness
+from tests.loopback import LoopbackServer
 from tests.simprocs import SimFcc, SimServer, sim_argv, start_server
 
 EID = re.compile(r"A-([0-9a-f]{2}:){31}[0-9a-f]{2}")
@@ -94,30 +96,23 @@ def test_fcc_absent_gives_500_and_removes_the_record(server: SimServer,
     assert provision(server, sim_fcc(), "GW-x").status_code == 200
 
 
-def test_port_defaults_to_7777(server: SimServer) -> None:
-    listener = socket.socket()
+class TakeEight(socketserver.BaseRequestHandler):
+    """Reads FCC's first 8 bytes, then closes without an answer: the exchange fails."""
+
+    def handle(self) -> None:
+        self.request.settimeout(30)
+        self.server.received.append(self.request.recv(8))
+
+
+def test_port_defaults_to_7777(server: SimServer, loopback: Callable[..., LoopbackServer]
+                               ) -> None:
     try:
-        listener.bind(("127.0.0.1", 7777))
+        listener = loopback(TakeEight, port=7777)
     except OSError:
-        listener.close()
         pytest.skip("port 7777 is taken on this machine")
-    received: list[bytes] = []
-
-    def take_one() -> None:
-        conn, _ = listener.accept()
-        with conn:
-            conn.settimeout(30)
-            received.append(conn.recv(8))
-        # Closing without an answer makes the exchange fail.
-
-    with listener:
-        listener.listen(1)
-        listener.settimeout(60)
-        taker = threading.Thread(target=take_one)
-        taker.start()
-        reply = server.get("/v3/identity", serialNumber="GW-7", ip="127.0.0.1")
-        taker.join(60)
-    assert received == [b"mbedprov"]
+    listener.received = []
+    reply = server.get("/v3/identity", serialNumber="GW-7", ip="127.0.0.1")
+    assert listener.received == [b"mbedprov"]
     assert reply.status_code == 500
     assert "port=7777" in reply.text
 

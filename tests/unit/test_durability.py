@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import socket
-import threading
-from collections.abc import Iterator
+import socketserver
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from pep_agent.system import fsutil
 from pep_agent.system.http import PepClient
 from tests.agentprocs import free_port
 from tests.fakes import write_pal
+from tests.loopback import LoopbackServer
 
 LMP = get_profile("lmp")
 
@@ -94,32 +94,19 @@ def test_sync_tree_raises_for_a_missing_store(tmp_path: Path) -> None:
         fsutil.sync_tree(tmp_path / "absent")
 
 
+class Unanswered(socketserver.BaseRequestHandler):
+    """Reads the request, then closes without answering."""
+
+    def handle(self) -> None:
+        self.request.settimeout(2)
+        with contextlib.suppress(OSError):
+            self.request.recv(65536)
+
+
 @pytest.fixture
-def closing_server() -> Iterator[int]:
-    """A TCP server that reads the request, then closes without answering."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(4)
-    stop = threading.Event()
-
-    def serve() -> None:
-        sock.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = sock.accept()
-            except OSError:
-                continue
-            with conn:
-                conn.settimeout(2)
-                with contextlib.suppress(OSError):
-                    conn.recv(65536)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield sock.getsockname()[1]
-    stop.set()
-    thread.join(timeout=5)
-    sock.close()
+def closing_server(loopback: Callable[..., LoopbackServer]) -> int:
+    """The port of a TCP server that reads the request, then closes without answering."""
+    return int(loopback(Unanswered).port)
 
 
 def _error(url: str) -> PepError:

@@ -6,10 +6,11 @@ Certificates are made with `cryptography` (the sim extra) for each test module.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import socket
+import socketserver
 import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from pep_agent.errors import ServerUnreachableError
 from pep_agent.exit_codes import Exit
 from pep_agent.system.http import PepClient
+from tests.loopback import LoopbackServer
 
 x509 = pytest.importorskip("cryptography.x509")
 from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
@@ -58,44 +60,14 @@ def _cert(key: ec.EllipticCurvePrivateKey, cn: str, issuer_key: ec.EllipticCurve
     return cert.public_bytes(serialization.Encoding.PEM)
 
 
-class TlsServer:
-    """Completes (or fails) TLS handshakes on loopback with the given certificate, nothing else."""
+class Handshake(socketserver.BaseRequestHandler):
+    """Completes (or fails) the TLS handshake, nothing else."""
 
-    def __init__(self, cert_pem: bytes, key: ec.EllipticCurvePrivateKey, tmp: Path) -> None:
-        (tmp / "server.pem").write_bytes(cert_pem + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()))
-        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        self.context.load_cert_chain(tmp / "server.pem")
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"https://127.0.0.1:{self.sock.getsockname()[1]}"
-
-    def _serve(self) -> None:
-        while not self.stop.is_set():
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            conn.settimeout(5)
-            try:
-                with self.context.wrap_socket(conn, server_side=True) as tls:
-                    tls.recv(1)
-            except (OSError, ssl.SSLError):  # the client refused our certificate
-                pass
-            finally:
-                conn.close()
-
-    def close(self) -> None:
-        self.stop.set()
-        self.thread.join(5)
-        self.sock.close()
+    def handle(self) -> None:
+        self.request.settimeout(5)
+        with contextlib.suppress(OSError):  # ssl.SSLError: the client refused our certificate
+            self.request.do_handshake()
+            self.request.recv(1)
 
 
 @pytest.fixture(scope="module")
@@ -107,16 +79,20 @@ def ca() -> tuple[ec.EllipticCurvePrivateKey, bytes]:
 
 
 def _serve_cert(tmp: Path, ca: tuple[ec.EllipticCurvePrivateKey, bytes],
-                start: datetime.datetime, end: datetime.datetime) -> Iterator[TlsServer]:
+                start: datetime.datetime, end: datetime.datetime) -> Iterator[LoopbackServer]:
+    """A loopback TLS server whose certificate, signed by `ca`, is valid from start to end."""
     key = ec.generate_private_key(ec.SECP256R1())
-    server = TlsServer(_cert(key, "pep", ca[0], "test CA", start, end, ca=False), key, tmp)
-    try:
+    (tmp / "server.pem").write_bytes(
+        _cert(key, "pep", ca[0], "test CA", start, end, ca=False) + key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp / "server.pem")
+    with LoopbackServer(Handshake, tls=context) as server:
         yield server
-    finally:
-        server.close()
 
 
-def _fail(server: TlsServer, ca_file: Path) -> ServerUnreachableError:
+def _fail(server: LoopbackServer, ca_file: Path) -> ServerUnreachableError:
     client = PepClient(server.url, timeout=10, ca_cert=ca_file)
     with pytest.raises(ServerUnreachableError) as e:
         client.enrollment_id("SN-1")

@@ -3,10 +3,10 @@ configuration check that refuses a request the pep server (node.js 10, 8 KiB) wo
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
+import socketserver
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,47 +16,38 @@ from pep_agent.exit_codes import Exit
 from pep_agent.serials import SERIAL_MAX
 from pep_agent.system.http import PepClient
 from pep_agent.urls import MAX_REQUEST_HEAD, request_size
+from tests.loopback import LoopbackServer
 
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
           b"Connection: close\r\n\r\n{}")
 
 
-class HeadRecorder:
+class HeadRecorder(LoopbackServer):
     """Reads each request's line and headers as they arrive on the wire, answers `{}`."""
 
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.sock.settimeout(10)
+    def __init__(self, handler: type[socketserver.BaseRequestHandler], **options: Any) -> None:
         self.heads: list[bytes] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
+        super().__init__(handler, **options)
 
-    @property
-    def port(self) -> int:
-        return int(self.sock.getsockname()[1])
 
-    def _serve(self) -> None:
-        try:
-            conn, _ = self.sock.accept()
-        except OSError:
-            return
-        with conn:
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                data += chunk
-            self.heads.append(data[:data.index(b"\r\n\r\n") + 4])
-            conn.sendall(ANSWER)
+class RecordHead(socketserver.BaseRequestHandler):
+    server: HeadRecorder
+
+    def handle(self) -> None:
+        self.request.settimeout(10)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.request.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        self.server.heads.append(data[:data.index(b"\r\n\r\n") + 4])
+        self.request.sendall(ANSWER)
 
 
 @pytest.fixture
-def recorder() -> Iterator[HeadRecorder]:
-    server = HeadRecorder()
-    yield server
-    server.sock.close()
-    server.thread.join(5)
+def recorder(loopback: Callable[..., LoopbackServer]) -> HeadRecorder:
+    return loopback(RecordHead, kind=HeadRecorder)
 
 
 @pytest.mark.parametrize("prefix, serial, key", [
@@ -70,7 +61,6 @@ def test_request_size_is_what_the_client_sends(recorder: HeadRecorder, prefix: s
     settings = Settings(hardware_version="Raspberry_Pi 4 Model B Rev 1.4 (ü)")
     query = settings.identity_query(serial, "192.168.100.200", 40123, key)
     PepClient(base, timeout=10).identity(query)
-    recorder.thread.join(10)
     assert len(recorder.heads) == 1
     assert request_size(base, "/v3/identity", query) == len(recorder.heads[0])
 
