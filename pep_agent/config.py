@@ -9,9 +9,11 @@ its other places (FCC, credentials, units, state directory) are read from the pr
 Side effects: reads the env file (envfile.py) and the process environment; a `PEP_*` name
 in the environment that is no setting is a warning (the log, or stderr before logging is set
 up).
-Every value is checked at load time, before any command changes anything (the serial by
-serials.py, the identity request's size by request_limit.py): a bad one is a ConfigError
-(exit 3) naming the variable, and for the env file the file and its line.
+Every value is checked before any command changes anything, at load time (the serial by
+serials.py, the identity request's size by request_limit.py) except the LED's backend, name
+and command, which system/leds.py checks when a command builds its LED (as a run builds its
+context, before its first step). A bad value is a ConfigError (exit 3); the load-time checks
+name the variable, and for the env file the file and its line.
 """
 
 from __future__ import annotations

@@ -167,9 +167,3 @@ class NotFoundError(PepError):
 class LedError(PepError):
     code = Exit.LED
 
-
-if __name__ == "__main__":
-    # Kept for whoever printed the README's table this way before it moved to exit_codes.
-    from pep_agent.exit_codes import markdown_table
-
-    print(markdown_table(), end="")
