@@ -14,12 +14,15 @@ from e2e_gateway import Gateway, wait_for
 from e2e_install import LED_DIR, LED_NAME
 
 from pep_agent import esfs
+from pep_agent.profiles import Profile, get_profile
 
 PROVISION_TIMEOUT = 300.0
 VERIFY_TIMEOUT = 180.0
-IDENTITY = "/userdata/edge_gw_config/identity.json"
-MCC_CONFIG = "/userdata/mbed/mcc_config"
-STATE_DIR = "/userdata/pep-agent"
+# The places of the lmp profile, which the test gateways use (the .deb's use debian's).
+LMP = get_profile("lmp")
+IDENTITY = LMP.identity_json
+MCC_CONFIG = LMP.mcc_config
+STATE_DIR = LMP.state_dir
 # The endpoint name as FCC stores it: an ESFS file under a hashed name in pal/WORKING.
 ENDPOINT_ITEM = esfs.CONFIG_PREFIX + "mbed.EndpointName"
 ENDPOINT_FILE = esfs.file_name(ENDPOINT_ITEM)
@@ -77,13 +80,13 @@ def edge_core_status(gw: Gateway) -> dict[str, Any]:
     return dict(json.loads(gw.run(["python3", "-c", script]).stdout))
 
 
-def assert_provisioned_files(gw: Gateway, serial: str) -> None:
-    identity = gw.path(IDENTITY)
+def assert_provisioned_files(gw: Gateway, serial: str, profile: Profile = LMP) -> None:
+    identity = gw.path(profile.identity_json)
     assert identity.is_file(), "identity.json not installed"
     assert stat.S_IMODE(identity.stat().st_mode) == 0o600
     assert json.loads(identity.read_text())["serialNumber"] == serial
-    assert endpoint_name(gw) == serial
-    assert read(gw, f"{STATE_DIR}/provisioned") == serial
+    assert endpoint_name(gw, f"{profile.mcc_config}/WORKING") == serial
+    assert read(gw, f"{profile.state_dir}/provisioned") == serial
     # Held with a drop-in in /run, never masked: nothing of the hold outlives the run.
     mask = gw.path("/etc/systemd/system/edge-core.service")
     assert not mask.is_symlink(), "edge-core was masked"
@@ -98,11 +101,11 @@ def no_unit_restarts(gw: Gateway) -> None:
         raise AssertionError(f"pep-agent.service was restarted {restarts} time(s):\n{tail}")
 
 
-def wait_verified(gw: Gateway, serial: str) -> None:
-    marker = gw.path(f"{STATE_DIR}/verified")
+def wait_verified(gw: Gateway, serial: str, profile: Profile = LMP) -> None:
+    marker = gw.path(f"{profile.state_dir}/verified")
     wait_for(lambda: True if marker.is_file() else None, timeout=VERIFY_TIMEOUT,
              what="the verified marker")
-    assert read(gw, f"{STATE_DIR}/verified") == serial
+    assert read(gw, f"{profile.state_dir}/verified") == serial
     status = edge_core_status(gw)
     assert (status["status"], status["endpoint-name"]) == ("connected", serial)
     wait_for(lambda: True if gw.unit_property("pep-agent-verify.service", "ActiveState")

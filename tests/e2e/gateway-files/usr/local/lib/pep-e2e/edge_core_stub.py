@@ -8,12 +8,14 @@ mcc_config by the agent) once credentials are installed, "connecting" before. On
 from __future__ import annotations
 
 import json
+import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from pep_agent import esfs
 
-MCC_CONFIG = Path("/userdata/mbed/mcc_config")
+# The lmp profile's place, unless the unit's environment names the gateway's profile's.
+MCC_CONFIG = Path(os.environ.get("PEP_E2E_MCC_CONFIG", "/userdata/mbed/mcc_config"))
 
 
 def endpoint_name() -> str | None:
