@@ -58,7 +58,8 @@ realfcc: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/run.py
 
-# The Debian packages (pep-agent, pep-agent-sim) into $(DEB_DIR), checked by lintian.
+# The Debian packages (pep-agent, pep-agent-sim) into $(DEB_DIR), checked by lintian; installs
+# debian/control's Build-Depends (apt-get build-dep) and lintian first when any is missing.
 DEB_DIR ?= dist
 deb:
 	./.ci/deb $(DEB_DIR)
