@@ -1,8 +1,8 @@
 """Debian roots for the .deb scenarios, and the packages installed into them with apt.
 
 Side effects: runs debootstrap (as root) into the image cache (PEP_E2E_CACHE), one root per
-suite, rebuilt when its key changes; `make deb` (.ci/deb) on the host; apt-get in a chroot of a
-gateway's overlay (never of the cached root).
+suite, rebuilt when its key changes; `make deb` in a fresh root of each suite (.ci/deb-in-root);
+apt-get in a chroot of a gateway's overlay (never of the cached root).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ PACKAGES = (
 # Bump when the preparation changes in a way PACKAGES does not show.
 LAYOUT = "1"
 APT_TIMEOUT = 600
-BUILD_TIMEOUT = 900
+# A build installs its dependencies first (and the first one debootstraps its root).
+BUILD_TIMEOUT = 2400
 
 
 def _key(suite: str) -> str:
@@ -78,10 +79,16 @@ def cached_suite_root(suite: str, log: Path) -> Path:
     return root
 
 
-def build_debs(out_dir: Path) -> list[Path]:
-    """pep-agent and pep-agent-sim from the working tree, as `make deb` builds them."""
-    subprocess.run([str(REPO / ".ci/deb"), str(out_dir)], check=True, timeout=BUILD_TIMEOUT,
-                   stdin=subprocess.DEVNULL, capture_output=True)
+def build_debs(suite: str, out_dir: Path) -> list[Path]:
+    """pep-agent and pep-agent-sim from the working tree, as `make deb` builds them on a fresh
+    machine of `suite` (see .ci/deb-in-root): each release's debhelper lays out its own."""
+    built = subprocess.run([str(REPO / ".ci/deb-in-root"), suite, str(out_dir)], check=False,
+                           timeout=BUILD_TIMEOUT, stdin=subprocess.DEVNULL, capture_output=True,
+                           text=True)
+    if built.returncode != 0:
+        raise RuntimeError(f"make deb in a fresh {suite} root failed:\n"
+                           f"{(built.stdout + built.stderr)[-3000:]}")
+    print(built.stdout.strip())
     debs = sorted(out_dir.glob("pep-agent*_all.deb"))
     if len(debs) != 2:
         raise RuntimeError(f"expected pep-agent and pep-agent-sim in {out_dir}, got {debs}")

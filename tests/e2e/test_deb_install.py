@@ -1,7 +1,8 @@
 """The agent installed from its Debian packages with apt, on Debian bookworm and trixie roots.
 
 Each suite's root holds only that suite's own packages (typer 0.7 on bookworm); apt installs
-pep-agent and pep-agent-sim from the .deb files `make deb` builds, and nothing else. Then, as
+pep-agent and pep-agent-sim from the .deb files `make deb` builds in a fresh root of the same
+suite (which installs its build dependencies itself and passes lintian), and nothing else. Then, as
 with the other gateways: the first boot provisions against the simulated server and reboots,
 the second verifies, both through the units the package installed and enabled. The package's
 units are checked to be the project's, in the place the suite's debhelper puts units, then
@@ -19,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 from urllib.parse import quote
@@ -116,17 +117,26 @@ class DebTestbed(Testbed):
 
 
 @pytest.fixture(scope="session")
-def debs(e2e_dir: Path) -> list[Path]:
-    return build_debs(e2e_dir / "debs")
+def debs(e2e_dir: Path) -> Callable[[str], list[Path]]:
+    """The packages built in a fresh root of the given suite, once per suite and session."""
+    built: dict[str, list[Path]] = {}
+
+    def for_suite(suite: str) -> list[Path]:
+        if suite not in built:
+            built[suite] = build_debs(suite, e2e_dir / f"debs-{suite}")
+        return built[suite]
+
+    return for_suite
 
 
 @pytest.fixture(scope="class")
-def deb_testbed(request: pytest.FixtureRequest, e2e_dir: Path, debs: list[Path],
+def deb_testbed(request: pytest.FixtureRequest, e2e_dir: Path,
+                debs: Callable[[str], list[Path]],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[DebTestbed]:
     suite = request.cls.suite
     base = cached_suite_root(suite, e2e_dir / f"image-{suite}.log")
     name = request.node.name.lower()
-    bed = DebTestbed(tmp_path_factory.mktemp(name), base, debs,
+    bed = DebTestbed(tmp_path_factory.mktemp(name), base, debs(suite),
                      serial=f"E2E-deb-{suite}-{os.getpid()}")
     try:
         bed.set_up()
