@@ -12,7 +12,9 @@ below it, and the stand-in edge-core reads the credentials in the debian profile
 
 On bookworm, the package is also removed while a run waits for the server's answer after the
 injection: its prerm stops the run, which keeps the credentials FCC stored; installed again,
-the next boot ends provisioned with the one identity the server made.
+the next boot ends provisioned with the one identity the server made. Purged then, it takes
+the settings file and the units' empty StateDirectory= with it, and leaves the identity and
+the agent's markers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from e2e_checks import (
     assert_provisioned_files,
     assert_units_ran,
     edge_core_in_boot,
+    endpoint_name,
     no_unit_restarts,
     probes,
     wait_verified,
@@ -261,3 +264,20 @@ class TestDebRemovedAfterInjection:
             (deb_testbed.serial, True)]
         identity = json.loads(gw.path(DEBIAN.identity_json).read_text())
         assert identity["enrollmentID"] == records[0]["enrollmentID"]
+
+    def test_purge_keeps_the_gateways_identity(self, deb_testbed: DebTestbed) -> None:
+        gw = deb_testbed.gw
+        gw.boot()
+        wait_verified(gw, deb_testbed.serial, DEBIAN)
+        # The units' StateDirectory=, made at their start; empty with the debian profile.
+        assert gw.path("/var/lib/pep-agent").is_dir()
+        purged = deb_testbed.run_apt("purge", "pep-agent-sim", "pep-agent")
+        assert purged.returncode == 0, purged.stdout + purged.stderr
+        assert not gw.path("/var/lib/pep-agent").exists()
+        assert not gw.path("/etc/default/pep-agent").exists()
+        # What the run made is the gateway's: the package leaves it.
+        assert gw.path(f"{DEBIAN.state_dir}/provisioned").read_text().strip() == \
+            deb_testbed.serial
+        assert gw.path(DEBIAN.identity_json).is_file()
+        assert endpoint_name(gw, f"{DEBIAN.mcc_config}/WORKING") == deb_testbed.serial
+        gw.poweroff()
