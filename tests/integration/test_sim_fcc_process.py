@@ -52,13 +52,14 @@ def working(fcc: SimFcc) -> Path:
 
 def test_output_and_listening_address(sim_fcc: StartFcc) -> None:
     fcc = sim_fcc()
+    # Its output is read by a thread: the port file can come before the lines are read.
+    assert fcc.output.wait_for(re.escape(WAITING), 10) is not None
     lines = fcc.output.lines
     assert lines[0].startswith("Application ready. Build at: ")
     assert "PDMC version 4.13.0" in lines and "In single-partition mode." in lines
     assert any("\x1b[" in line and "[INFO]" in line for line in lines)
     index = next(i for i, line in enumerate(lines) if PORT_LINE.match(line))
     assert fcc.port is not None and 1024 <= fcc.port <= 65534
-    assert fcc.output.wait_for(re.escape(WAITING), 10) is not None
     # "\n Client IP Address and Port :  %s\n", as the real FCC prints it.
     assert fcc.output.lines[index - 1:index + 3:2] == ["", ""]
     assert fcc.output.lines[index + 2] == WAITING
