@@ -4,8 +4,8 @@
 A target (kirkstone, scarthgap, Debian bookworm, trixie) is its Python and the exact versions
 its recipes or archive hold, listed in .ci/targets.json (written by .ci/refresh-targets.py).
 Each target gets a venv on that Python with exactly those versions installed `--no-deps`, as
-an image has them, and the project on top; the unit tests run on every target, the integration
-tests where targets.json says. A package pyproject.toml declares that a target does not ship,
+an image has them, and the project on top; the unit and the integration tests run on every
+target (targets.json's "tests"). A package pyproject.toml declares that a target does not ship,
 or ships outside what pyproject.toml accepts, gets the lowest version it accepts, and the run
 says so; an undeclared package the target lacks is left out, as on the image.
 The newest run lets pip resolve the project's extras on the oldest and the newest Python.
