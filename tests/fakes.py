@@ -198,7 +198,7 @@ def make_context(tmp_path: Path, client: ScriptedClient, *,
 
     ctx = Context(settings=settings, services=SandboxServices(settings.paths),
                   clock=clock,  # type: ignore[arg-type]
-                  led=FakeLed(), notifier=Notifier(""),
+                  led=FakeLed(), notifier=Notifier(enabled=False),
                   journal=Journal(settings.paths.journal),
                   client_factory=lambda: client,  # type: ignore[arg-type,return-value]
                   launch_fcc=launcher or FakeLauncher(), probe_network=probe,
