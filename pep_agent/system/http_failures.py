@@ -161,7 +161,9 @@ def short_reason(exc: BaseException) -> str:
 
 
 def _short_text(text: str, fallback: str) -> str:
-    for marker in ("answer cut short", "Connection refused", "Connection reset",
+    if "IncompleteRead" in text:  # urllib3: fewer body bytes came than Content-Length said
+        return "answer cut short"
+    for marker in ("Connection refused", "Connection reset",
                    "Name or service not known",
                    "Remote end closed connection", "certificate verify failed",
                    "No route to host", "Network is unreachable"):

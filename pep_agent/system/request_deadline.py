@@ -8,6 +8,8 @@ descriptor, closed when the request ends.
 Why: requests' read timeout bounds each socket read only, so a server sending one byte a
 second would hold a request forever. The adapter here makes every connection register its
 socket with the deadline of the request running in the same thread.
+Its pools also have urllib3 check each body against its Content-Length, which 1.26 does
+only when asked (a body cut short by a closed connection would read as a whole answer).
 """
 
 from __future__ import annotations
@@ -90,11 +92,21 @@ class _HTTPSConnection(u3conn.HTTPSConnection):
         return _watched(super()._new_conn())
 
 
-class _HTTPPool(u3pool.HTTPConnectionPool):
+class _WholeBodies:
+    """A body shorter than its Content-Length raises (IncompleteRead, as requests'
+    ChunkedEncodingError) instead of reading as a whole answer. urllib3 2.x does so by default;
+    1.26 (kirkstone's, Debian bookworm's) only when asked, which this asks on both."""
+
+    def urlopen(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("enforce_content_length", True)
+        return super().urlopen(*args, **kwargs)  # type: ignore[misc]
+
+
+class _HTTPPool(_WholeBodies, u3pool.HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(u3pool.HTTPSConnectionPool):
+class _HTTPSPool(_WholeBodies, u3pool.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 
@@ -102,7 +114,8 @@ _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 class WatchedAdapter(HTTPAdapter):
-    """requests' adapter with connections whose sockets the deadline watchdog can reach."""
+    """requests' adapter with connections whose sockets the deadline watchdog can reach, and
+    responses that are whole or an error."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
