@@ -200,16 +200,35 @@ def _origin(name: str) -> str:
 # ---------------------------------------------------------------- derive
 
 def _assignments(text: str, var: str) -> list[str]:
-    """Words assigned (=, +=, :append, :class-target) to var, continuation lines joined."""
+    """Words assigned (=, +=, :append, :class-target) to var, less those of its :remove,
+    continuation lines joined. A reading of the text: what bitbake computes (classes,
+    .bbappends of other layers, overrides) is `bitbake_rdepends`'s."""
     text = text.replace("\\\n", " ")
     words: list[str] = []
-    pattern = re.compile(r"^" + re.escape(var)
-                         + r"(:append|:class-target)?\s*(\+?=|\?\?=|\?=)\s*\"([^\"]*)\"", re.M)
+    removed: set[str] = set()
+    pattern = re.compile(r"^" + re.escape(var) + r"(:append|:class-target|:remove)?"
+                         r"\s*(\+?=|\?\?=|\?=)\s*\"([^\"]*)\"", re.M)
     for m in pattern.finditer(text):
+        if m.group(1) == ":remove":
+            removed.update(m.group(3).split())
+            continue
         if m.group(2) == "=" and not m.group(1):
             words = []
         words += m.group(3).split()
-    return [w.replace("${PYTHON_PN}", "python3") for w in words]
+    return [w.replace("${PYTHON_PN}", "python3") for w in words if w not in removed]
+
+
+def bitbake_rdepends(text: str) -> dict[str, list[str]]:
+    """Every package's RDEPENDS in the output of `bitbake -e RECIPE`: the values bitbake
+    computed, with every class, .bbappend, override and :remove applied."""
+    found: dict[str, list[str]] = {}
+    # bitbake -e writes VAR="value", its newlines as " \\" line ends, " and $ escaped.
+    for m in re.finditer(r'^RDEPENDS:([^\s=:"]+)="((?:[^"\\]|\\.)*)"$',
+                         text.replace(" \\\n", " "), re.M):
+        value = re.sub(r"\\(.)", r"\1", m.group(2))
+        # Version constraints ("python3-foo (>= 1.0)") name no package.
+        found[m.group(1)] = re.sub(r"\([^)]*\)", " ", value).split()
+    return found
 
 
 def rdepends_of(text: str, pn: str = "${PN}") -> list[str]:
@@ -348,15 +367,16 @@ def closure(start: Iterable[str], graph: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-def check(data: dict[str, Any], imports: dict[str, Any], recipe_text: str,
+def check(data: dict[str, Any], imports: dict[str, Any], rdepends: dict[str, list[str]],
           layer_recipes: dict[str, list[str]], own_code: dict[str, set[str]],
           ) -> tuple[list[str], list[str]]:
-    """(gaps, superfluous), each a list of one-line findings."""
+    """(gaps, superfluous), each a list of one-line findings. `rdepends`: the RDEPENDS of
+    pep-agent, -sim and -ptest (from the recipe's text, or as bitbake computed them)."""
     origins = imports["origins"]
     graph: dict[str, list[str]] = {**data["stdlib_rdepends"], **data["recipes"],
                                    **layer_recipes}
-    graph[PN] = rdepends_of(recipe_text)
-    graph[PN + "-sim"] = rdepends_of(recipe_text, "${PN}-sim")
+    graph[PN] = rdepends.get(PN, [])
+    graph[PN + "-sim"] = rdepends.get(PN + "-sim", [])
     gaps: list[str] = []
     superfluous: list[str] = []
     for role, pkg in (("agent", PN), ("sim", PN + "-sim")):
@@ -385,12 +405,12 @@ def check(data: dict[str, Any], imports: dict[str, Any], recipe_text: str,
     # A name that is neither a standard-library package nor a recipe the data knows is a typo
     # or a package the release lacks (bitbake says so too, but only where it can run).
     for pkg in (PN, PN + "-sim", PN + "-ptest"):
-        for dep in rdepends_of(recipe_text, "${PN}" + pkg[len(PN):]):
+        for dep in rdepends.get(pkg, []):
             if dep.startswith("python3-") and dep not in graph:
                 gaps.append(f"{pkg}: {dep} is not a package this release's manifest or "
                             "recipes provide")
     # The ptest: what the installed tests import (statically: the tests are not run here).
-    graph[PN + "-ptest"] = rdepends_of(recipe_text, "${PN}-ptest")
+    graph[PN + "-ptest"] = rdepends.get(PN + "-ptest", [])
     have = closure([PN + "-ptest"], graph)
     for module in sorted(own_code.get("ptest", ())):
         prov = provider(module, origins, data)
@@ -439,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="the project's package, for what its own code imports")
     c.add_argument("--tests", type=Path, default=HERE.parents[1] / "tests",
                    help="the project's tests, for what the ptest imports")
+    c.add_argument("--bitbake-env", type=Path, action="append", default=[],
+                   metavar="FILE",
+                   help="the output of `bitbake -e pep-agent` (and of the layer's other "
+                        "recipes): the RDEPENDS bitbake computed replace the recipe's text "
+                        "(one branch only)")
     args = parser.parse_args(argv)
     try:
         if args.cmd == "record":
@@ -450,19 +475,34 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         status = 0
         recipe = _read(args.recipe)
+        rdepends = {pkg: rdepends_of(recipe, "${PN}" + pkg[len(PN):])
+                    for pkg in (PN, PN + "-sim", PN + "-ptest")}
         own = layer_recipes(HERE)
+        source = "the recipe's text"
+        if args.bitbake_env:
+            if len(args.branches) != 1:
+                raise Usage("--bitbake-env: name the one branch that bitbake parsed")
+            computed: dict[str, list[str]] = {}
+            for path in args.bitbake_env:
+                computed.update(bitbake_rdepends(_read(path)))
+            if PN not in computed:
+                raise Usage(f"no RDEPENDS:{PN} in {', '.join(map(str, args.bitbake_env))}: "
+                            f"not the output of `bitbake -e {PN}`")
+            rdepends = {pkg: computed.get(pkg, []) for pkg in rdepends}
+            own = {name: computed.get(name, deps) for name, deps in own.items()}
+            source = "bitbake's values"
         own_code = own_imports(args.source, args.tests)
         for branch in args.branches:
             data = json.loads(_read(args.data / f"{branch}.json"))
             imports = json.loads(_read(args.imports / f"imports-{branch}.json"))
-            gaps, extra = check(data, imports, recipe, own, own_code)
+            gaps, extra = check(data, imports, rdepends, own, own_code)
             for line in gaps:
                 print(f"check-closure: {branch}: MISSING {line}")
             for line in extra:
                 print(f"check-closure: {branch}: superfluous {line}")
             print(f"check-closure: {branch}: {'FAILED' if gaps else 'OK'} "
                   f"({sum(len(v) for v in imports['imports'].values())} imports, "
-                  f"recorded on Python {imports['python']})")
+                  f"recorded on Python {imports['python']}; RDEPENDS from {source})")
             status = status or (1 if gaps else 0)
         return status
     except Usage as err:

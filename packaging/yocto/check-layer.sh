@@ -4,14 +4,19 @@
 #   1. `bitbake -p`            every recipe of every configured layer parses;
 #   2. `bitbake -g pep-agent`  the task graph builds, i.e. every RDEPENDS of every package the
 #                              recipe makes (pep-agent, -sim, -ptest) has a provider;
-#   3. check-closure.py        every module the agent's commands import (recorded with the
+#   3. `bitbake -e pep-agent`  (and python3-typer) the RDEPENDS bitbake computes for each
+#                              package, every class, .bbappend, override and :remove applied;
+#   4. check-closure.py        every module the agent's commands import (recorded with the
 #                              branch's Python and versions, closure/imports-<branch>.json) is
-#                              provided by pep-agent's (and -sim's) RDEPENDS, followed through
-#                              those of the recipes they list, as this checkout's
-#                              python3-manifest.json and recipes split and declare them.
+#                              provided by those RDEPENDS of pep-agent (and -sim, -ptest),
+#                              followed through those of the recipes they list, as this
+#                              checkout's python3-manifest.json and recipes split and declare
+#                              them. (The project's unit test runs the same check on the
+#                              recipe's text: a fast approximation that sees no other layer.)
 # Fails (exit 1) on any parse error, `Nothing RPROVIDES`, or a module no package provides.
 #
-# Usage: check-layer.sh [--python PYTHON] [--user USER] POKY_DIR META_OE_DIR BUILD_DIR
+# Usage: check-layer.sh [--python PYTHON] [--user USER] [--layer DIR]... POKY_DIR META_OE_DIR
+#                       BUILD_DIR
 #
 #   POKY_DIR      a poky checkout at the branch to check (e.g. scarthgap)
 #   META_OE_DIR   meta-openembedded at the same branch
@@ -22,6 +27,9 @@
 #                 `bitbake-server`, so a copied interpreter cannot find its standard library.
 #   --user        bitbake refuses to run as root: when started as root the script creates this
 #                 unprivileged user if needed (default: oebuild) and runs the checks as it.
+#   --layer       one more layer for the build (repeatable), e.g. a distribution's own layer
+#                 with its .bbappends: the check then judges pep-agent as that layer set
+#                 builds it. Copied into BUILD_DIR/layers/.
 #
 # Side effects: writes BUILD_DIR; as root, may add a system user and chown BUILD_DIR to it.
 # Nothing is fetched or built (BB_NO_NETWORK): parsing needs no network.
@@ -33,9 +41,12 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 python=python3
 user=oebuild
+extra=()
 while [ $# -gt 0 ]; do
   case $1 in
     --python) python=$2; shift 2 ;;
+    --layer) [ -f "$2/conf/layer.conf" ] || { echo "check-layer: $2 is not a layer (no conf/layer.conf)" >&2; exit 2; }
+             extra+=("$(cd "$2" && pwd)"); shift 2 ;;
     --user) user=$2; shift 2 ;;
     -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
     -*) echo "check-layer: unknown option $1" >&2; exit 2 ;;
@@ -43,7 +54,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 if [ $# -ne 3 ]; then
-  echo "usage: check-layer.sh [--python PYTHON] [--user USER] POKY_DIR META_OE_DIR BUILD_DIR" >&2
+  echo "usage: check-layer.sh [--python PYTHON] [--user USER] [--layer DIR]... POKY_DIR META_OE_DIR BUILD_DIR" >&2
   exit 2
 fi
 poky=$(cd "$1" && pwd)
@@ -72,6 +83,19 @@ if [ "$here" != "$layer" ]; then
     | tar -x -C "$build/project"
 fi
 
+# The extra layers, copied for the same reason.
+relaunch=() extra_lines=""
+for dir in "${extra[@]}"; do
+  dest=$build/layers/$(basename "$dir")
+  if [ "$dir" != "$dest" ]; then
+    rm -rf "$dest"
+    mkdir -p "$dest"
+    (cd "$dir" && tar -c --exclude=__pycache__ .) | tar -x -C "$dest"
+  fi
+  relaunch+=(--layer "$dest")
+  extra_lines+="  $dest \\"$'\n'
+done
+
 if [ "$(id -u)" -eq 0 ]; then
   # bitbake's sanity check refuses root, and rightly: a parse must not need it.
   id "$user" >/dev/null 2>&1 || useradd --system --no-create-home --shell /usr/sbin/nologin "$user"
@@ -81,7 +105,7 @@ if [ "$(id -u)" -eq 0 ]; then
     exit 2
   fi
   exec runuser -u "$user" -- env -i PATH="$PATH" LANG=C.UTF-8 HOME="$build" \
-    "$layer/check-layer.sh" --python "$python" "$poky" "$metaoe" "$build"
+    "$layer/check-layer.sh" --python "$python" "${relaunch[@]}" "$poky" "$metaoe" "$build"
 fi
 
 
@@ -100,7 +124,7 @@ BBLAYERS = " \\
   $metaoe/meta-oe \\
   $metaoe/meta-python \\
   $layer \\
-"
+$extra_lines"
 EOF
 cat > "$build/conf/local.conf" <<EOF
 CONF_VERSION = "2"
@@ -123,19 +147,35 @@ echo "== $series: bitbake on python $("$python" -c 'import platform; print(platf
 log=$build/check-layer.log
 : > "$log"
 status=0
+# Each step's output goes to the log (or to OUT, for `bitbake -e`), its time to the screen.
 run() {
+  local out=$log
+  if [ "$1" = "--to" ]; then out=$2; shift 2; fi
   echo "-- $*" | tee -a "$log"
-  if ! "$@" >>"$log" 2>&1; then status=1; fi
+  local began=$SECONDS
+  if ! "$@" >>"$out" 2>>"$log"; then status=1; echo "   failed" | tee -a "$log"; fi
+  echo "   $((SECONDS - began)) s" | tee -a "$log"
 }
 run bitbake -p
 run bitbake -g pep-agent
+# What bitbake computes, not what the recipe's text says: a .bbappend in any layer, an
+# override or a :remove changes the packages' RDEPENDS without changing the recipe.
+envs=$build/bitbake-env
+rm -rf "$envs"
+mkdir -p "$envs"
+env_args=()
+for recipe in pep-agent python3-typer; do
+  run --to "$envs/$recipe" bitbake -e "$recipe"
+  env_args+=(--bitbake-env "$envs/$recipe")
+done
 # The closure check, against this checkout's standard-library split and recipes.
 mkdir -p "$build/closure"
 run "$python" "$layer/check-closure.py" derive --oe-core "$poky/meta" \
   --meta-python "$metaoe/meta-python" --branch "$series" --out "$build/closure/$series.json"
-echo "-- check-closure.py check $series"
+echo "-- check-closure.py check $series --bitbake-env ..."
 if ! "$python" "$layer/check-closure.py" check "$series" --data "$build/closure" \
-     --source "$build/project/pep_agent" --tests "$build/project/tests" | tee -a "$log"; then
+     --source "$build/project/pep_agent" --tests "$build/project/tests" "${env_args[@]}" \
+     | tee -a "$log"; then
   status=1
 fi
 grep -E '^(ERROR|WARNING):' "$log" | grep -v 'Host distribution' || true
