@@ -133,9 +133,8 @@ DISTRO = "poky"
 DISTRO_FEATURES:append = " systemd ptest"
 INIT_MANAGER = "systemd"
 BB_NO_NETWORK = "1"
-# The recipe skips itself without a source; a fixed revision keeps the parse off the network.
+# The recipe skips itself without a source; its pinned SRCREV keeps the parse off the network.
 PEP_AGENT_GIT = "git://git.example.invalid/pep-agent.git;protocol=https;branch=main"
-SRCREV:pn-pep-agent = "0123456789abcdef0123456789abcdef01234567"
 EOF
 
 cd "$build"

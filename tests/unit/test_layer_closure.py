@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +157,25 @@ def test_bitbake_output_without_the_recipe_is_exit_2(tmp_path: Path) -> None:
     out = _check_env(tmp_path, {"RDEPENDS:python3-typer": "python3-click"})
     assert out.returncode == 2
     assert out.stderr.startswith("check-closure: no RDEPENDS:pep-agent in ")
+
+
+def test_the_released_layer_pins_its_revision() -> None:
+    text = RECIPE.read_text()
+    assert "AUTOREV" not in text
+    pins = re.findall(r'^SRCREV\s*=\s*"([^"]*)"', text, re.M)
+    assert len(pins) == 1 and re.fullmatch(r"[0-9a-f]{40}", pins[0]), pins
+    repo = LAYER.parents[1]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout: the pin's commit cannot be looked up")
+    found = subprocess.run(["git", "-C", str(repo), "cat-file", "-e", pins[0] + "^{commit}"],
+                           capture_output=True, timeout=60, check=False)
+    assert found.returncode == 0, f"SRCREV {pins[0]} is not a commit of this repository"
+
+
+def test_the_readme_states_pyprojects_typer_range() -> None:
+    project = (LAYER.parents[1] / "pyproject.toml").read_text()
+    declared = re.findall(r'^\s*"(typer[<>=!~][^";]*)"', project, re.M)
+    assert len(declared) == 1, declared
+    readme = (LAYER / "README.md").read_text()
+    stated = re.findall(r"`(typer[<>=!~][^`]*)`", readme)
+    assert stated == declared

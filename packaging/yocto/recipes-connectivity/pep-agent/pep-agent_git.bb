@@ -6,9 +6,10 @@ SECTION = "console/network"
 LICENSE = "Apache-2.0"
 LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
-# Point these at the repository (and revision) to build, e.g. in local.conf:
+# Point this at the repository, e.g. in local.conf:
 #   PEP_AGENT_GIT = "git://git.example.com/pep-agent.git;protocol=https;branch=main"
-#   SRCREV:pn-pep-agent = "<commit>"
+# The revision built is pinned below (README.md, "The pinned revision", says how it is
+# bumped); SRCREV:pn-pep-agent = "<commit>" in local.conf builds another.
 PEP_AGENT_GIT ??= ""
 
 python () {
@@ -21,7 +22,8 @@ SRC_URI = " \
     file://pep-agent.default \
     file://run-ptest \
 "
-SRCREV ??= "${AUTOREV}"
+# The agent's source at the layer's release: a build is the same whenever it runs.
+SRCREV = "4e76cb2ab01d374e13e9a216a8145810643662df"
 PV = "0.1.0+git${SRCPV}"
 S = "${WORKDIR}/git"
 
