@@ -11,7 +11,11 @@
   check   maps every recorded module to the package providing it on that branch and fails
           (exit 1) when the RDEPENDS of pep-agent (and -sim), followed through the RDEPENDS of
           what they list, do not provide it, or when the layer's own recipes (typer) miss what
-          their own code imports. Lists the RDEPENDS entries nothing needs.
+          their own code imports. Lists the RDEPENDS entries nothing needs. The RDEPENDS of
+          the layer's packages are read from the recipes' text (a fast approximation: it sees
+          no class, override or other layer's .bbappend), or with --bitbake-env from the
+          output of `bitbake -e pep-agent` (and -e python3-typer): the values bitbake computed,
+          which check-layer.sh passes.
 
 Side effects: record starts the simulators and the agent on loopback under a temporary root
 and removes it; derive writes one JSON file. check only reads. Exit codes: 0 ok, 1 a gap,

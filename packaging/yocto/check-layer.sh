@@ -114,7 +114,10 @@ mkdir -p "$build/bin" "$build/conf"
 ln -sf "$python" "$build/bin/python3"
 export PATH="$build/bin:$PATH" LANG=C.UTF-8
 
-cat > "$build/conf/bblayers.conf" <<EOF
+# A conf file is rewritten only when its text changes: bitbake keys its parse cache to the
+# configuration's files, their times included, so an unchanged rerun reuses the parse.
+keep() { if cmp -s "$1.new" "$1"; then rm "$1.new"; else mv "$1.new" "$1"; fi; }
+cat > "$build/conf/bblayers.conf.new" <<EOF
 POKY_BBLAYERS_CONF_VERSION = "2"
 BBPATH = "\${TOPDIR}"
 BBFILES ?= ""
@@ -126,7 +129,8 @@ BBLAYERS = " \\
   $layer \\
 $extra_lines"
 EOF
-cat > "$build/conf/local.conf" <<EOF
+keep "$build/conf/bblayers.conf"
+cat > "$build/conf/local.conf.new" <<EOF
 CONF_VERSION = "2"
 MACHINE = "qemux86-64"
 DISTRO = "poky"
@@ -136,6 +140,7 @@ BB_NO_NETWORK = "1"
 # The recipe skips itself without a source; its pinned SRCREV keeps the parse off the network.
 PEP_AGENT_GIT = "git://git.example.invalid/pep-agent.git;protocol=https;branch=main"
 EOF
+keep "$build/conf/local.conf"
 
 cd "$build"
 # shellcheck disable=SC1091
