@@ -58,12 +58,13 @@ def _datagrams(sock: socket.socket) -> list[str]:
 
 
 def test_an_unconfirmed_identity_is_deferred_and_a_confirmation_clears_it(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _lost_state(tmp_path)
     sock = _notify_socket(tmp_path)
     try:
         far, _ = make_context(tmp_path, ScriptedClient(records={"SN-1": transient()}))
-        far.notifier = Notifier(str(tmp_path / "notify"))
+        monkeypatch.setenv("NOTIFY_SOCKET", str(tmp_path / "notify"))
+        far.notifier = Notifier()
         with pytest.raises(PepError) as raised:
             provision(far)
         assert raised.value.code == Exit.UNCONFIRMED
