@@ -76,6 +76,7 @@ def test_a_missing_input_is_exit_2(tmp_path: Path) -> None:
     assert out.stderr.startswith("check-closure: cannot read") and out.stderr.count("\n") == 1
 
 
+@pytest.mark.spawns
 def test_a_remove_in_the_recipe_fails(tmp_path: Path) -> None:
     recipe = tmp_path / "pep-agent_git.bb"
     recipe.write_text(RECIPE.read_text()
@@ -127,6 +128,7 @@ def _check_env(tmp_path: Path, values: dict[str, str],
                            str(env)], capture_output=True, text=True, timeout=60, check=False)
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("branch", ["kirkstone", "scarthgap"])
 def test_bitbakes_values_of_the_recipe_pass(tmp_path: Path, branch: str) -> None:
     out = _check_env(tmp_path, _computed(), branch)
@@ -135,6 +137,7 @@ def test_bitbakes_values_of_the_recipe_pass(tmp_path: Path, branch: str) -> None
     assert "RDEPENDS from bitbake's values" in out.stdout
 
 
+@pytest.mark.spawns
 def test_bitbakes_values_after_a_remove_fail(tmp_path: Path) -> None:
     # The recipe's text still lists both: only bitbake's value shows them gone.
     out = _check_env(tmp_path, _computed(drop=("python3-fcntl", "python3-netclient")))
@@ -144,6 +147,7 @@ def test_bitbakes_values_after_a_remove_fail(tmp_path: Path) -> None:
     assert "check-closure: kirkstone: FAILED" in out.stdout
 
 
+@pytest.mark.spawns
 def test_bitbakes_values_for_typer_count(tmp_path: Path) -> None:
     values = _computed()
     values["RDEPENDS:python3-typer"] = values["RDEPENDS:python3-typer"].replace(
@@ -153,12 +157,14 @@ def test_bitbakes_values_for_typer_count(tmp_path: Path) -> None:
     assert "MISSING python3-typer: click" in out.stdout
 
 
+@pytest.mark.spawns
 def test_bitbake_output_without_the_recipe_is_exit_2(tmp_path: Path) -> None:
     out = _check_env(tmp_path, {"RDEPENDS:python3-typer": "python3-click"})
     assert out.returncode == 2
     assert out.stderr.startswith("check-closure: no RDEPENDS:pep-agent in ")
 
 
+@pytest.mark.spawns
 def test_the_released_layer_pins_its_revision() -> None:
     text = RECIPE.read_text()
     assert "AUTOREV" not in text
