@@ -10,7 +10,7 @@ Side effects: reads the env file (envfile.py) and the process environment; a `PE
 in the environment that is no setting is a warning (the log, or stderr before logging is set
 up).
 Every value is checked before any command changes anything, at load time (the serial by
-serials.py, the identity request's size by request_limit.py) except the LED's backend, name
+serials.py, the identity request's size by identity_query.py) except the LED's backend, name
 and command, which system/leds.py checks when a command builds its LED (as a run builds its
 context, before its first step). A bad value is a ConfigError (exit 3); the load-time checks
 name the variable, and for the env file the file and its line.
@@ -32,9 +32,9 @@ from typing import Any, Callable, Optional, get_type_hints
 
 from pep_agent.envfile import ENV_PREFIX, env_name, read_env_file
 from pep_agent.errors import ConfigError
+from pep_agent.identity_query import check_request_size
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile, get_profile
-from pep_agent.request_limit import check_request_size
 from pep_agent.serials import normalise_serial
 from pep_agent.urls import check_settings
 
@@ -102,22 +102,6 @@ class Settings:
                 raise ConfigError("the FCC command is empty")
             return argv
         return [str(self.paths.under(self.profile.fcc_binary))]
-
-    def identity_query(self, serial: str, ip: str, port: int,
-                       verification_key: str) -> dict[str, str]:
-        """The /v3/identity query, in the reference CLI's field order."""
-        return {
-            "ip": ip,
-            "port": str(port),
-            "serialNumber": serial,
-            "apiAddress": self.api_address,
-            "gatewayServicesAddress": self.gateway_services_address,
-            "hardwareVersion": self.hardware_version,
-            "radioConfig": self.radio_config,
-            "ledConfig": self.led_config,
-            "category": self.category,
-            "verificationKey": verification_key,
-        }
 
 
 # systemd time spans: "10s", "15min", "1h 30min", "2d"; anything else is refused before

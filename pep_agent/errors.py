@@ -39,6 +39,9 @@ class PepError(Reported, Exception):
     # Cleared by the HTTP funnel when the request cannot have left this machine (refused,
     # no such host, TLS handshake): it cannot have injected FCC.
     sent = True
+    # Set by the HTTP funnel for a redirect or a 4xx: an answer given before any injection
+    # (the pep server injects FCC only after it has accepted the request).
+    refused = False
     # Seconds the server asked to wait before a retry (its Retry-After), when it said.
     retry_after: float | None = None
 

@@ -105,8 +105,8 @@ def timings(data: dict[str, Any]) -> dict[str, float | None]:
     steps = data.get("steps") or {}
     durations = {name: float(s.get("duration_s") or 0.0) for name, s in steps.items()}
     total = sum(durations.values())
-    outside = (durations.get("request-identity", 0.0) + durations.get("start-fcc", 0.0)
-               + durations.get("wait-fcc", 0.0) + durations.get("wait-network", 0.0))
+    outside = sum(durations.get(name, 0.0) for name in (
+        state.REQUEST_IDENTITY, state.START_FCC, state.WAIT_FCC, state.WAIT_NETWORK))
     return {"total_s": round(total, 4) if steps else None,
             "server_request_s": data.get("server_request_s"),
             "fcc_and_server_s": round(outside, 4) if steps else None,

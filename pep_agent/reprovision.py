@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 
-from pep_agent.errors import AbortedError, AlreadyProvisionedError, NotFoundError, PepError
+from pep_agent.errors import AlreadyProvisionedError, NotFoundError, PepError, Reported
 from pep_agent.flow import recovery, runner
 from pep_agent.flow.context import Checked, Context
+from pep_agent.flow.recovery import Observation
 from pep_agent.flow.steps import check_preflight, find_network, release_edge_core
 from pep_agent.gateway import discovery
 from pep_agent.gateway.backup import SUFFIX, Backup
@@ -26,32 +27,38 @@ def reprovision(ctx: Context) -> None:
     """Check, move the old identity aside, provision; put the old one back when the run ends
     before the new identity is installed and the server holds no record from this run."""
     ctx.replacing, ctx.reboot_at_end = True, False  # edge-core is restarted below instead
-    with runner.locked(ctx):
+    with runner.run(ctx) as ending:
+        ending.checking = True
         ctx.checked = check(ctx)
+        ending.checking = False
         ctx.parsec = ctx.checked.parsec
         backup = Backup(ctx.paths, ctx.profile)
-        with runner.recorded(ctx):
-            try:
-                _move_aside(ctx, backup)
-                runner.run_plan(ctx)
-            except BaseException as e:  # a signal (AbortedError) too: every ending restores
-                # Recorded first: the journal says this run failed, whatever is put back.
-                err: BaseException = e
-                if isinstance(e, (PepError, AbortedError)) and not e.logged:
-                    runner.fail(ctx, e)
-                elif isinstance(e, Exception) and not isinstance(e, PepError):
-                    err = runner.bug(ctx, e, "")
-                if recovery.may_restore_previous(ctx):
-                    _restore(ctx, backup, err)
-                if err is e:
-                    raise
-                raise err from None
+        # Every ending from here on (a signal too) is recorded first, then this runs.
+        ending.on_failure = lambda err: _restore_if_allowed(ctx, backup, err)
+        _move_aside(ctx, backup)
+        runner.run_plan(ctx)
     # Nothing is aside any more: mark-provisioned discarded the previous identity.
     if ctx.settings.reboot:
         ctx.services.reboot()
     else:
         ctx.services.act("restart", ctx.profile.edge_core_unit)
         ctx.services.act("restart", ctx.profile.identity_unit)
+
+
+def _restore_if_allowed(ctx: Context, backup: Backup, err: Reported) -> None:
+    """After a failed reprovision: the previous identity goes back only when the new one is
+    not installed and the server may hold no record of an injection (staged credentials it
+    may hold a record for stay for the next run, which recovers them)."""
+    if ctx.paths.provisioned_marker.exists():
+        return  # the new identity is installed
+    seen = Observation(answered=ctx.paths.saved_response.exists(),
+                       injection=bool(ctx.journal.record.injection))
+    if recovery.injected(seen):
+        log.warning("reprovision failed after the server may have injected FCC: the previous "
+                    "identity stays aside until the server's record is read",
+                    extra=ctx.fields())
+        return
+    _restore(ctx, backup, err)
 
 
 def check(ctx: Context) -> Checked:
@@ -95,7 +102,7 @@ def _move_aside(ctx: Context, backup: Backup) -> None:
         saved.rename(saved.with_name(f"response.abandoned-{int(ctx.clock.now())}.json"))
 
 
-def _restore(ctx: Context, backup: Backup, err: BaseException) -> None:
+def _restore(ctx: Context, backup: Backup, err: Reported) -> None:
     """The previous identity goes back and edge-core runs again."""
     profile = ctx.profile
     try:

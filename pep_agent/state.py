@@ -1,8 +1,10 @@
-"""The state journal of a provisioning run: one JSON document, rewritten atomically.
+"""Reading the journal of a provisioning run (`<state_dir>/state.json`), light enough for
+`pep-agent status`: its states, its step names, its fields and their types, and whether a run
+is alive.
+journal.py writes it.
 
-Side effects: reads and writes `<state_dir>/state.json` with fsync, so `pep-agent status` and a
-rerun after a crash see exactly where a run stopped; reads the process table (through
-system/proc.py) to tell a live run from a dead one.
+Side effects: reads the journal; reads the process table (through system/proc.py) to tell a
+live run from a dead one.
 The journal holds no secrets: the identity response lives in its own 0600 file.
 """
 
@@ -10,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -30,64 +30,6 @@ INTERRUPTED = "interrupted"
 DEFERRED = "deferred"
 
 
-class Journal:
-    """A dict persisted after each change. `data` is the stable contract documented in README."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.data: dict[str, Any] = load(path)
-        # Set at the commit point: from then on a failed write is logged, not raised, so that
-        # an answer held in memory is still installed on a full state disk.
-        self.best_effort = False
-
-    def reset(self, **fields: Any) -> None:
-        now = time.time()
-        self.data = {"schema": SCHEMA, "state": RUNNING, "step": None, "steps": {},
-                     "attempt": 0, "next_retry_in": None, "error": None,
-                     "started_at": now, "updated_at": now, "finished_at": None,
-                     **own_pid(), **fields}
-        self.save()
-
-    def update(self, **fields: Any) -> None:
-        self.data.update(fields)
-        self.save()
-
-    def step_started(self, name: str) -> None:
-        self.data["step"] = name
-        self.data.setdefault("steps", {})[name] = {"status": "running", "started_at": time.time()}
-        self.save()
-
-    def step_ended(self, name: str, status: str, duration: float) -> None:
-        entry = self.data.setdefault("steps", {}).setdefault(name, {})
-        entry.update(status=status, duration_s=round(duration, 4), ended_at=time.time())
-        self.save()
-
-    def save(self) -> None:
-        # Imported here: `pep-agent status` only reads the journal and stays light.
-        from pep_agent.system.fsutil import atomic_write
-
-        self.data["updated_at"] = time.time()
-        try:
-            # 0600 like the rest of the state: it names the server, the serial and the errors.
-            atomic_write(self.path, (json.dumps(self.data, indent=2, sort_keys=True)
-                                     + "\n").encode(), mode=0o600)
-        except OSError as e:
-            if not self.best_effort:
-                raise
-            import logging  # here: `status` reads the journal and never loads logging
-
-            logging.getLogger("pep_agent").warning(
-                "cannot update the journal %s (%s); carrying on with the install", self.path,
-                e.strerror or type(e).__name__)
-
-
-def own_pid() -> dict[str, Any]:
-    """The journal's fields naming this process (status tells a dead run from a live one)."""
-    from pep_agent.system.proc import process_start_time
-
-    return {"pid": os.getpid(), "pid_start": process_start_time(os.getpid())}
-
-
 def load(path: Path) -> dict[str, Any]:
     """The journal's content, or {} when absent or unreadable (a torn file cannot happen).
 
@@ -101,8 +43,24 @@ def load(path: Path) -> dict[str, Any]:
     return checked(data) if isinstance(data, dict) else {}
 
 
-_STR, _INT, _NUM, _BOOL, _DICT = "str", "int", "number", "bool", "dict"
-# The type of every field the agent reads back; null is always allowed (not set).
+# The steps, in the journal, `status` and the test crash points: stable across versions.
+PREFLIGHT = "preflight"
+DISCOVER_SERIAL = "discover-serial"
+WAIT_NETWORK = "wait-network"
+STOP_EDGE_CORE = "stop-edge-core"
+CLEAR_IDENTITY = "clear-identity"
+START_FCC = "start-fcc"
+REQUEST_IDENTITY = "request-identity"
+WAIT_FCC = "wait-fcc"
+INSTALL = "install"
+RELEASE_EDGE_CORE = "release-edge-core"
+MARK_PROVISIONED = "mark-provisioned"
+REBOOT = "reboot"
+
+
+_STR, _INT, _NUM, _BOOL, _DICT, _LIST = "str", "int", "number", "bool", "dict", "list"
+# The type of every field of the journal (journal.Record has exactly these); null is always
+# allowed (not set).
 FIELDS: dict[str, str] = {
     **dict.fromkeys(("state", "step", "serial", "serial_source", "enrollment_id", "interface",
                      "ip", "fcc_ip", "profile", "server", "run_id", "last_attempt_error",
@@ -115,8 +73,12 @@ FIELDS: dict[str, str] = {
     # The query fields journalled before an identity request (the recovery rule rebuilds
     # identity.json from them): text only, checked entry by entry below.
     "injection": _DICT,
-    **dict.fromkeys(("parsec", "resumed", "response_saved", "rebuilt_answer", "adopted"),
-                   _BOOL),
+    # The step entries, the run's error and verify's, each checked field by field below.
+    **dict.fromkeys(("steps", "error", "verify_error"), _DICT),
+    # The identity folders clear-identity moved aside (their paths under the root).
+    "previous_identity": _LIST,
+    **dict.fromkeys(("parsec", "resumed", "response_saved", "rebuilt_answer", "adopted",
+                     "restored_previous"), _BOOL),
 }
 # Steps renamed since an earlier version, read under their names of today. The step that
 # releases edge-core's hold was called "unmask-edge-core", though nothing is masked.
@@ -134,6 +96,8 @@ def _is(kind: str, value: Any) -> bool:
         return isinstance(value, bool)
     if kind == _DICT:
         return isinstance(value, dict)
+    if kind == _LIST:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if isinstance(value, bool):  # JSON true is not a number here
         return False
     if kind == _INT:

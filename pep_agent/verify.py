@@ -7,7 +7,6 @@ under the run lock, writes its own journal fields and the verified marker.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -17,6 +16,8 @@ from typing import Any
 from pep_agent import state
 from pep_agent.config import Settings
 from pep_agent.errors import BusyError, PepError, StateError, VerificationError
+from pep_agent.gateway.identity import read_installed
+from pep_agent.journal import Journal
 from pep_agent.system import fsutil
 from pep_agent.system.edgecore import read_status
 from pep_agent.system.led_signals import failure_state
@@ -132,10 +133,10 @@ def _record(settings: Settings, serial: str, **fields: Any) -> None:
                     f"the gateway was reprovisioned while verify waited for serial {serial} "
                     f"(now {now or 'not provisioned'}); nothing recorded",
                     hint="run `pep-agent verify` again")
-            journal = state.Journal(paths.journal)  # as it is now, not as it was at the start
+            journal = Journal(paths.journal)  # as it is now, not as it was at the start
             if fields.get("verify_state") == "verified":
                 fsutil.atomic_write(paths.verified_marker, f"{serial}\n".encode(), mode=0o644)
-                if journal.data.get("state") in (None, state.DONE):
+                if journal.record.state in (None, state.DONE):
                     fields["state"] = state.VERIFIED
             journal.update(**fields)
     except BusyError:
@@ -147,18 +148,11 @@ def _record(settings: Settings, serial: str, **fields: Any) -> None:
 
 
 def installed_serial(settings: Settings) -> str:
-    """The serial edge-core will connect as: identity.json's, else the provisioned marker's.
-
-    Only the serialNumber field is read; nothing else of identity.json is kept or logged.
-    """
+    """The serial edge-core will connect as: identity.json's, else the provisioned marker's."""
     paths = settings.paths
-    try:
-        identity = json.loads(paths.under(settings.profile.identity_json).read_bytes())
-        serial = identity.get("serialNumber") if isinstance(identity, dict) else None
-        if isinstance(serial, str) and serial.strip():
-            return serial.strip()
-    except (OSError, ValueError):
-        pass
+    installed = read_installed(paths.under(settings.profile.identity_json))
+    if installed is not None:
+        return installed.serial
     try:
         return paths.provisioned_marker.read_text(encoding="utf-8").strip()
     except (OSError, ValueError):

@@ -15,7 +15,7 @@ from pep_agent.config import load_settings
 from pep_agent.errors import NotFoundError, PepError, ServerUnreachableError
 from pep_agent.flow import Context
 from pep_agent.gateway import install
-from pep_agent.state import Journal
+from pep_agent.journal import Journal
 from pep_agent.system.notify import Notifier
 from pep_agent.system.services import SandboxServices
 

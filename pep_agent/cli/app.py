@@ -90,13 +90,8 @@ def handles_errors(func: F) -> F:
                 _closed_pipe()
             raise _bug(func, e) from None  # a socket's, not the output's
         except PepError as e:
-            bug = e.__context__
-            if e.code == Exit.INTERNAL and isinstance(bug, Exception):
-                # A runner turned a bug into this error: its traceback is what matters.
-                _log_bug("internal error: %s", type(bug).__name__,
-                         exc_info=(type(bug), bug, bug.__traceback__))
-            else:
-                _logger().debug("error detail", exc_info=True)
+            # A runner that turned a bug into this error has logged its traceback already.
+            _logger().debug("error detail", exc_info=True)
             if func.__name__ in RUNS and e.code in _RECORDED and not e.logged:
                 _record(kwargs.get("root"), e)
             fail(e)

@@ -115,12 +115,12 @@ def provision(root: Optional[Path] = root_option(), profile: Optional[str] = _pr
                         serial=serial, interface=interface, fcc_command=fcc_command,
                         parsec=parsec, no_reboot=no_reboot)
     outcome = flow.provision(ctx)
-    data = ctx.journal.data
+    record = ctx.journal.record
     if outcome == "already-provisioned":
-        print(f"already provisioned (serial {data.get('serial')}); "
+        print(f"already provisioned (serial {record.serial}); "
               "use `pep-agent reprovision` to start over")
     else:
-        print(f"provisioned serial {data.get('serial')}: enrollment id {data.get('enrollment_id')}")
+        print(f"provisioned serial {record.serial}: enrollment id {record.enrollment_id}")
 
 
 @app.command()
@@ -144,8 +144,8 @@ def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _
         if not typer.confirm("Erase this gateway's identity and provision it again?"):
             raise AbortedError("nothing changed")
     run_reprovision(ctx)
-    print(f"reprovisioned serial {ctx.journal.data.get('serial')}: "
-          f"enrollment id {ctx.journal.data.get('enrollment_id')}")
+    print(f"reprovisioned serial {ctx.journal.record.serial}: "
+          f"enrollment id {ctx.journal.record.enrollment_id}")
 
 
 @app.command()

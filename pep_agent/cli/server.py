@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
 from pep_agent.cli.options import serial_option, server_option
 from pep_agent.errors import AlreadyProvisionedError, UsageError
+from pep_agent.identity_query import identity_query
 
 # No `from __future__ import annotations` in the cli package: typer would eval() every string
 # annotation at each start, which costs --help a few milliseconds. Type-only names are quoted.
@@ -134,7 +135,7 @@ def get_one_identity(
 
         _say(verbose, f"setting up journald sealing keys (interval {settings.fss_interval})")
         key = setup_keys(settings.fss_interval, settings.paths)
-    query = settings.identity_query(sn, ip, port, key)
+    query = identity_query(settings, sn, ip, port, key)
     shown = " ".join(f"{k}={v!r}" for k, v in query.items() if k != "verificationKey")
     _say(verbose, f"GET {settings.server_url}/v3/identity {shown} "
                   f"verificationKey={'(the new sealing key)' if settings.fss else repr(key)}")

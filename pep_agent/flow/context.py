@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 from pep_agent.config import Settings
 from pep_agent.gateway.fcc import FccSession
+from pep_agent.journal import Journal
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
-from pep_agent.state import Journal
 from pep_agent.system import netinfo
 from pep_agent.system.clock import Clock
 from pep_agent.system.leds import Led
@@ -94,8 +94,9 @@ class Context:
 
     def fields(self, **more: Any) -> dict[str, Any]:
         """Structured journald fields for a log line."""
-        base = {"PEP_STEP": self.journal.data.get("step") or "", "PEP_SERIAL": self.serial,
-                "PEP_ATTEMPT": self.journal.data.get("attempt", 0)}
+        record = self.journal.record
+        base = {"PEP_STEP": record.step or "", "PEP_SERIAL": self.serial,
+                "PEP_ATTEMPT": record.attempt or 0}
         return {**base, **more}
 
     def say(self, text: str) -> None:

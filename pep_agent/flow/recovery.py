@@ -1,303 +1,303 @@
-"""The recovery rule: observe what is on disk, name the phase, decide once.
+"""The recovery rule: observe what the gateway (and, when it cannot tell, the server) holds into
+one value, then decide purely what happens to it.
 
 From the moment the journal says an injection may have happened (written before every
 identity request), FCC's credentials may be the only copy of an identity the server will
 never hand out again. They are deleted only when the server says it holds no record for the
-serial: a 500 to the identity request, or a 404 from GET /v3/enrollment-id. This module is the
-only place that asks "may an injection have happened?" and the only one that decides whether
-credentials are kept, recovered, discarded or restored.
+serial: a 500 to the identity request, or a 404 from GET /v3/enrollment-id. `injected` is the
+one answer to "may the server hold a record of an injection into our FCC?", and `decide` the
+one place that decides whether credentials are kept, recovered, discarded or restored. The
+runner (and the identity request's step, for its own failures) act on the decision.
 
-Side effects: reads the state directory and the installed identity; through the context, asks
-the server for its record, waits for (or ends) FCC, deletes discarded credentials, rewrites
-an adopted identity's marker (discarding what is aside), writes the journal.
+Side effects: `observe` reads the state directory, the installed identity and the credential
+check; `look_up` asks the server for its record (GET /v3/enrollment-id, with the request
+retry). `decide` has none.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import uuid
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from pep_agent import esfs, state
-from pep_agent.errors import (
-    BadResponseError,
-    IdentityUnconfirmedError,
-    NotFoundError,
-    PepError,
-    ResumeError,
-)
+from pep_agent import esfs
+from pep_agent.errors import BadResponseError, NotFoundError, PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow import request
 from pep_agent.flow.context import Context
 from pep_agent.gateway import discovery, install
 from pep_agent.gateway import identity as ident
-from pep_agent.gateway.backup import Backup
-from pep_agent.system import fsutil, proc
+from pep_agent.state import INSTALL, PREFLIGHT
 
 if TYPE_CHECKING:
     from pep_agent.system.http import PepClient
 
-log = logging.getLogger("pep_agent")
-
-
-def injection_possible(ctx: Context) -> bool:
-    """A request of ours may have reached the server (which injects FCC before it answers):
-    the journal says so (written before each request), or its answer is saved."""
-    return bool(ctx.journal.data.get("injection")) or ctx.paths.saved_response.exists()
+# How this run's identity request ended, when the decision follows a failed one.
+INJECTION_FAILED = "500"  # the server could not inject FCC and deleted its record
+CONFLICT = "409"  # the server holds a record for the serial
+REFUSED = "refused"  # a redirect or another 4xx: answered before any injection
+BAD_ANSWER = "bad-answer"  # a 200 that is not our identity: the server injected FCC
+FCC_ENDED = "fcc-ended"  # no answer, but FCC ended: the server got as far as the injection
+NO_ANSWER = "no-answer"  # no usable answer (5xx, timeouts, cut answers, the deadline, ...)
 
 
 @dataclass(frozen=True)
-class Observed:
-    """What the gateway holds at the start of a run."""
-    marker: bool
-    answered: bool  # the server's answer is saved
-    injection: bool
-    installed: tuple[str, str] | None  # identity.json's (serial, enrollment id)
+class Held:
+    """What the server said of its record for our serial."""
 
-    @property
-    def phase(self) -> str:
-        if self.marker:
-            return "provisioned"
-        if self.answered:
-            return "answered"
-        if self.injection:
-            return "injection-pending"
-        return "installed-without-marker" if self.installed else "new"
+    enrollment: str | None = None  # its enrollment id; None: no record (a 404)
+    unreachable: str = ""  # why the record could not be read (the server is down, ...)
+    foreign: bool = False  # the answer was not a pep server's
+    watched_s: float = 0.0  # how long a 404 has been seen (looked up again meanwhile)
+
+
+@dataclass(frozen=True)
+class Installed:
+    """An identity installed for this gateway's own serial, with complete credentials."""
+
+    serial: str
+    enrollment: str | None
+    parsec: bool
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How this run's identity request ended."""
+
+    how: str  # one of the constants above
+    earlier: bool = False  # an injection was journalled before the failed request
+    restarts_left: bool = False  # FCC may be restarted and asked again
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the gateway holds, observed once (and the server's record, once asked)."""
+
+    marker: bool = False
+    answered: bool = False  # the server's answer is saved
+    injection: bool = False  # the journal says a request of ours may have reached the server
+    staged: bool = False  # FCC's stored credentials are complete (staging, or in place)
+    fcc_running: bool = False  # this run's FCC, or one left over from an interrupted run
+    # An identity installed without a marker, for this gateway's own serial, with complete
+    # credentials (None otherwise).
+    installed: Installed | None = None
+    replacing: bool = False  # reprovision: the installed identity is being replaced
+    request: Ended | None = None  # None: the decision at the start of a run
+    record: Held | None = None  # None: not asked
+    injection_s: float = 120.0  # how long an injection can take (the request's timeout)
 
     @property
     def hold_edge_core(self) -> bool:
-        """edge-core must not start on an empty identity while the recovery rule works."""
-        return self.phase in ("answered", "injection-pending")
+        """A run that resumes: edge-core must not start on an empty identity meanwhile."""
+        return self.request is None and not self.marker and (self.answered or self.injection)
 
 
-def observe(ctx: Context) -> Observed:
-    """The gateway's state from disk (the journal as loaded under the run lock)."""
-    paths = ctx.paths
-    try:
-        doc = json.loads(paths.under(ctx.profile.identity_json).read_bytes())
-        installed: tuple[str, str] | None = (doc["serialNumber"], doc["enrollmentID"])
-    except (OSError, ValueError, TypeError, KeyError):
-        installed = None
-    if installed and not all(isinstance(v, str) for v in installed):
-        installed = None
-    marker = paths.provisioned_marker.exists()
-    return Observed(marker=marker, injection=bool(ctx.journal.data.get("injection")),
-                    answered=paths.saved_response.exists(), installed=installed)
+def injected(seen: Observation) -> bool:
+    """May the server hold a record of an injection into our FCC? Yes once a request of ours
+    may have reached it (the journal says so before each request leaves) or its answer is
+    saved; no when the server said otherwise: a 500 (it deleted its record), or a 409, a
+    redirect or another 4xx to our first request (answered before any injection)."""
+    if seen.answered:
+        return True
+    ended = seen.request
+    if ended is not None and (ended.how == INJECTION_FAILED or (
+            ended.how in (CONFLICT, REFUSED) and not ended.earlier)):
+        return False
+    return seen.injection
 
 
-def plan(ctx: Context, seen: Observed) -> str | None:
-    """The step to start from: None when done, "install" after an answer (saved or
-    recovered), else "preflight" (with any leftover of an earlier run cleared)."""
-    j, paths = ctx.journal, ctx.paths
+@dataclass(frozen=True)
+class Decision:
+    """What the run does next. At most one of the looks (`settle`, `ask`, `watch`) is set:
+    the runner does it, observes again and asks `decide` again."""
+
+    reason: str
+    start: str | None = None  # the step to go on from; None with no error: provisioned
+    settle: bool = False  # let FCC finish storing what it received (then stop it)
+    ask: bool = False  # read the server's record
+    watch: bool = False  # read the server's record again, after a wait
+    discard: bool = False  # delete FCC's staged credentials (the server holds no record)
+    recover: bool = False  # rebuild the answer from the server's record
+    adopt: bool = False  # the installed identity is the server's: rewrite the marker
+    restart_fcc: bool = False  # start FCC afresh and ask again
+    fresh: bool = False  # a new run: stop FCC left over, clear staging, reset the journal
+    error: str = ""  # the run ends with this error (ERRORS below)
+
+
+# The errors a decision can end a run with.
+NO_CREDENTIALS = "no-credentials"  # the server holds a record, FCC stored nothing usable
+UNREACHABLE = "unreachable"  # the record cannot be read: everything stays, the unit retries
+UNCONFIRMED = "unconfirmed"  # an installed identity the server cannot confirm now
+UNFINISHED = "unfinished"  # 409 and a record that stayed without an enrollment id
+DEPLOYED_ELSEWHERE = "deployed-elsewhere"  # 409 and a deployed record: another gateway's
+UNKNOWN_RECORD = "unknown-record"  # 409 and a record that cannot be read
+REQUEST_FAILED = "request-failed"  # the request's own error
+
+
+def decide(seen: Observation) -> Decision:
+    """The recovery rule, with no I/O: one row per case of the README's rule."""
     if seen.marker:
-        return None
-    leftover = j.data.get("fcc_pid")
-    # Read here, after edge-core is held: an unreadable answer is an error of its own.
-    saved = ident.load_response(paths.saved_response) if seen.answered else None
-    if seen.hold_edge_core:  # resumed: the context comes back from the journal
-        ctx.serial = str(j.data.get("serial") or (saved or {}).get("serialNumber") or "")
-        ctx.parsec = bool(j.data.get("parsec"))
-        ctx.interface = str(j.data.get("interface") or "")
-        j.update(state=state.RUNNING, resumed=True, error=None, **state.own_pid())
-    if saved is not None:
-        if isinstance(leftover, int):
-            # The server answered, so FCC has the credentials: let it finish storing them.
-            proc.reap_leftover(leftover, j.data.get("fcc_started"),
-                               wait_first=min(ctx.settings.fcc_exit_timeout, 30))
-            j.update(fcc_pid=None)
-        if not install.credentials_ready(paths, ctx.profile, ctx.parsec):
-            enrollment = j.data.get("enrollment_id") or saved.get("enrollmentID") or "?"
-            raise ResumeError(
-                f"serial {ctx.serial} was provisioned on the server (enrollment id "
-                f"{enrollment}) but FCC did not store the credentials",
-                hint=f"remove the record of serial {ctx.serial} on the pep server, then run "
-                     "`pep-agent reprovision`")
-        log.info("resuming after a saved server answer", extra=ctx.fields())
-        return "install"
-    if seen.injection:
-        data = recover(ctx, ctx.client_factory(), "an earlier run ended before its answer")
-        if data is not None:
-            request.commit(ctx, data)
-            return "install"
-        log.info("starting over: the server holds no record of %s", ctx.serial, extra=ctx.fields())
-    elif not ctx.replacing and seen.installed and adopt_installed(ctx, *seen.installed):
-        return None
-    if isinstance(leftover, int) and proc.reap_leftover(leftover, j.data.get("fcc_started")):
-        log.info("stopped FCC left over from an interrupted run (pid %d)", leftover)
-    fsutil.remove(install.staging_dir(paths, ctx.profile))
-    j.reset(run_id=uuid.uuid4().hex[:12], serial=None)
-    return "preflight"
+        return Decision("the gateway is provisioned")
+    ended, record = seen.request, seen.record
+    if ended is not None and ended.how == CONFLICT and not ended.earlier:
+        return _conflict(seen)
+    if not injected(seen):
+        if ended is not None:
+            retry = ended.how == INJECTION_FAILED and ended.restarts_left
+            return Decision("the server holds no record from this run", discard=True,
+                            restart_fcc=retry, error="" if retry else REQUEST_FAILED)
+        return _fresh_start(seen)
+    if seen.fcc_running:
+        return Decision("an injection may have happened: FCC finishes storing first",
+                        settle=True)
+    if seen.answered:
+        if not seen.staged:
+            return Decision("a saved answer, but FCC stored no credentials",
+                            error=NO_CREDENTIALS)
+        return Decision("resuming after a saved server answer", start=INSTALL)
+    if record is None:
+        return Decision("an injection may have happened but no answer is saved: FCC's "
+                        "credentials are kept while the server is asked for its record",
+                        ask=True)
+    if record.foreign:
+        return Decision("the record's answer is not a pep server's: nothing is discarded",
+                        error=REQUEST_FAILED if ended is not None else UNREACHABLE)
+    if record.unreachable:
+        return Decision("the server's record cannot be read: everything stays",
+                        error=UNREACHABLE)
+    if record.enrollment is not None:
+        if not seen.staged:
+            return Decision("the server holds a record but FCC stored no credentials",
+                            error=NO_CREDENTIALS)
+        return Decision("the server holds the record: the answer is rebuilt from it",
+                        recover=True, start=INSTALL)
+    if ended is not None and ended.how == CONFLICT:
+        # 409 after an earlier request of ours, and no enrollment id yet: that earlier
+        # request may still be injecting our FCC; look again before anything goes.
+        if record.watched_s < seen.injection_s:
+            return Decision("409, and the record has no enrollment id yet: looking again",
+                            watch=True)
+        return Decision("409, and the record stayed without an enrollment id", discard=True,
+                        error=UNFINISHED)
+    if ended is None:
+        return replace(_fresh_start(seen), reason="the server holds no record: starting over",
+                       discard=True)
+    retry = ended.how == FCC_ENDED and ended.restarts_left
+    return Decision("GET /v3/enrollment-id says the server holds no record", discard=True,
+                    restart_fcc=retry, error="" if retry else REQUEST_FAILED)
 
 
-def adopt_installed(ctx: Context, serial: str, enrollment: str) -> bool:
-    """No marker, but a complete identity is installed (the state was lost: /var/lib in RAM, a
-    wiped state directory): True, with the marker rewritten, when it is this gateway's and the
-    server's record holds its enrollment id; False for an old identity (the flow goes on).
-    Server unreachable: nothing changes, edge-core keeps the identity (exit 27)."""
-    s = ctx.settings
+def _conflict(seen: Observation) -> Decision:
+    """409 to our first request: the record is not from this run and nothing was injected
+    into our FCC. Whose it is shows over time: a record being injected right now (another
+    gateway with this serial) has no enrollment id until its injection ends."""
+    record = seen.record
+    if record is None:
+        return Decision("409 to our first request: the record is not from this run",
+                        discard=True, ask=True)
+    if record.enrollment is not None:
+        return Decision("409, and the server's record is deployed", error=DEPLOYED_ELSEWHERE)
+    if record.unreachable or record.foreign:
+        return Decision("409, and the server's record cannot be read", error=UNKNOWN_RECORD)
+    if record.watched_s < seen.injection_s:
+        return Decision("409, and the record has no enrollment id yet: looking again",
+                        watch=True)
+    return Decision("409, and the record stayed without an enrollment id", error=UNFINISHED)
+
+
+def _fresh_start(seen: Observation) -> Decision:
+    """Nothing of an injection to keep: an installed identity without a marker is asked
+    about; anything else starts over."""
+    if seen.installed is not None and not seen.replacing:
+        record = seen.record
+        if record is None:
+            return Decision("no marker, but this gateway's identity is installed: asking the "
+                            "server whether it is the one it holds", ask=True)
+        if record.unreachable or record.foreign:
+            return Decision("the server's record cannot be read: the installed identity "
+                            "stays", error=UNCONFIRMED)
+        if record.enrollment is not None and record.enrollment == seen.installed.enrollment:
+            return Decision("the server holds the installed identity: the gateway is "
+                            "provisioned", adopt=True)
+    return Decision("starting over", start=PREFLIGHT, fresh=True)
+
+
+def observe(ctx: Context, ended: Ended | None = None, record: Held | None = None
+            ) -> Observation:
+    """The gateway's state: the disk, the journal (as loaded under the run lock) and this
+    run's FCC; `ended` and `record` as the run found them."""
+    paths, profile, j = ctx.paths, ctx.profile, ctx.journal.record
+    marker = paths.provisioned_marker.exists()
+    answered = paths.saved_response.exists()
+    installed = None
+    if not (marker or answered or j.injection or ctx.replacing or ended):
+        installed = _own_installed(ctx)
+    return Observation(
+        marker=marker, answered=answered, injection=bool(j.injection),
+        staged=install.credentials_ready(paths, profile, ctx.parsec),
+        fcc_running=ctx.fcc is not None or isinstance(j.fcc_pid, int),
+        installed=installed, replacing=ctx.replacing, request=ended, record=record,
+        injection_s=ctx.settings.http_timeout)
+
+
+def _own_installed(ctx: Context) -> Installed | None:
+    """The identity installed for this gateway's own serial, with complete credentials."""
+    doc = ident.read_installed(ctx.paths.under(ctx.profile.identity_json))
+    if doc is None:
+        return None
     try:
-        own, _ = discovery.discover_serial(s)
+        own, _ = discovery.discover_serial(ctx.settings)
     except PepError:
-        return False  # the flow reports it at discover-serial
-    parsec = install.uses_parsec(ctx.paths, s.parsec)
+        return None  # the flow reports it at discover-serial
+    parsec = install.uses_parsec(ctx.paths, ctx.settings.parsec)
     mcc, _ = install.targets(ctx.paths, ctx.profile)
-    if own != serial or (esfs.check_parsec(mcc) if parsec else esfs.check_pal(mcc)):
-        return False
-    ctx.serial, ctx.parsec = own, parsec
-    log.info("no marker, but an identity for %s (enrollment id %s) is installed: asking the "
-             "server whether it is the one it holds", own, enrollment, extra=ctx.fields())
-    client = ctx.client_factory()  # a bad URL or CA file is its own error, not "unreachable"
-    try:
-        held = ident.check_enrollment_id(client.enrollment_id(own), own)
-    except NotFoundError:
-        held = None
-    except PepError as e:
-        # Type=notify: a start, not a crash (the unit counts 27 as a success: no restart, no
-        # failed unit on a gateway in the field; the next boot asks again).
-        ctx.notifier.ready()
-        raise IdentityUnconfirmedError(
-            f"an identity for serial {own} is installed but no marker says this agent "
-            f"installed it, and the server's record cannot be read ({e.message}): nothing was "
-            "changed; edge-core keeps running on the installed identity",
-            hint="make the pep server reachable and run `pep-agent provision` again to confirm "
-                 "it; `pep-agent reprovision` replaces it") from None
-    if held != enrollment:
-        log.info("the server %s: the installed identity is an old one; provisioning anew",
-                 "holds no record of it" if held is None else f"holds enrollment id {held}",
-                 extra=ctx.fields())
-        return False
-    log.info("the server holds this identity (enrollment id %s): the gateway is provisioned; "
-             "rewriting the marker", enrollment, extra=ctx.fields())
-    install.make_durable(ctx.paths, ctx.profile)
-    Backup(ctx.paths, ctx.profile).discard()  # as mark-provisioned does
-    fsutil.atomic_write(ctx.paths.provisioned_marker, f"{own}\n".encode(), mode=0o644)
-    # error=None: a deferral (exit 27) recorded by an earlier run is cleared by this confirmation.
-    ctx.journal.update(state=state.DONE, serial=own, enrollment_id=enrollment, injection=None,
-                       finished_at=ctx.clock.now(), adopted=True, error=None)
-    ctx.services.release(ctx.profile.edge_core_unit)
-    ctx.led.show("success")
-    return True
+    if own != doc.serial or (esfs.check_parsec(mcc) if parsec else esfs.check_pal(mcc)):
+        return None
+    return Installed(own, doc.enrollment, parsec)
 
 
 def fcc_ended(ctx: Context) -> bool:
-    """FCC exited, or (without Parsec, where storage appears only with an injection) holds
-    staged credentials: the server got as far as the injection."""
+    """This run's FCC exited, or (without Parsec, where storage appears only with an
+    injection) holds staged credentials: the server got as far as the injection."""
     return ctx.fcc is not None and (ctx.fcc.child.poll() is not None or (
         not ctx.parsec and install.credentials_ready(ctx.paths, ctx.profile, False)))
 
 
-def after_failed_request(ctx: Context, client: PepClient, err: PepError, *,
-                         earlier: bool) -> dict[str, Any] | None:
-    """What a failed identity request leaves: the answer recovered from the server's record,
-    None when the server holds no record (FCC may be restarted and asked again), or raises.
-
-    `earlier`: an injection was journalled before the failed request.
-    """
-    if err.code == Exit.BAD_RESPONSE:
-        # A 200 that is not our identity still means the server injected FCC.
-        try:
-            data = recover(ctx, client, f"the server's answer failed the checks "
-                                        f"({err.message})")
-        except BadResponseError:
-            # Not a pep server at all: what it said about our record means nothing either,
-            # so nothing is discarded; a rerun asks again.
-            raise err from None
-        if data is None:
-            raise err
-        return data
+def how_it_ended(err: PepError, ended_fcc: bool) -> str:
+    """How a failed identity request ended, for `decide`."""
     if err.injection_failed:
-        discard(ctx, f"the server answered 500 ({err.message}): it deleted its record")
-        return None
+        return INJECTION_FAILED
     if err.code == Exit.ALREADY_PROVISIONED:
-        if not earlier:
-            # No request of ours reached the server before: the record is not from this run,
-            # and nothing was injected into our FCC.
-            discard(ctx, "409 to our first request: the record is not from this run")
-            raise request.what_server_holds(ctx, client)
-        data = recover(ctx, client, "409 after an earlier request of ours")
-        if data is None:
-            raise ident.unfinished_record(ctx.serial)
-        return data
-    if err.transient and fcc_ended(ctx):
-        # FCC only ends after an exchange: the server injected it (or tried to).
-        return recover(ctx, client, f"FCC ended but no answer came ({err.message})")
-    raise err
+        return CONFLICT
+    if err.refused:
+        return REFUSED
+    if err.code == Exit.BAD_RESPONSE:
+        return BAD_ANSWER
+    return FCC_ENDED if ended_fcc else NO_ANSWER
 
 
-def recover(ctx: Context, client: PepClient, why: str) -> dict[str, Any] | None:
-    """The server's answer for an injection that may have happened, rebuilt from its record;
-    None after a 404 (no record: the staged credentials are discarded)."""
-    log.warning("an injection may have happened but no answer is saved (%s); FCC's "
-                "credentials are kept while the server is asked for its record of serial %s",
-                why, ctx.serial, extra=ctx.fields())
-    _wait_for_injected_fcc(ctx)
-    enrollment = request.server_record(ctx, client)
-    if enrollment is None:
-        discard(ctx, f"GET /v3/enrollment-id says the server holds no record of {ctx.serial}")
-        return None
-    if not install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec):
-        raise ResumeError(
-            f"the server holds a record of serial {ctx.serial} (enrollment id {enrollment}) "
-            "but FCC stored no credentials",
-            hint=f"remove the record of serial {ctx.serial} on the pep server, then run "
-                 "`pep-agent provision` again")
-    install.secure_credentials(ctx.paths, ctx.profile, ctx.parsec, ctx.serial, enrollment)
-    fields = ctx.journal.data.get("injection") or {}
-    log.info("the server holds the record of %s: identity.json is rebuilt from the journalled "
-             "request and its enrollment id", ctx.serial, extra=ctx.fields())
-    ctx.journal.update(rebuilt_answer=True)
-    return ident.rebuild_identity(fields, enrollment, ctx.clock.now())
+def look_up(ctx: Context, client: PepClient, seen: Observation, *,
+            watched: float = 0.0) -> Held:
+    """The server's record for our serial (an installed identity's, when that is the
+    question). Recovering an injection, with the request retry under the server deadline;
+    else one request (a 409's record, an installed identity's). `watched`: how long a record
+    without an enrollment id has been seen."""
+    serial = seen.installed.serial if seen.installed else ctx.serial
+    try:
+        enrollment = request.server_record(ctx, client, serial, patient=injected(seen))
+    except NotFoundError:
+        enrollment = None
+    except BadResponseError as e:
+        return Held(unreachable=e.message, foreign=True)
+    except PepError as e:
+        return Held(unreachable=e.message)
+    return Held(enrollment=enrollment, watched_s=watched if enrollment is None else 0.0)
 
 
-def _wait_for_injected_fcc(ctx: Context) -> None:
-    """Let FCC finish storing what it received, as long as wait-fcc would (with Parsec its exit
-    is the only sign that the store is complete)."""
-    limit = ctx.settings.fcc_exit_timeout
-    leftover = ctx.journal.data.get("fcc_pid")
-    if ctx.fcc is not None:
-        if proc.wait(ctx.fcc.child, deadline=ctx.clock.monotonic() + limit) is None:
-            log.warning("FCC did not exit within %g s; stopping it", limit, extra=ctx.fields())
-        ctx.stop_fcc()
-    elif isinstance(leftover, int):
-        proc.reap_leftover(leftover, ctx.journal.data.get("fcc_started"), wait_first=limit)
-        ctx.journal.update(fcc_pid=None)
+# The wait between two looks at a record without an enrollment id.
+WATCH_GAP_S = 5.0
 
 
-def discard(ctx: Context, reason: str) -> None:
-    """The server holds no record: FCC's staged credentials (with Parsec, the store it wrote in
-    mcc_config, whose previous content was moved aside) are worth nothing; delete them."""
-    staged = install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec)
-    log.info("%s; %s", reason, "discarding the staged credentials" if staged
-             else "nothing was staged", extra=ctx.fields())
-    ctx.stop_fcc()
-    fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
-    if ctx.parsec:
-        fsutil.remove(install.targets(ctx.paths, ctx.profile)[0])
-    ctx.journal.update(injection=None)
-
-
-def after_run(ctx: Context) -> None:
-    """At the end of every run: nothing was sent to the server, so nothing staged is worth
-    keeping. Once an injection may have happened, only `discard` deletes."""
-    if injection_possible(ctx) or ctx.paths.provisioned_marker.exists():
-        return
-    fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
-    if ctx.parsec and ctx.cleared:
-        # FCC writes a Parsec store in place from its start: it holds nothing.
-        fsutil.remove(install.targets(ctx.paths, ctx.profile)[0])
-
-
-def may_restore_previous(ctx: Context) -> bool:
-    """After a failed reprovision: the previous identity goes back only when the new one is
-    not installed and no injection may have happened (staged credentials the server may hold
-    a record for stay for the next run, which recovers them)."""
-    if ctx.paths.provisioned_marker.exists():
-        return False  # the new identity is installed
-    if injection_possible(ctx):
-        log.warning("reprovision failed after the server may have injected FCC: the previous "
-                    "identity stays aside, the next `pep-agent provision` recovers the new one",
-                    extra=ctx.fields())
-        return False
-    return True
+def watch_gap(seen: Observation) -> float:
+    """How long to wait before looking at the record again."""
+    left = seen.injection_s - (seen.record.watched_s if seen.record else 0.0)
+    return max(0.0, min(WATCH_GAP_S, left))

@@ -12,10 +12,12 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pep_agent.errors import BadResponseError, NotFoundError, PepError, ServerUnreachableError
+from pep_agent import state
+from pep_agent.errors import BadResponseError, NotFoundError, PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow.context import Context
 from pep_agent.gateway import identity as ident
+from pep_agent.identity_query import identity_query
 
 if TYPE_CHECKING:
     from pep_agent.system.http import PepClient
@@ -73,15 +75,16 @@ def ask_identity(ctx: Context, client: PepClient, *, deadline: float,
     ours may have reached the server) and "server_request_s" (the answered request's time).
 
     Before each request leaves, the journal (fsync'd) says an injection may happen: the
-    recovery rule starts there. A request that provably never left takes that back.
+    recovery rule starts there. A request that provably never left, or was refused before any
+    injection (a redirect or a 4xx), takes that back.
     """
-    first = int(ctx.journal.data.get("attempt") or 0)
+    first = ctx.journal.record.attempt or 0
 
     def attempt(n: int) -> dict[str, Any]:
         ip, port = ctx.fcc_address
-        query = ctx.settings.identity_query(ctx.serial, ip, port, ctx.verification_key
+        query = identity_query(ctx.settings, ctx.serial, ip, port, ctx.verification_key
                                             or ident.NO_VERIFICATION_KEY)
-        before = ctx.journal.data.get("injection")
+        before = ctx.journal.record.injection
         notes["earlier"] = bool(before)
         ctx.journal.update(attempt=first + n, next_retry_in=None,
                            injection=ident.rebuild_fields(query))
@@ -89,59 +92,37 @@ def ask_identity(ctx: Context, client: PepClient, *, deadline: float,
         try:
             reply = client.identity(query)
         except PepError as e:
-            if not e.sent:
-                # Refused, no such host, a failed TLS handshake: it cannot have injected FCC.
+            if not e.sent or e.refused:
+                # Refused, no such host, a failed TLS handshake: it cannot have injected FCC;
+                # nor can a request answered with a redirect or a 4xx (before any injection).
                 ctx.journal.update(injection=before)
             raise
         notes["server_request_s"] = round(ctx.clock.monotonic() - started, 4)
-        ctx.crash_at("request-identity", "answered")  # the 200 is here, not yet saved
+        ctx.crash_at(state.REQUEST_IDENTITY, "answered")  # the 200 is here, not yet saved
         ident.check_response(reply, ctx.serial)
         return reply
 
-    return retry(ctx, "request-identity", attempt, deadline=deadline,
+    return retry(ctx, state.REQUEST_IDENTITY, attempt, deadline=deadline,
                  retryable=lambda e: (e.transient and not e.injection_failed
                                       and e.code not in FINAL and not stop_retrying()))
 
 
-def server_record(ctx: Context, client: PepClient) -> str | None:
-    """The enrollment id of the server's record for our serial, None on a 404 (final).
-
-    Unreachable past the server deadline: everything stays as it is and the run ends with a
-    code systemd restarts, so that the next run asks again.
-    """
+def server_record(ctx: Context, client: PepClient, serial: str, *,
+                  patient: bool = True) -> str | None:
+    """The enrollment id of the server's record for `serial`, None on a 404 (final). With
+    `patient`, a server that keeps failing is asked again until the server deadline; then, or
+    at once without, its error."""
     deadline = ctx.clock.monotonic() + ctx.settings.server_deadline
 
     def lookup(_: int) -> str:
-        return ident.check_enrollment_id(client.enrollment_id(ctx.serial), ctx.serial)
+        return ident.check_enrollment_id(client.enrollment_id(serial), serial)
 
     try:
         return retry(ctx, "recovery: reading the server's record", lookup, deadline=deadline,
-                     retryable=lambda e: not isinstance(e, (NotFoundError, BadResponseError)))
+                     retryable=lambda e: patient and not isinstance(
+                         e, (NotFoundError, BadResponseError)))
     except NotFoundError:
         return None
-    except BadResponseError:
-        raise  # not a pep server's answer: asking again will not make it one
-    except PepError as e:
-        raise ServerUnreachableError(
-            f"the server may hold an identity for serial {ctx.serial} that FCC stored, "
-            f"but its record cannot be read ({e.message})",
-            hint="the credentials stay staged; the next run (systemd restarts this "
-                 "one) asks GET /v3/enrollment-id again: make the server reachable") from None
-
-
-def what_server_holds(ctx: Context, client: PepClient) -> PepError:
-    """The error for a 409 to our first request, saying what the server's record is."""
-    try:
-        enrollment = ident.check_enrollment_id(client.enrollment_id(ctx.serial), ctx.serial)
-    except NotFoundError:
-        log.info("GET /v3/enrollment-id answers 404 for %s: the record was never finished",
-                 ctx.serial, extra=ctx.fields())
-        return ident.unfinished_record(ctx.serial)
-    except PepError as e:
-        log.warning("cannot read the server's record of %s (%s)", ctx.serial, e.message,
-                    extra=ctx.fields())
-        return ident.already_provisioned(ctx.serial)
-    return ident.deployed_elsewhere(ctx.serial, enrollment)
 
 
 def commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:

@@ -1,6 +1,7 @@
 """The provisioning flow's steps, in order: read this file top to bottom to know what
 `pep-agent provision` does. The runner (runner.py) runs them; the recovery rule
-(recovery.py) decides where a run starts and what happens to credentials.
+(recovery.py) decides where a run starts, what follows a failed identity request and what
+happens to credentials; the runner acts on it.
 
 Side effects: through the context (services, FCC launcher, network probe, HTTP client, clock,
 LED, sd_notify, journal); the identity's files and FCC's staging directory (through
@@ -118,35 +119,22 @@ def start_fcc(ctx: Context) -> None:
     ctx.journal.update(fcc_ip=ip, fcc_port=port)
 
 
+class RequestFailed(Exception):
+    """The identity request failed: the runner asks the recovery rule what follows."""
+
+    def __init__(self, error: PepError, earlier: bool) -> None:
+        super().__init__(error.message)
+        self.error, self.earlier = error, earlier
+
+
 def request_identity(ctx: Context) -> None:
-    client = ctx.client_factory()
-    deadline = ctx.clock.monotonic() + ctx.settings.server_deadline
     notes: dict[str, Any] = {}
-    restarts = 0
-    while True:
-        try:
-            data = request.ask_identity(ctx, client, deadline=deadline, notes=notes,
-                                        stop_retrying=lambda: recovery.fcc_ended(ctx))
-            break
-        except PepError as err:
-            recovered = recovery.after_failed_request(ctx, client, err,
-                                                      earlier=bool(notes.get("earlier")))
-            if recovered is not None:
-                data = recovered
-                break
-            # The server holds no record and FCC's credentials are gone: a fresh FCC may
-            # be injected again.
-            if restarts >= ctx.settings.injection_retries:
-                raise
-            restarts += 1
-            # Only a 500 says the injection failed; a broken connection says nothing about it,
-            # and the server's answer to the lookup is what is known.
-            why = (f"the server could not inject FCC ({err.message})" if err.injection_failed
-                   else f"no answer came ({err.message}) and the server holds no finished "
-                        f"record of {ctx.serial}, so FCC's credentials were worth nothing")
-            ctx.say(f"{why}; restarting FCC ({restarts}/{ctx.settings.injection_retries})")
-        ctx.stop_fcc()
-        start_fcc(ctx)
+    try:
+        data = request.ask_identity(ctx, ctx.client_factory(),
+                                    deadline=ctx.clock.monotonic() + ctx.settings.server_deadline,
+                                    notes=notes, stop_retrying=lambda: recovery.fcc_ended(ctx))
+    except PepError as err:
+        raise RequestFailed(err, earlier=bool(notes.get("earlier"))) from None
     request.commit(ctx, data, server_request_s=notes.get("server_request_s", 0.0))
 
 
@@ -195,7 +183,7 @@ def reboot(ctx: Context) -> None:
 
 def _secure(ctx: Context) -> None:
     data = ctx.answer or {}
-    enrollment = str(data.get("enrollmentID") or ctx.journal.data.get("enrollment_id") or "?")
+    enrollment = str(data.get("enrollmentID") or ctx.journal.record.enrollment_id or "?")
     install.secure_credentials(ctx.paths, ctx.profile, ctx.parsec, ctx.serial, enrollment)
 
 
@@ -207,17 +195,17 @@ class Step:
 
 
 STEPS: tuple[Step, ...] = (
-    Step("preflight", preflight),
-    Step("discover-serial", discover_serial),
-    Step("wait-network", wait_network),
-    Step("stop-edge-core", stop_edge_core),
-    Step("clear-identity", clear_identity),
-    Step("start-fcc", start_fcc),
-    Step("request-identity", request_identity),
-    Step("wait-fcc", wait_fcc),
-    Step("install", install_identity),
-    Step("release-edge-core", release_edge_core),
-    Step("mark-provisioned", mark_provisioned, led="success"),
-    Step("reboot", reboot, led="success"),
+    Step(state.PREFLIGHT, preflight),
+    Step(state.DISCOVER_SERIAL, discover_serial),
+    Step(state.WAIT_NETWORK, wait_network),
+    Step(state.STOP_EDGE_CORE, stop_edge_core),
+    Step(state.CLEAR_IDENTITY, clear_identity),
+    Step(state.START_FCC, start_fcc),
+    Step(state.REQUEST_IDENTITY, request_identity),
+    Step(state.WAIT_FCC, wait_fcc),
+    Step(state.INSTALL, install_identity),
+    Step(state.RELEASE_EDGE_CORE, release_edge_core),
+    Step(state.MARK_PROVISIONED, mark_provisioned, led="success"),
+    Step(state.REBOOT, reboot, led="success"),
 )
 STEP_NAMES = tuple(s.name for s in STEPS)

@@ -1,7 +1,9 @@
-"""The identity request: backoff schedule, response checks, and the commit point.
+"""The identity document: the request's backoff schedule, the answer's checks, the errors
+that say what the server's record is, the saved answer, and the installed identity.json (read
+here and nowhere else).
 
-Side effects: none of its own beyond what the callers pass in (HTTP client, clock, sleep);
-`save_response` writes the server's answer durably with mode 0600.
+Side effects: `save_response` writes the server's answer durably with mode 0600;
+`load_response` and `read_installed` read files.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,13 +94,19 @@ def already_provisioned(serial: str) -> AlreadyProvisionedError:
         hint="remove its record there or use another serial")
 
 
-def unfinished_record(serial: str) -> AlreadyProvisionedError:
+def unfinished_record(serial: str, watched_s: float) -> AlreadyProvisionedError:
+    """409, and a record that stayed without an enrollment id while an injection could have
+    ended: a server restarted during an injection leaves one, but so does a gateway with the
+    same serial being injected now, too slowly to show. The agent cannot tell them apart."""
     return AlreadyProvisionedError(
         f"the pep server holds an unfinished record for serial {serial} (409 to the identity "
-        "request, 404 from GET /v3/enrollment-id): probably the server restarted during an "
-        "injection",
-        hint=f"remove the record of serial {serial} on the pep server (no gateway holds it), "
-             "then run `pep-agent provision` again")
+        f"request; GET /v3/enrollment-id still answered 404 after {watched_s:g} s): a server "
+        "restarted during an injection leaves one, and so does another gateway with this "
+        "serial being provisioned now",
+        hint=f"first make sure that no other gateway with serial {serial} is on the line or "
+             "being provisioned, and that the record is older than an injection takes (see "
+             f"its createdAt on the server); only then remove the record of serial {serial} "
+             "on the pep server and run `pep-agent provision` again")
 
 
 def deployed_elsewhere(serial: str, enrollment: str) -> AlreadyProvisionedError:
@@ -123,6 +132,28 @@ def load_response(path: Path) -> dict[str, Any] | None:
         raise BadResponseError(f"the saved server response {path} is unreadable",
                                hint="remove it with `pep-agent reprovision`") from None
     return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class Installed:
+    """What the agent reads of an installed identity.json: nothing else of it is kept."""
+
+    serial: str
+    enrollment: str | None
+
+
+def read_installed(path: Path) -> Installed | None:
+    """The installed identity.json's serial number and enrollment id; None when the file is
+    missing, unreadable or names no serial (a text, stripped, not empty)."""
+    try:
+        doc = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return None
+    serial = doc.get("serialNumber") if isinstance(doc, dict) else None
+    if not isinstance(serial, str) or not serial.strip():
+        return None
+    enrollment = doc.get("enrollmentID")
+    return Installed(serial.strip(), enrollment if isinstance(enrollment, str) else None)
 
 
 def identity_json(data: dict[str, Any]) -> bytes:

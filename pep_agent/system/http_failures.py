@@ -30,14 +30,22 @@ TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 def raise_for_status(resp: requests.Response, what: str) -> None:
     """The PepError for a redirect or an error status; nothing for a success."""
     code = resp.status_code
-    if 300 <= code < 400:
+    if code < 300:
+        return
+    try:
+        _raise_for(resp, code, what)
+    except PepError as err:
+        err.refused = code < 500
+        raise
+
+
+def _raise_for(resp: requests.Response, code: int, what: str) -> None:
+    if code < 400:
         location = resp.headers.get("Location")
         where = shown_url(urljoin(resp.url, location)) if location else "no Location"
         raise ServerError(f"{what}: the server redirects ({code}) to {where}; "
                           "redirects are never followed",
                           hint="set --server / PEP_SERVER_URL to the pep server's own URL")
-    if code < 400:
-        return
     reason = _server_text(resp)
     if code == 409:
         raise AlreadyProvisionedError(f"{what}: server says 409 {reason}".rstrip())

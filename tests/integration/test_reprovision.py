@@ -281,3 +281,48 @@ def _check_power_cuts(root: Path, initial: dict[int, fsmodel.Inode], log: str,
                 f"{place} is neither whole in place nor aside: {where}")
     assert ends, "no state at the end of the run"
     print(f"\n{len(ops)} operations, {len(seen)} distinct crash states", file=sys.stderr)
+
+
+# Every way the new identity's request can end without a usable answer: the server answering
+# 503 or 502 to every request, the connection cut before the server read the request, cut
+# after the injection (the server keeps its record), and an answer held back past the
+# agent's HTTP timeout (the injection done, the answer never read).
+ENDINGS = {"503": {"fail_next": 1000, "fail_status": 503},
+           "502": {"fail_next": 1000, "fail_status": 502},
+           "cut-before": {"drop_next": 1000},
+           "cut-after-injection": {"drop_after_next": 1},
+           "answer-past-the-timeout": {"answer_delay": 8.0}}
+
+
+@pytest.mark.parametrize("ending", list(ENDINGS))
+def test_a_reprovision_whose_request_ends_badly_keeps_a_working_identity(
+        tmp_path: Path, server: SimServer, ending: str) -> None:
+    """The end state is the new identity or the old one, installed and working, as the new
+    server's records say: never a gateway without an identity."""
+    root = tmp_path / "gw"
+    _provisioned(root, server)
+    old = (root / IDENTITY).read_bytes()
+    fresh = start_server(tmp_path / "fresh", **ENDINGS[ending])
+    try:
+        code, err = _run("reprovision", root, fresh.url,
+                         env=agent_env(PEP_SERVER_DEADLINE="4", PEP_HTTP_TIMEOUT="4",
+                                       PEP_INJECTION_RETRIES="0"))
+        fresh.set_faults(fail_next=0, drop_next=0, drop_after_next=0, answer_delay=0)
+        record = fresh.get("/v3/enrollment-id", serialNumber=SERIAL)
+        if record.status_code == 200:
+            # The server holds the new identity: installed, or staged for the next run.
+            verdict = assert_no_wasted_identity(fresh, {SERIAL: root})[SERIAL]
+            if verdict == "recovery-pending":
+                code, err = _run("provision", root, fresh.url)
+            assert code == 0, err
+            assert end_state(root, fresh, SERIAL) == "provisioned"
+            assert json.loads((root / IDENTITY).read_text())["enrollmentID"] == \
+                record.text.strip()
+        else:
+            assert code != 0 and "the previous identity was restored" in err, err
+            assert (root / IDENTITY).read_bytes() == old
+            assert (root / f"{STATE_DIR}/provisioned").read_text() == f"{SERIAL}\n"
+            assert_no_wasted_identity(fresh, {SERIAL: root}, previous=SERIAL)
+        assert not list(root.rglob("*.pep-previous")), "backups left behind"
+    finally:
+        fresh.stop()

@@ -6,6 +6,7 @@ from pep_agent.config import load_settings
 from pep_agent.envfile import parse_env_file
 from pep_agent.errors import ConfigError, PepError
 from pep_agent.exit_codes import Exit
+from pep_agent.identity_query import identity_query
 
 
 def test_sources_are_layered(tmp_path: Path) -> None:
@@ -22,7 +23,7 @@ def test_sources_are_layered(tmp_path: Path) -> None:
 
 def test_reference_cli_defaults(tmp_path: Path) -> None:
     s = load_settings({"root": tmp_path}, {})
-    q = s.identity_query("SN 1", "10.0.0.2", 4000, "verification-key-does-not-exist")
+    q = identity_query(s, "SN 1", "10.0.0.2", 4000, "verification-key-does-not-exist")
     assert q == {
         "ip": "10.0.0.2", "port": "4000", "serialNumber": "SN 1",
         "apiAddress": "https://api.us-east-1.mbedcloud.com",

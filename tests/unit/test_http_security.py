@@ -11,7 +11,7 @@ import pytest
 from pep_agent.config import load_settings
 from pep_agent.errors import BadResponseError, ConfigError, InstallError, ServerError
 from pep_agent.exit_codes import Exit
-from pep_agent.flow.steps import request_identity
+from pep_agent.flow.runner import request_identity
 from pep_agent.gateway.identity import retry_delay
 from pep_agent.paths import Paths
 from pep_agent.system import http
@@ -191,7 +191,7 @@ def test_a_next_link_to_another_server_is_not_followed(href: str) -> None:
 
 def test_atomic_write_replaces_a_planted_symlink_instead_of_writing_through(
         tmp_path: Path) -> None:
-    from pep_agent.state import Journal
+    from pep_agent.journal import Journal
 
     victim = tmp_path / "victim"
     victim.write_text("precious\n")

@@ -10,6 +10,7 @@ from pep_agent.gateway.identity import (
     load_response,
     save_response,
 )
+from pep_agent.identity_query import identity_query
 
 
 def test_backoff_grows_to_the_cap() -> None:
@@ -42,7 +43,7 @@ def test_rebuilt_answer_matches_what_the_server_sends() -> None:
     from pep_agent.config import Settings
     from pep_agent.gateway.identity import rebuild_identity
 
-    query = Settings().identity_query("SN-1", "10.0.0.2", 4000, "secret-vk")
+    query = identity_query(Settings(), "SN-1", "10.0.0.2", 4000, "secret-vk")
     data = rebuild_identity(query, "A-00", 1700000000.5)
     assert data["serialNumber"] == "SN-1" and data["enrollmentID"] == "A-00"
     assert data["cloudAddress"] == data["gatewayServicesAddress"]

@@ -10,8 +10,8 @@ import pytest
 
 from pep_agent.errors import AlreadyProvisionedError, BadResponseError, PepError, ServerError
 from pep_agent.exit_codes import Exit
-from pep_agent.flow import Context, recovery
-from pep_agent.flow.steps import request_identity
+from pep_agent.flow import Context, recovery, runner
+from pep_agent.flow.runner import request_identity
 from pep_agent.gateway import install
 from tests.fakes import (
     GOOD,
@@ -29,7 +29,7 @@ INJECTION = {"serialNumber": "SN-1", "apiAddress": "https://api",
 
 
 def _plan(ctx: Context) -> str | None:
-    return recovery.plan(ctx, recovery.observe(ctx))
+    return runner.plan(ctx)
 
 
 def test_a_200_for_another_serial_recovers_our_record(tmp_path: Path) -> None:
@@ -165,9 +165,8 @@ def _pending(tmp_path: Path, client: ScriptedClient) -> Context:
 def test_rerun_with_a_record_installs_the_rebuilt_answer(tmp_path: Path) -> None:
     client = ScriptedClient(records={"SN-1": "A-rec"})
     ctx = _pending(tmp_path, client)
-    seen = recovery.observe(ctx)
-    assert seen.phase == "injection-pending" and seen.hold_edge_core
-    assert recovery.plan(ctx, seen) == "install"
+    assert recovery.observe(ctx).hold_edge_core
+    assert runner.plan(ctx) == "install"
     assert client.queries == [], "never a second identity request"
     assert ctx.answer == {**INJECTION, "cloudAddress": "https://gw", "deployed": True,
                           "enrollmentID": "A-rec", "createdAt": ctx.answer["createdAt"]}
@@ -190,7 +189,7 @@ def test_rerun_with_the_server_unreachable_keeps_everything(tmp_path: Path) -> N
         _plan(ctx)
     # 14: a code systemd restarts (not in RestartPreventExitStatus), so the next run recovers.
     assert raised.value.code == Exit.SERVER_UNREACHABLE
-    assert "stay staged" in raised.value.hint
+    assert "stay staged" in raised.value.hint and "asks GET /v3/enrollment-id" in raised.value.hint
     assert install.credentials_ready(ctx.paths, ctx.profile, False)
     assert ctx.journal.data["injection"]["serialNumber"] == "SN-1"
     unit = (Path(__file__).parents[2] / "systemd/pep-agent.service").read_text()
@@ -204,9 +203,8 @@ def test_the_record_lookup_retries_with_the_same_backoff(tmp_path: Path) -> None
     flaky = ScriptedClient(records={"SN-1": ServerError("503")})
     from pep_agent.flow import request
 
-    with pytest.raises(PepError) as raised:
-        request.server_record(ctx, flaky)  # type: ignore[arg-type]
-    assert raised.value.code == Exit.SERVER_UNREACHABLE
+    with pytest.raises(ServerError):
+        request.server_record(ctx, flaky, "SN-1")  # type: ignore[arg-type]
     assert clock.draws[:3] == [(0, 1), (0, 2), (0, 4)] and clock.t <= 10
     assert len(flaky.lookups) == len(clock.sleeps) + 1
 
@@ -215,10 +213,9 @@ def test_a_saved_answer_without_credentials_is_a_resume_error(tmp_path: Path) ->
     ctx, _ = make_context(tmp_path, ScriptedClient())
     ctx.paths.state_dir.mkdir(parents=True)
     ctx.paths.saved_response.write_text(json.dumps(GOOD))
-    seen = recovery.observe(ctx)
-    assert seen.phase == "answered"
+    assert recovery.observe(ctx).answered
     with pytest.raises(PepError) as raised:
-        recovery.plan(ctx, seen)
+        runner.plan(ctx)
     assert raised.value.code == Exit.RESUME
     assert ctx.paths.saved_response.exists(), "the answer is kept"
 

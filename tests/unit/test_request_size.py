@@ -13,6 +13,7 @@ import pytest
 from pep_agent.config import Settings, load_settings
 from pep_agent.errors import ConfigError, SerialError
 from pep_agent.exit_codes import Exit
+from pep_agent.identity_query import identity_query
 from pep_agent.serials import SERIAL_MAX
 from pep_agent.system.http import PepClient
 from pep_agent.urls import MAX_REQUEST_HEAD, request_size
@@ -59,7 +60,7 @@ def test_request_size_is_what_the_client_sends(recorder: HeadRecorder, prefix: s
                                                serial: str, key: str) -> None:
     base = f"http://127.0.0.1:{recorder.port}{prefix}"
     settings = Settings(hardware_version="Raspberry_Pi 4 Model B Rev 1.4 (ü)")
-    query = settings.identity_query(serial, "192.168.100.200", 40123, key)
+    query = identity_query(settings, serial, "192.168.100.200", 40123, key)
     PepClient(base, timeout=10).identity(query)
     assert len(recorder.heads) == 1
     assert request_size(base, "/v3/identity", query) == len(recorder.heads[0])
@@ -99,11 +100,11 @@ def test_the_limit_is_counted_with_the_longest_serial_ip_port_and_key(tmp_path: 
         mid = (low + high) // 2
         low, high = (mid, high) if fits(mid) else (low, mid)
     settings = load_settings({"root": tmp_path}, {"PEP_HARDWARE_VERSION": "h" * low})
-    longest = settings.identity_query("'" * SERIAL_MAX, "255.255.255.255", 65535,
+    longest = identity_query(settings, "'" * SERIAL_MAX, "255.255.255.255", 65535,
                                       "ffffff-ffffff-ffffff-ffffff/" + "f" * 16 + "-" + "f" * 16)
     assert request_size(settings.server_url, "/v3/identity", longest) == MAX_REQUEST_HEAD
     # A real run's request, with a short serial, is well inside.
-    real = settings.identity_query("GW-1", "10.0.0.2", 4000, "verification-key-does-not-exist")
+    real = identity_query(settings, "GW-1", "10.0.0.2", 4000, "verification-key-does-not-exist")
     assert request_size(settings.server_url, "/v3/identity", real) < MAX_REQUEST_HEAD
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import PepError
+from pep_agent.errors import PepError, ServerError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow import Context, provision, recovery, runner
 from pep_agent.flow.steps import STEP_NAMES, STEPS
@@ -89,7 +89,7 @@ def test_a_bug_anywhere_ends_the_run_failed_and_loud(tmp_path: Path, where: str,
             dataclasses.replace(s, run=broken) if s.name == "clear-identity" else s
             for s in STEPS))
     else:
-        monkeypatch.setattr(recovery, "plan", broken)
+        monkeypatch.setattr(recovery, "decide", broken)
     with caplog.at_level(logging.ERROR), pytest.raises(PepError) as raised:
         provision(ctx)
     assert raised.value.code == Exit.INTERNAL and "KeyError" in raised.value.message
@@ -98,7 +98,7 @@ def test_a_bug_anywhere_ends_the_run_failed_and_loud(tmp_path: Path, where: str,
     assert json.loads(ctx.paths.journal.read_text())["state"] == "failed"
     assert isinstance(ctx.led, FakeLed) and ctx.led.shown[-1].startswith("failed")
     traced = [r for r in caplog.records if r.levelno == logging.ERROR and r.exc_info]
-    assert traced and "a bug" in str(traced[0].exc_info[1])  # type: ignore[index]
+    assert len(traced) == 1 and "a bug" in str(traced[0].exc_info[1])  # type: ignore[index]
     if where == "step":
         assert ctx.journal.data["steps"]["clear-identity"]["status"] == "failed"
 
@@ -161,7 +161,7 @@ def test_a_reprovision_failing_after_the_request_keeps_the_new_credentials(tmp_p
     assert ctx.journal.data["injection"]["serialNumber"] == "SN-1"
     assert install.credentials_ready(ctx.paths, ctx.profile, False)
     assert not ctx.paths.provisioned_marker.exists(), "the previous identity stays aside"
-    assert "restored_previous" not in ctx.journal.data
+    assert ctx.journal.record.restored_previous is None
 
 
 def test_reprovision_refuses_when_the_server_holds_a_record(tmp_path: Path) -> None:
@@ -181,7 +181,7 @@ def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: P
     ctx.paths.provisioned_marker.unlink()
     ctx.paths.journal.unlink()
     again, _ = make_context(tmp_path, ScriptedClient(records={"SN-1": "A-00"}))
-    assert recovery.observe(again).phase == "installed-without-marker"
+    assert recovery.observe(again).installed is not None
     assert provision(again) == "already-provisioned"
     assert again.paths.provisioned_marker.read_text() == "SN-1\n"
     assert again.journal.data["adopted"] is True
@@ -218,3 +218,25 @@ def test_a_bug_in_reprovisions_checks_is_recorded_too(tmp_path: Path,
     assert any(r.exc_info for r in caplog.records if r.levelno == logging.ERROR)
     # Nothing had moved yet: the gateway keeps its identity.
     assert ctx.paths.provisioned_marker.read_text() == "SN-1\n"
+
+
+@pytest.mark.parametrize("failure", ["503", "read timed out", "cut answer"])
+def test_a_reprovision_whose_request_keeps_failing_restores_the_previous_identity(
+        tmp_path: Path, failure: str) -> None:
+    """Every request may have left (so an injection may have happened): the server's record is
+    read, and with none the previous identity goes back instead of staying aside."""
+    old = _provisioned(tmp_path)
+    identity = old.paths.under(old.profile.identity_json)
+    before = identity.read_bytes()
+    err = ServerError(failure) if failure == "503" else transient(failure)
+    err.transient = True
+    client = ScriptedClient(*[err for _ in range(40)])
+    ctx, _ = make_context(tmp_path, client, PEP_SERVER_DEADLINE="20")
+    with pytest.raises(PepError) as raised:
+        reprovision(ctx)
+    assert client.lookups[-1] == "SN-1", "the server's record was asked for"
+    assert "the previous identity was restored" in raised.value.hint
+    assert identity.read_bytes() == before
+    assert ctx.paths.provisioned_marker.read_text() == "SN-1\n"
+    assert ctx.journal.record.restored_previous is True
+    assert not list(tmp_path.rglob("*.pep-previous"))

@@ -12,7 +12,7 @@ from pep_agent import flow
 from pep_agent.config import load_settings
 from pep_agent.errors import ConfigError, PepError
 from pep_agent.exit_codes import Exit
-from pep_agent.flow import recovery
+from pep_agent.flow import runner
 from pep_agent.paths import Paths
 from tests.fakes import ScriptedClient, make_context
 
@@ -40,7 +40,7 @@ def test_a_gateway_provisioned_by_an_earlier_version_stays_provisioned(tmp_path:
     (legacy / "provisioned").write_text("SN-1\n")
     ctx, _ = make_context(tmp_path, ScriptedClient())
     assert ctx.paths.state_dir == legacy
-    assert recovery.plan(ctx, recovery.observe(ctx)) is None
+    assert runner.plan(ctx) is None
     # status, without the settings, finds it too
     assert Paths(tmp_path).provisioned_marker == legacy / "provisioned"
 

@@ -1,4 +1,6 @@
-"""The identity request against the pep server's limit on its size, checked at load time.
+"""The identity request's query (GET /v3/identity), and its size against the pep server's
+limit, checked when the settings are loaded. It reads the settings through the fields it
+needs (QueryFields), so that the settings module, which calls the check, is not imported back.
 
 No side effects. The real server (node.js 10) refuses a request whose request line and headers
 exceed MAX_REQUEST_HEAD; the serial, the FCC address and the verification key are known only
@@ -10,15 +12,42 @@ after.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import Optional, Protocol
 
 from pep_agent.envfile import env_name
 from pep_agent.errors import ConfigError, SerialError
 from pep_agent.serials import SERIAL_MAX
 from pep_agent.urls import MAX_REQUEST_HEAD, request_size
 
-if TYPE_CHECKING:
-    from pep_agent.config import Settings
+
+class QueryFields(Protocol):
+    """The settings that go into the identity request."""
+
+    server_url: str
+    serial: Optional[str]
+    api_address: str
+    gateway_services_address: str
+    hardware_version: str
+    radio_config: str
+    led_config: str
+    category: str
+
+
+def identity_query(settings: QueryFields, serial: str, ip: str, port: int,
+                   verification_key: str) -> dict[str, str]:
+    """The /v3/identity query, in the reference CLI's field order."""
+    return {
+        "ip": ip,
+        "port": str(port),
+        "serialNumber": serial,
+        "apiAddress": settings.api_address,
+        "gatewayServicesAddress": settings.gateway_services_address,
+        "hardwareVersion": settings.hardware_version,
+        "radioConfig": settings.radio_config,
+        "ledConfig": settings.led_config,
+        "category": settings.category,
+        "verificationKey": verification_key,
+    }
 
 # The longest values of what is only known during a run. journalctl prints a verification key
 # as 12 seed bytes in hex groups of 6, "/", then start and interval as 64-bit hex numbers.
@@ -37,7 +66,7 @@ def _serial_weight(serial: str) -> int:
     return request_size("http://h", "", {"serialNumber": serial})
 
 
-def check_request_size(settings: Settings, named: Callable[[str], str] = env_name) -> None:
+def check_request_size(settings: QueryFields, named: Callable[[str], str] = env_name) -> None:
     """ConfigError when the identity request, with the longest serial, IP, port and key a run
     can have, would exceed what the pep server accepts: found now, not after edge-core is
     held and FCC started. Names the longest setting that goes into the request (`named` says
@@ -50,8 +79,8 @@ def check_request_size(settings: Settings, named: Callable[[str], str] = env_nam
 
     # A configured serial longer than provisioning allows still goes out with get-one-identity.
     serial = settings.serial if weight("serial") > _serial_weight(_LONGEST_SERIAL) else None
-    query = settings.identity_query(serial or _LONGEST_SERIAL, _LONGEST_IP, _LONGEST_PORT,
-                                    _LONGEST_KEY)
+    query = identity_query(settings, serial or _LONGEST_SERIAL, _LONGEST_IP, _LONGEST_PORT,
+                           _LONGEST_KEY)
     size = request_size(settings.server_url, "/v3/identity", query)
     if size <= MAX_REQUEST_HEAD:
         return
