@@ -360,8 +360,8 @@ def _error(ctx: Context, seen: Observation, decision: Decision,
 def _holds(ctx: Context) -> str:
     """What the gateway holds while the server's record cannot be read, and what comes next."""
     previous = [aside(p).name for p in Backup(ctx.paths, ctx.profile).held()]
-    aside = f"; the previous identity stays aside ({', '.join(previous)})" if previous else ""
-    return (f"the credentials stay staged (what FCC stored for the new identity){aside}; "
+    kept = f"; the previous identity stays aside ({', '.join(previous)})" if previous else ""
+    return (f"the credentials stay staged (what FCC stored for the new identity){kept}; "
             "edge-core stays held until the record is read: the next run (systemd restarts "
             "this one, and every boot starts one) asks GET /v3/enrollment-id again, installs "
             "the new identity if the server holds it, or else discards the credentials and "

@@ -158,6 +158,11 @@ def test_a_reprovision_failing_after_the_request_keeps_the_new_credentials(tmp_p
     with pytest.raises(PepError) as raised:
         reprovision(ctx)
     assert raised.value.code == Exit.SERVER_UNREACHABLE
+    # What the gateway holds, and what the next run does, said exactly.
+    hint = raised.value.hint
+    assert "the credentials stay staged" in hint and "edge-core stays held" in hint
+    assert "the previous identity stays aside (mcc_config.pep-previous" in hint, hint
+    assert "asks GET /v3/enrollment-id again" in hint
     assert ctx.journal.data["injection"]["serialNumber"] == "SN-1"
     assert install.credentials_ready(ctx.paths, ctx.profile, False)
     assert not ctx.paths.provisioned_marker.exists(), "the previous identity stays aside"
