@@ -329,6 +329,7 @@ def test_status_wait_keeps_waiting_while_the_unit_retries(tmp_path: Path) -> Non
     assert out.startswith("state:         provisioned")
 
 
+@pytest.mark.spawns
 @pytest.mark.parametrize("present", ["nothing", "var/lib/pep-agent"])  # but /userdata
 def test_a_configuration_error_on_a_fresh_gateway_is_recorded(tmp_path: Path,
                                                               present: str) -> None:
