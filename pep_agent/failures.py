@@ -2,7 +2,7 @@
 
 A configuration error (or an invalid --serial) ends `provision` before the flow opens its
 journal; without a record, `status` would say "not-started" and `status --wait` would wait out
-its whole timeout. It is recorded as a run's ending is (flow/runner.py's `record_end`).
+its whole timeout. It is recorded as a run's ending is (flow/ending.py's `record_end`).
 
 Side effects: under the run lock, creates the state directory (its entry fsync'd) when it is
 missing and its parent exists, and sets `state`, `error` and `finished_at` in the journal;
@@ -27,7 +27,7 @@ def record_failure(paths: Paths, err: PepError) -> bool:
     nothing on a gateway with the `provisioned` marker: its journal is left as it is. Every
     other field of an existing journal (the recovery rule's evidence among them) is kept.
     """
-    from pep_agent.flow.runner import record_end
+    from pep_agent.flow.ending import record_end
     from pep_agent.journal import Journal
     from pep_agent.system.fsutil import make_dir
     from pep_agent.system.lock import RunLock

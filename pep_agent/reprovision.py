@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 
 from pep_agent.errors import AlreadyProvisionedError, NotFoundError, PepError, Reported
-from pep_agent.flow import recovery, runner
+from pep_agent.flow import ending, recovery, runner
 from pep_agent.flow.context import Checked, Context
 from pep_agent.flow.recovery import Observation
 from pep_agent.flow.steps import check_preflight, find_network, release_edge_core
@@ -27,14 +27,14 @@ def reprovision(ctx: Context) -> None:
     """Check, move the old identity aside, provision; put the old one back when the run ends
     before the new identity is installed and the server holds no record from this run."""
     ctx.replacing, ctx.reboot_at_end = True, False  # edge-core is restarted below instead
-    with runner.run(ctx) as ending:
-        ending.checking = True
+    with ending.run(ctx) as ended:
+        ended.checking = True
         ctx.checked = check(ctx)
-        ending.checking = False
+        ended.checking = False
         ctx.parsec = ctx.checked.parsec
         backup = Backup(ctx.paths, ctx.profile)
         # Every ending from here on (a signal too) is recorded first, then this runs.
-        ending.on_failure = lambda err: _restore_if_allowed(ctx, backup, err)
+        ended.on_failure = lambda err: _restore_if_allowed(ctx, backup, err)
         _move_aside(ctx, backup)
         runner.run_plan(ctx)
     # Nothing is aside any more: mark-provisioned discarded the previous identity.

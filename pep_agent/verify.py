@@ -20,7 +20,6 @@ from pep_agent.gateway.identity import read_installed
 from pep_agent.journal import Journal
 from pep_agent.system import fsutil
 from pep_agent.system.edgecore import read_status
-from pep_agent.system.led_signals import failure_state
 from pep_agent.system.lock import RunLock
 
 log = logging.getLogger(__name__)
@@ -98,6 +97,7 @@ def verify_connection(settings: Settings) -> dict[str, Any]:
     polled for, so a reprovision during the poll is never undone.
     """
     from pep_agent.flow.context import make_led_for
+    from pep_agent.flow.ending import announce
 
     led = make_led_for(settings)
     serial = installed_serial(settings)
@@ -109,10 +109,7 @@ def verify_connection(settings: Settings) -> dict[str, Any]:
     except PepError as e:
         _record(settings, serial, verify_state="failed", verify_error=e.as_dict(),
                 verify_failed_at=time.time())
-        log.error("%s", e.message, extra={"PEP_STEP": "verify", "PEP_SERIAL": serial,
-                                          "PEP_EXIT_CODE": int(e.code)})
-        e.logged = True
-        led.show(failure_state(e.code))
+        announce(e, led=led, notifier=None, fields={"PEP_STEP": "verify", "PEP_SERIAL": serial})
         raise
     _record(settings, serial, verify_state="verified", verify_error=None,
             verified_at=time.time())

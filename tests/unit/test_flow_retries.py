@@ -13,7 +13,7 @@ from pep_agent.errors import (
     ServerError,
     ServerUnreachableError,
 )
-from pep_agent.flow import runner
+from pep_agent.flow import ending, runner
 from pep_agent.flow.runner import request_identity
 from pep_agent.journal import Journal
 from tests.fakes import GOOD, ScriptedClient, make_context, transient, unsent
@@ -118,6 +118,6 @@ def test_a_gateway_with_the_marker_is_never_provisioned_again(tmp_path: Path) ->
     ctx, _ = make_context(tmp_path, ScriptedClient())
     ctx.journal.reset(serial="SN-1")
     ctx.paths.provisioned_marker.write_text("SN-1\n")
-    runner.end(ctx, ServerError("systemctl reboot failed"))
+    ending.end(ctx, ServerError("systemctl reboot failed"))
     assert ctx.journal.data["state"] == "provisioned"
     assert runner.plan(ctx) is None
