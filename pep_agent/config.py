@@ -19,6 +19,8 @@ name the variable, and for the env file the file and its line.
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import logging
 import math
 import os
 import re
@@ -274,16 +276,12 @@ def _unknown_name(key: str, also: frozenset[str] = frozenset()) -> str | None:
     known = sorted(env_name(name) for name in _FIELDS)
     if key in known:
         return None
-    import difflib  # only for a misspelled name
-
     close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.75)
     return f"unknown setting {key}" + (f" (did you mean {close[0]}?)" if close else "")
 
 
 def _warn(text: str) -> None:
     """A warning in the log, or on stderr for a command that sets up no log."""
-    import logging
-
     log = logging.getLogger("pep_agent")
     if log.hasHandlers():
         log.warning("%s", text)

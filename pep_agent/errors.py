@@ -7,6 +7,7 @@ pass operator-facing text only.
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 from pep_agent.exit_codes import TABLE, Exit
@@ -70,8 +71,6 @@ class AbortedError(Reported, BaseException):
 
     @classmethod
     def by_signal(cls, signum: int) -> AbortedError:
-        import signal  # here: status and --help load this module, and never need it
-
         name = signal.Signals(signum).name
         try:
             code = Exit(128 + signum)

@@ -11,6 +11,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
+from pep_agent.profiles import PROFILES
+
 # The running kernel's process table: the agent's own processes live there whatever --root is.
 HOST_PROC = Path("/proc")
 
@@ -54,8 +56,6 @@ class Paths:
             return self._run_state_dir
         # Without a profile this is a reader (status), which may wait for a run to appear at
         # any of the places: it looks again at each use.
-        from pep_agent.profiles import PROFILES
-
         return self._first_with_state([DEFAULT_STATE_DIR, *(p.state_dir for p in
                                                              PROFILES.values())])
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pep_agent import state
-from pep_agent.errors import StateError
+from pep_agent.errors import PepError, StateError
 from pep_agent.exit_codes import Exit, restarted
 from pep_agent.paths import Paths
 
@@ -89,7 +89,8 @@ def _read_marker(path: Path) -> str | None:
 
 def edge_core(status_url: str) -> dict[str, Any]:
     """edge-core's connection as its status endpoint reports it, or why it cannot be read."""
-    from pep_agent.errors import PepError
+    # Here only: it loads urllib.request, and status reads edge-core only on a provisioned
+    # gateway.
     from pep_agent.system.edgecore import read_status
 
     try:

@@ -7,6 +7,8 @@ recorded in the journal (pep_agent/failures.py) and a bug's traceback is logged.
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,8 +16,10 @@ from typing import Any, Optional, TypeVar
 
 import typer
 
+from pep_agent import __version__
 from pep_agent.errors import AbortedError, PepError, Reported
 from pep_agent.exit_codes import TABLE, Exit
+from pep_agent.paths import Paths
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,8 +36,6 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from pep_agent import __version__
-
         print(f"pep-agent {__version__}")
         raise typer.Exit()
 
@@ -171,14 +173,10 @@ def _log_bug(*args: Any, exc_info: Any) -> None:
     _logger().error(*args, exc_info=exc_info)
 
 
-def state_paths(root: Optional[Path]) -> Any:
+def state_paths(root: Optional[Path]) -> Paths:
     """Where the journal is, from the root only (--root, else PEP_ROOT, else /): not the
     settings, nor the env file, which lives under the root and so never sets it. Status reads
     there, and a configuration error is recorded there."""
-    import os
-
-    from pep_agent.paths import Paths
-
     chosen = root or os.environ.get("PEP_ROOT")
     return Paths(Path(chosen) if chosen else Path("/"),
                  state_setting=os.environ.get("PEP_STATE_DIR") or None)
@@ -205,35 +203,68 @@ def setup_logs(debug: bool) -> None:
     setup_logging(debug=debug)
 
 
-# The module registering each command. typer turns every registered command into a click
-# command at start-up (evaluating all its annotations), so a run loads only the module of its
-# command; --help, no command or an unknown word load them all, in this order.
-COMMAND_MODULES = ("provisioning", "server", "sim")
-_MODULE_OF = {
-    "provision": "provisioning", "reprovision": "provisioning", "status": "provisioning",
-    "verify": "provisioning", "led": "provisioning",
-    "get-one-identity": "server", "get-enrollment-id": "server",
-    "get-verification-key": "server", "list-enrollment-ids": "server",
-    "sim": "sim",
+# Each command: the module that registers it, and the first paragraph of its help (what the
+# command list of --help shows). typer turns every registered command into a click command at
+# start-up, evaluating all its annotations, so a run loads only the module of its command, and
+# that module imports what the command needs at its top. The command list (--help, no
+# command, an unknown word) loads none of them: it lists these lines, which a unit test keeps
+# equal to the commands' own (tests/unit/test_cli_commands.py).
+COMMANDS = {
+    "provision": ("provisioning", "Provision this gateway: FCC + pep server → identity.json "
+                                  "and mcc_config, then reboot."),
+    "reprovision": ("provisioning", "Erase this gateway's identity (and Parsec state) and "
+                                    "provision it again."),
+    "status": ("status", "Where provisioning is: exit 0 done, 30 failed, 31 running, 32 not "
+                         "started, 33 retrying, 34 deferred (an installed identity the server "
+                         "could not confirm yet)."),
+    "verify": ("provisioning", "After the reboot: wait for edge-core to connect with the "
+                               "provisioned serial."),
+    "led": ("provisioning", "Show an LED state by hand, to test a board's LED on the line "
+                            "(exit 26 if it cannot)."),
+    "get-one-identity": ("server", "Ask the server to inject a running FCC and save the "
+                                   "identity (the manual step)."),
+    "get-enrollment-id": ("server", "Print the enrollment id of a provisioned gateway, "
+                                    "alone, for $(...)."),
+    "get-verification-key": ("server", "Print the journald FSS verification key of a "
+                                       "gateway, alone, for $(...)."),
+    "list-enrollment-ids": ("server", "Save the enrollment ids as NAME.json (and NAME.csv for "
+                                      "the Portal's bulk upload)."),
+    "sim": ("sim", "Simulators of the pep server and of FCC."),
 }
+# Shell completion asks about any command's options: it gets the real commands.
+_COMPLETING = "_PEP_AGENT_COMPLETE"
+
+
+def _listed_only() -> None:
+    raise AssertionError("a command of the list ran instead of its module's")  # unreachable
+
+
+def list_commands() -> None:
+    """Register each command by its name and help line only, for the command list."""
+    for name, (_, summary) in COMMANDS.items():
+        app.command(name, help=summary)(_listed_only)
+
+
+def load_commands(word: str) -> None:
+    """Register the command named `word`, or, for completion, all of them; else the list."""
+    if word in COMMANDS:
+        importlib.import_module(f"pep_agent.cli.{COMMANDS[word][0]}")
+    elif os.environ.get(_COMPLETING):
+        for module, _ in dict.fromkeys(COMMANDS.values()):
+            importlib.import_module(f"pep_agent.cli.{module}")
+    else:
+        list_commands()
 
 
 def main() -> None:
     """Console-script entry point."""
-    import importlib
-
     if sys.argv[1:] == ["--version"]:
         # Answered here, before typer: typer 0.23 (the last for Python 3.9) ends a bare
         # --version with "Missing command", and this costs no typer import on any version.
-        from pep_agent import __version__
-
         print(f"pep-agent {__version__}")
         return
 
     # No option comes before the command's name, so the first plain word is the command.
-    word = next((a for a in sys.argv[1:] if not a.startswith("-")), "")
-    wanted = _MODULE_OF.get(word)
-    for module in (wanted,) if wanted else COMMAND_MODULES:
-        importlib.import_module(f"pep_agent.cli.{module}")
+    load_commands(next((a for a in sys.argv[1:] if not a.startswith("-")), ""))
     # One name however started (console script, python -m): usage lines and completion.
     app(prog_name="pep-agent")

@@ -1,19 +1,28 @@
-"""Commands for the gateway itself: provision, reprovision, status, verify, led.
+"""Commands for the gateway itself: provision, reprovision, verify, led (status has its own
+module).
 
-Side effects: those of the flow (services, files, FCC, HTTP, LED); status only reads.
+Side effects: those of the flow (services, files, FCC, HTTP, LED).
 """
 
 
+import logging
+import os
+import signal
 import sys
-import time
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
+from pep_agent import flow
 from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
 from pep_agent.cli.options import serial_option, server_option
-from pep_agent.errors import AbortedError, ConfigError, UsageError
+from pep_agent.config import Settings, load_settings
+from pep_agent.errors import AbortedError, ConfigError, LedError, UsageError
+from pep_agent.paths import Paths
+from pep_agent.reprovision import reprovision as run_reprovision
+from pep_agent.system.led_signals import STATES
+from pep_agent.verify import verify_connection
 
 # The options provision and reprovision share.
 
@@ -48,9 +57,6 @@ def _stop_on_sigterm() -> None:
     SIGTERM" and the CLI exits 128 + the signal's number. A second signal is ignored: it
     must not cut that cleanup short (SIGKILL still ends the process).
     """
-    import signal
-
-    from pep_agent.errors import AbortedError
 
     def _later(signum: int, frame: object) -> None:
         pass  # a handler, not SIG_IGN: children started by the cleanup must not inherit it
@@ -67,10 +73,6 @@ def _stop_on_sigterm() -> None:
 def require_root(command: str, root: Optional[Path]) -> None:
     """Exit 3 unless this process may change the gateway: root, or a sandbox (--root DIR or
     PEP_ROOT other than /). Checked before anything is read or created under the root."""
-    import os
-
-    from pep_agent.paths import Paths
-
     chosen = root or os.environ.get("PEP_ROOT") or "/"
     if os.geteuid() != 0 and not Paths(Path(chosen)).sandboxed:
         raise ConfigError(f"pep-agent {command} must run as root",
@@ -78,20 +80,16 @@ def require_root(command: str, root: Optional[Path]) -> None:
                                "it in a sandbox directory")
 
 
-def _flow_context(command: str, debug: bool, **cli: Any) -> Any:
+def _flow_context(command: str, debug: bool, **cli: Any) -> flow.Context:
     """What provision and reprovision share: root check, logs, SIGTERM cleanup, settings, the
     context."""
     require_root(command, cli.get("root"))
     setup_logs(debug)
     _stop_on_sigterm()
-    from pep_agent import flow
-
     return flow.build_context(settings_from(**cli))
 
 
-def settings_from(**cli: Any) -> Any:
-    from pep_agent.config import load_settings
-
+def settings_from(**cli: Any) -> Settings:
     parsec = cli.pop("parsec", None)
     if parsec is not None:
         cli["parsec"] = "true" if parsec else "false"
@@ -109,8 +107,6 @@ def provision(root: Optional[Path] = root_option(), profile: Optional[str] = _pr
               parsec: Optional[bool] = _parsec(), no_reboot: bool = _no_reboot(),
               debug: bool = debug_option()) -> None:
     """Provision this gateway: FCC + pep server → identity.json and mcc_config, then reboot."""
-    from pep_agent import flow
-
     ctx = _flow_context("provision", debug, root=root, profile=profile, server_url=server,
                         serial=serial, interface=interface, fcc_command=fcc_command,
                         parsec=parsec, no_reboot=no_reboot)
@@ -133,8 +129,6 @@ def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _
                 yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask."),
                 debug: bool = debug_option()) -> None:
     """Erase this gateway's identity (and Parsec state) and provision it again."""
-    from pep_agent.reprovision import reprovision as run_reprovision
-
     ctx = _flow_context("reprovision", debug, root=root, profile=profile, server_url=server,
                         serial=serial, interface=interface, fcc_command=fcc_command,
                         parsec=parsec, no_reboot=no_reboot)
@@ -150,54 +144,12 @@ def reprovision(root: Optional[Path] = root_option(), profile: Optional[str] = _
 
 @app.command()
 @handles_errors
-def status(root: Optional[Path] = root_option(),
-           as_json: bool = typer.Option(False, "--json", help="Machine-readable."),
-           wait: bool = typer.Option(False, "--wait", help="Block until the run ends."),
-           timeout: float = typer.Option(3600.0, help="Longest --wait, seconds."),
-           ) -> None:
-    """Where provisioning is: exit 0 done, 30 failed, 31 running, 32 not started, 33 retrying,
-    34 deferred (an installed identity the server could not confirm yet)."""
-    from pep_agent import report
-    from pep_agent.cli.app import state_paths
-
-    paths = state_paths(root)
-    deadline = time.monotonic() + timeout
-    doc = report.status_document(paths)
-    # Like `cloud-init status --wait`: a run that has not started yet is waited for too, and
-    # so is a failed one that the unit runs again.
-    while (wait and doc["state"] in ("running", "not-started", report.RETRYING)
-           and time.monotonic() < deadline):
-        time.sleep(0.5)
-        doc = report.status_document(paths)
-    if doc["provisioned"] and not paths.sandboxed:
-        from pep_agent.errors import PepError
-
-        try:
-            settings = settings_from(root=root)
-        except PepError as e:
-            # A broken env file must not hide where provisioning is: report it here.
-            doc["edge_core"] = {"status": "unknown", "detail": e.message}
-        else:
-            doc["edge_core"] = report.edge_core(settings.status_url)
-    if as_json:
-        import json
-
-        print(json.dumps(doc, indent=2, sort_keys=True))
-    else:
-        print(report.human(doc))
-    raise typer.Exit(int(report.exit_code(doc["state"])))
-
-
-@app.command()
-@handles_errors
 def verify(root: Optional[Path] = root_option(), debug: bool = debug_option(),
            timeout: Optional[float] = option(
                None, "--timeout", help="Deadline in seconds [PEP_VERIFY_TIMEOUT]")) -> None:
     """After the reboot: wait for edge-core to connect with the provisioned serial."""
     require_root("verify", root)
     setup_logs(debug)
-    from pep_agent.verify import verify_connection
-
     settings = settings_from(root=root, verify_timeout=timeout)
     result = verify_connection(settings)
     print(f"verified: edge-core connected as {result.get('endpoint-name')}")
@@ -209,17 +161,11 @@ def led(state: str = typer.Argument(..., help="off, provisioning, waiting, succe
                                              "verified, failed, failed-<class>"),
         root: Optional[Path] = root_option(), debug: bool = debug_option()) -> None:
     """Show an LED state by hand, to test a board's LED on the line (exit 26 if it cannot)."""
-    import logging
-
-    from pep_agent.errors import LedError
-    from pep_agent.flow import make_led_for
-    from pep_agent.system.led_signals import STATES
-
     require_root("led", root)
     setup_logs(debug)
     if state not in STATES:
         raise UsageError(f"unknown LED state {state!r}", hint="one of: " + ", ".join(STATES))
-    led = make_led_for(settings_from(root=root))
+    led = flow.make_led_for(settings_from(root=root))
     if not debug:
         # The problems become the error's reason below: not also one warning each.
         logging.getLogger("pep_agent.system.leds").setLevel(logging.ERROR)

@@ -8,21 +8,24 @@ and, with -k, regenerates journald's sealing keys; list-enrollment-ids writes it
 
 
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
+from pep_agent import inventory
 from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
 from pep_agent.cli.options import serial_option, server_option
-from pep_agent.errors import AlreadyProvisionedError, UsageError
+from pep_agent.config import Settings, load_settings
+from pep_agent.errors import AlreadyProvisionedError, BadResponseError, UsageError
+from pep_agent.gateway import identity as ident
 from pep_agent.identity_query import identity_query
+from pep_agent.inventory import file_error
+from pep_agent.system.http import PepClient
 
 # No `from __future__ import annotations` in the cli package: typer would eval() every string
-# annotation at each start, which costs --help a few milliseconds. Type-only names are quoted.
-if TYPE_CHECKING:
-    from pep_agent.config import Settings
-    from pep_agent.system.http import PepClient
+# annotation at each start, which costs a run a few milliseconds.
 
 
 # The options every command here shares.
@@ -43,23 +46,19 @@ def _verbose() -> Any:
                   help="Show each request on stderr (secrets are never shown).")
 
 
-def _settings(**cli: Any) -> "Settings":
-    from pep_agent.config import load_settings
-
+def _settings(**cli: Any) -> Settings:
     # An absent flag is None, so that PEP_INSECURE or the env file decide.
     cli["insecure"] = True if cli.get("insecure") else None
     return load_settings(cli)
 
 
-def _client(settings: "Settings") -> "PepClient":
-    from pep_agent.system.http import PepClient
-
+def _client(settings: Settings) -> PepClient:
     # On stderr, not the log: these commands log nothing without --verbose.
     return PepClient.from_settings(
         settings, warn=lambda text: print(f"pep-agent: warning: {text}", file=sys.stderr))
 
 
-def _need_serial(settings: "Settings") -> str:
+def _need_serial(settings: Settings) -> str:
     if not settings.serial:
         raise UsageError("no serial number: pass -s SERIAL (or set PEP_SERIAL)")
     return settings.serial
@@ -112,10 +111,6 @@ def get_one_identity(
 ) -> None:
     """Ask the server to inject a running FCC and save the identity (the manual step)."""
     setup_logs(debug)
-
-    from pep_agent.gateway import identity as ident
-    from pep_agent.inventory import file_error
-
     settings = _settings(
         root=root, server_url=server, ca_cert=ca_cert, insecure=insecure, serial=serial,
         api_address=api_address, gateway_services_address=gateway_services_address,
@@ -131,6 +126,8 @@ def get_one_identity(
     client = _client(settings)
     key = ident.NO_VERIFICATION_KEY
     if settings.fss:
+        # Here only: sealing runs journalctl through system/proc.py, which brings psutil;
+        # the lookups, in this module too, must not pay for it.
         from pep_agent.system.sealing import setup_keys
 
         _say(verbose, f"setting up journald sealing keys (interval {settings.fss_interval})")
@@ -156,10 +153,6 @@ def get_one_identity(
 
 def _check_writable(output: Path) -> None:
     """Fail now, not after the server has deployed the serial, if `output` cannot be written."""
-    import tempfile
-
-    from pep_agent.inventory import file_error
-
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=output.parent, prefix=f".{output.name}."):
@@ -170,8 +163,6 @@ def _check_writable(output: Path) -> None:
 
 def _lookup(what: str, serial: Optional[str], server: Optional[str], ca_cert: Optional[Path],
             insecure: bool, verbose: bool, root: Optional[Path]) -> None:
-    from pep_agent.errors import BadResponseError
-
     settings = _settings(root=root, server_url=server, ca_cert=ca_cert, insecure=insecure,
                          serial=serial)
     sn = _need_serial(settings)
@@ -211,7 +202,8 @@ def get_verification_key(serial: Optional[str] = serial_option(),
 @app.command("list-enrollment-ids")
 @handles_errors
 def list_enrollment_ids(
-    limit: int = option(50, "--limit", "-l", help="Records per page, 1-1000 [50]"),
+    limit: int = option(inventory.DEFAULT_LIMIT, "--limit", "-l",
+                        help=f"Records per page, 1-1000 [{inventory.DEFAULT_LIMIT}]"),
     order: str = option("DESC", "--order", "-o", help="ASC or DESC [DESC]"),
     last: Optional[str] = option(
         None, "--last", "-t",
@@ -219,8 +211,8 @@ def list_enrollment_ids(
     export: str = option(
         "json", "--format", "-e", help="json, or csv for NAME.csv as well as NAME.json [json]"),
     name: str = option(
-        "enrollment_ids_list", "--output", "-f",
-        help="Output name without extension [enrollment_ids_list]"),
+        inventory.DEFAULT_NAME, "--output", "-f",
+        help=f"Output name without extension [{inventory.DEFAULT_NAME}]"),
     every_page: bool = option(
         False, "--all", help="Follow the 'next' links to the end and export everything."),
     server: Optional[str] = server_option(), ca_cert: Optional[Path] = _ca_cert(),
@@ -229,8 +221,6 @@ def list_enrollment_ids(
 ) -> None:
     """Save the enrollment ids as NAME.json (and NAME.csv for the Portal's bulk upload)."""
     setup_logs(debug)
-    from pep_agent import inventory
-
     limit = inventory.check_limit(limit)
     order = inventory.check_order(order)
     if export not in ("json", "csv"):

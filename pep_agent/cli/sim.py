@@ -1,12 +1,14 @@
 """`pep-agent sim server|fcc`: the simulators, for demos, tests and QA. Side effects: theirs."""
 
 
+import importlib
 from pathlib import Path
 from typing import Any, Optional
 
 import typer
 
 from pep_agent.cli.app import app, handles_errors
+from pep_agent.errors import ConfigError, UsageError
 
 sim_app = typer.Typer(help="Simulators of the pep server and of FCC.", no_args_is_help=True,
                       rich_markup_mode=None)
@@ -17,10 +19,6 @@ def _load(module: str) -> Any:
     """The simulator's module; its own dependencies are not the agent's, and a gateway image
     usually lacks them (and the simulators themselves): one line naming the package, no
     hint line, no traceback."""
-    import importlib
-
-    from pep_agent.errors import ConfigError
-
     try:
         return importlib.import_module(f"pep_agent.sim.{module}")
     except ModuleNotFoundError as e:
@@ -49,8 +47,6 @@ def sim_server(
         None, help="Write HOST:PORT to this file (atomically) once listening."),
 ) -> None:
     """A pep server: the v3 API, records in SQLite, the real FCC exchange."""
-    from pep_agent.errors import UsageError
-
     if not 0 <= port <= 65535:
         raise UsageError(f"--port {port}: use 0 to 65535 (0: any free port)")
     if update_auth_cert is not None:

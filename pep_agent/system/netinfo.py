@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import socket
 
+import psutil
+
 from pep_agent.errors import NetworkError
 from pep_agent.paths import HOST_PROC
 
 
 def _ipv4_addresses() -> list[tuple[str, str]]:
     """(interface, IPv4 address) for every address the kernel has, aliases included."""
-    import psutil  # here: commands that never look at interfaces do not pay for it
-
     try:
         table = psutil.net_if_addrs()
     except OSError as e:

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    import psutil
+import psutil
 
 # The handle of a spawned child, so that callers need not import subprocess themselves.
 Child = subprocess.Popen
@@ -134,8 +133,6 @@ def _text(data: bytes | str | None) -> str:
 
 def process_start_time(pid: int) -> float | None:
     """The kernel's start time of `pid` (to recognise it later despite pid reuse)."""
-    import psutil  # imported here: only the FCC path needs it
-
     try:
         return float(psutil.Process(pid).create_time())
     except psutil.Error:
@@ -145,8 +142,6 @@ def process_start_time(pid: int) -> float | None:
 def same_process(pid: int, started: float | None) -> bool:
     """`pid` lives and, when its start time was recorded (process_start_time), is still that
     process: after a crash or a reboot the pid may belong to somebody else."""
-    import psutil
-
     try:
         return started is None or abs(psutil.Process(pid).create_time() - started) <= 0.05
     except psutil.Error:
@@ -164,8 +159,6 @@ def reap_leftover(pid: int, started: float | None, *, grace: float = 5.0,
     found. Nothing is signalled unless the leader's start time matches: a reused pid belongs to
     somebody else.
     """
-    import psutil
-
     if not same_process(pid, started):
         return False  # gone, or the pid now belongs to somebody else
     try:
@@ -190,8 +183,6 @@ def reap_leftover(pid: int, started: float | None, *, grace: float = 5.0,
 
 def _group_members(pgid: int) -> list[psutil.Process]:
     """The live processes of process group `pgid`."""
-    import psutil
-
     members = []
     for p in psutil.process_iter():
         with contextlib.suppress(psutil.Error, ProcessLookupError, PermissionError):
@@ -202,8 +193,6 @@ def _group_members(pgid: int) -> list[psutil.Process]:
 
 def _all_gone(members: list[psutil.Process], deadline: float) -> bool:
     """Wait until every process has ended (a zombie has) or the monotonic deadline passes."""
-    import psutil
-
     def gone(p: psutil.Process) -> bool:
         try:
             return not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
@@ -220,6 +209,4 @@ def _all_gone(members: list[psutil.Process], deadline: float) -> bool:
 
 def which(name: str) -> str | None:
     """The full path of a command on PATH."""
-    import shutil
-
     return shutil.which(name)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import pep_agent.cli.provisioning as commands
-from pep_agent import flow, verify
+from pep_agent import flow
 from pep_agent.cli.app import app
 from pep_agent.exit_codes import Exit
 
@@ -36,7 +36,7 @@ def not_root(monkeypatch: pytest.MonkeyPatch) -> None:
     # handlers), then the context.
     monkeypatch.setattr(commands, "setup_logs", reached)
     monkeypatch.setattr(flow, "build_context", reached)
-    monkeypatch.setattr(verify, "verify_connection", reached)
+    monkeypatch.setattr(commands, "verify_connection", reached)
     monkeypatch.setattr(flow, "make_led_for", reached)
 
 
