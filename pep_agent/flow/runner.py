@@ -85,7 +85,7 @@ def _settle(ctx: Context, seen: Observation,
         decision = recovery.decide(seen)
         log.debug("recovery: %s", decision.reason, extra=ctx.fields())
         if decision.discard:
-            _discard(ctx, decision.reason)
+            _discard(ctx, decision.reason, staged=seen.staged)
         if not (decision.settle or decision.ask or decision.watch):
             break
         looks += 1
@@ -146,10 +146,9 @@ def _let_fcc_finish(ctx: Context) -> None:
     ctx.journal.update(fcc_pid=None)
 
 
-def _discard(ctx: Context, reason: str) -> None:
+def _discard(ctx: Context, reason: str, *, staged: bool) -> None:
     """The server holds no record: FCC's staged credentials (with Parsec, the store it wrote in
     mcc_config, whose previous content was moved aside) are worth nothing; delete them."""
-    staged = install.credentials_ready(ctx.paths, ctx.profile, ctx.parsec)
     log.info("%s; %s", reason, "discarding the staged credentials" if staged
              else "nothing was staged", extra=ctx.fields())
     ctx.stop_fcc()
@@ -249,21 +248,17 @@ def _run_step(ctx: Context, step: Step) -> None:
     j.step_started(step.name)
     ctx.led.show(step.led)
     ctx.say(step.name)
-    started = ctx.clock.monotonic()
+    started, outcome = ctx.clock.monotonic(), "failed"
     try:
         step.run(ctx)
-    except RequestFailed:
-        j.step_ended(step.name, "failed", ctx.clock.monotonic() - started)
-        raise
-    except PepError:
-        j.step_ended(step.name, "failed", ctx.clock.monotonic() - started)
+        outcome = "done"
+    except (RequestFailed, PepError):
         raise
     except OSError as e:
-        j.step_ended(step.name, "failed", ctx.clock.monotonic() - started)
         raise fsutil.install_error(f"step {step.name}", e) from None
     except Exception as e:
-        j.step_ended(step.name, "failed", ctx.clock.monotonic() - started)
         raise ending.bug(ctx, e, f" in step {step.name}") from None
-    j.step_ended(step.name, "done", ctx.clock.monotonic() - started)
+    finally:
+        j.step_ended(step.name, outcome, ctx.clock.monotonic() - started)
     ctx.crash_at(step.name, "after")
 
