@@ -15,7 +15,11 @@ import logging
 import time
 
 from pep_agent.errors import BusyError, PepError, StateError
+from pep_agent.flow.ending import record_end
+from pep_agent.journal import Journal
 from pep_agent.paths import Paths
+from pep_agent.system.fsutil import make_dir
+from pep_agent.system.lock import RunLock
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +31,6 @@ def record_failure(paths: Paths, err: PepError) -> bool:
     nothing on a gateway with the `provisioned` marker: its journal is left as it is. Every
     other field of an existing journal (the recovery rule's evidence among them) is kept.
     """
-    from pep_agent.flow.ending import record_end
-    from pep_agent.journal import Journal
-    from pep_agent.system.fsutil import make_dir
-    from pep_agent.system.lock import RunLock
 
     if paths.provisioned_marker.exists() or not paths.state_dir.parent.is_dir():
         return False

@@ -16,6 +16,8 @@ from typing import Any
 from pep_agent import state
 from pep_agent.config import Settings
 from pep_agent.errors import BusyError, PepError, StateError, VerificationError
+from pep_agent.flow.context import make_led_for
+from pep_agent.flow.ending import announce
 from pep_agent.gateway.identity import read_installed
 from pep_agent.journal import Journal
 from pep_agent.system import fsutil
@@ -96,9 +98,6 @@ def verify_connection(settings: Settings) -> dict[str, Any]:
     lock, on the journal as it is then, and only while the gateway still holds the serial it
     polled for, so a reprovision during the poll is never undone.
     """
-    from pep_agent.flow.context import make_led_for
-    from pep_agent.flow.ending import announce
-
     led = make_led_for(settings)
     serial = installed_serial(settings)
     if not serial:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pep_agent.config import Settings
 from pep_agent.gateway.fcc import FccSession
@@ -23,12 +23,10 @@ from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
 from pep_agent.system import netinfo
 from pep_agent.system.clock import Clock
-from pep_agent.system.leds import Led
+from pep_agent.system.http import PepClient
+from pep_agent.system.leds import Led, make_led
 from pep_agent.system.notify import Notifier
-from pep_agent.system.services import ServiceManager
-
-if TYPE_CHECKING:
-    from pep_agent.system.http import PepClient
+from pep_agent.system.services import ServiceManager, make_services
 
 log = logging.getLogger("pep_agent")
 
@@ -113,8 +111,6 @@ class Context:
 
 def make_led_for(settings: Settings) -> Led:
     """The LED the settings and the profile ask for."""
-    from pep_agent.system.leds import make_led
-
     paths, profile = settings.paths, settings.profile
     return make_led(settings.led_backend, leds_dir=settings.led_dir, name=settings.led_name,
                     command=settings.led_command,
@@ -128,15 +124,11 @@ def launch_fcc(argv: Sequence[str], cwd: Path, env: Mapping[str, str]) -> FccSes
 
 
 def _client(settings: Settings) -> PepClient:
-    from pep_agent.system.http import PepClient
-
     return PepClient.from_settings(settings)
 
 
 def build_context(settings: Settings) -> Context:
     """The real context: systemctl or the sandbox, the real clock, LED, notifier and journal."""
-    from pep_agent.system.services import make_services
-
     return Context(settings=settings, services=make_services(settings.paths), clock=Clock(),
                    led=make_led_for(settings), notifier=Notifier(),
                    journal=Journal(settings.paths.journal),

@@ -26,6 +26,7 @@ from pep_agent.gateway import identity as ident
 from pep_agent.gateway.backup import Backup
 from pep_agent.gateway.fcc import check_ip_on_interface, fcc_environment
 from pep_agent.system import fsutil, proc
+from pep_agent.system.sealing import setup_keys
 
 
 def preflight(ctx: Context) -> None:
@@ -37,8 +38,6 @@ def preflight(ctx: Context) -> None:
         # Here, not at the request: a journald that cannot seal must stop the run before
         # edge-core or the identity are touched. Only after every check: the forced setup
         # replaces the key whose verification key the server holds. The key stays in memory.
-        from pep_agent.system.sealing import setup_keys
-
         ctx.verification_key = setup_keys(s.fss_interval, ctx.paths)
 
 
