@@ -6,12 +6,11 @@ identity request), FCC's credentials may be the only copy of an identity the ser
 never hand out again. They are deleted only when the server says it holds no record for the
 serial: a 500 to the identity request, or a 404 from GET /v3/enrollment-id. `injected` is the
 one answer to "may the server hold a record of an injection into our FCC?", and `decide` the
-one place that decides whether credentials are kept, recovered, discarded or restored. The
-runner (and the identity request's step, for its own failures) act on the decision.
+one place that decides whether credentials are kept, recovered, discarded or restored; the
+runner acts on its decisions.
 
 Side effects: `observe` reads the state directory, the installed identity and the credential
-check; `look_up` asks the server for its record (GET /v3/enrollment-id, with the request
-retry). `decide` has none.
+check; `look_up` asks the server for its record (GET /v3/enrollment-id). `decide` has none.
 """
 
 from __future__ import annotations
@@ -27,6 +26,9 @@ from pep_agent.flow.context import Context
 from pep_agent.gateway import discovery, install
 from pep_agent.gateway import identity as ident
 from pep_agent.state import INSTALL, PREFLIGHT
+
+# The wait between two looks at a record without an enrollment id.
+WATCH_GAP_S = 5.0
 
 if TYPE_CHECKING:
     from pep_agent.system.http import PepClient
@@ -120,10 +122,9 @@ class Decision:
     adopt: bool = False  # the installed identity is the server's: rewrite the marker
     restart_fcc: bool = False  # start FCC afresh and ask again
     fresh: bool = False  # a new run: stop FCC left over, clear staging, reset the journal
-    error: str = ""  # the run ends with this error (ERRORS below)
+    error: str = ""  # the run ends with this error: one of the names below
 
 
-# The errors a decision can end a run with.
 NO_CREDENTIALS = "no-credentials"  # the server holds a record, FCC stored nothing usable
 UNREACHABLE = "unreachable"  # the record cannot be read: everything stays, the unit retries
 UNCONFIRMED = "unconfirmed"  # an installed identity the server cannot confirm now
@@ -293,11 +294,7 @@ def look_up(ctx: Context, client: PepClient, seen: Observation, *,
     return Held(enrollment=enrollment, watched_s=watched if enrollment is None else 0.0)
 
 
-# The wait between two looks at a record without an enrollment id.
-WATCH_GAP_S = 5.0
-
-
 def watch_gap(seen: Observation) -> float:
-    """How long to wait before looking at the record again."""
+    """How long to wait before looking at a record without an enrollment id again."""
     left = seen.injection_s - (seen.record.watched_s if seen.record else 0.0)
     return max(0.0, min(WATCH_GAP_S, left))
