@@ -99,6 +99,11 @@ class FccStartError(PepError):
     code = Exit.FCC_START
 
 
+class FccExitedError(FccStartError):
+    """FCC exited before anything was sent to it (before or just after printing its port):
+    nothing can have been injected, so starting it again is safe."""
+
+
 class FccExchangeError(PepError):
     code = Exit.FCC_EXCHANGE
 

@@ -179,10 +179,10 @@ def assert_no_wasted_identity(server: SimServer, gateways: dict[str, Path],
         if record.status_code == 200 and serial not in foreign:
             if (installed.get("serialNumber") == serial
                     and installed.get("enrollmentID") == record.text.strip()
-                    and _credentials_of(mcc) in (serial, "<parsec>")):
+                    and _credentials_of(mcc) in _stored_as(serial)):
                 verdicts[serial] = "installed"
             else:
-                assert pending == serial and staged in (serial, "<parsec>"), (
+                assert pending == serial and staged in _stored_as(serial), (
                     f"WASTED IDENTITY: the server holds a record of {serial}, but the gateway "
                     f"has neither installed nor staged its credentials (installed "
                     f"{installed.get('serialNumber')!r}, staged {staged!r}, journal {pending!r})")
@@ -200,6 +200,11 @@ def assert_no_wasted_identity(server: SimServer, gateways: dict[str, Path],
             assert not (root / STATE_DIR / "provisioned").exists()
             verdicts[serial] = "unprovisioned"
     return verdicts
+
+
+def _stored_as(serial: str) -> tuple[str, ...]:
+    """What _credentials_of gives for credentials of `serial`: the real FCC's are encrypted."""
+    return (serial, "<parsec>", ENCRYPTED) if real_fcc() else (serial, "<parsec>")
 
 
 def _credentials_of(mcc: Path) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pep_agent import state
-from pep_agent.errors import FccStartError, NetworkError, PepError, ResumeError
+from pep_agent.errors import FccExitedError, FccStartError, NetworkError, PepError, ResumeError
 from pep_agent.flow import recovery, request
 from pep_agent.flow.context import Context
 from pep_agent.gateway import discovery, install
@@ -102,7 +102,25 @@ def clear_identity(ctx: Context) -> None:
     ctx.journal.update(previous_identity=moved)
 
 
+# Starts of FCC per start-fcc step when it exits before it is used (the real FCC, under load,
+# now and then exits 1 just after printing its port).
+FCC_STARTS = 3
+
+
 def start_fcc(ctx: Context) -> None:
+    for start in range(1, FCC_STARTS + 1):
+        try:
+            _start_fcc_once(ctx)
+            return
+        except FccExitedError as err:
+            ctx.stop_fcc()
+            if start == FCC_STARTS:
+                raise
+            # Nothing was sent to it: no injection can have happened.
+            ctx.say(f"{err.message}; starting FCC again ({start}/{FCC_STARTS - 1})")
+
+
+def _start_fcc_once(ctx: Context) -> None:
     s, paths = ctx.settings, ctx.paths
     staging = install.staging_dir(paths, ctx.profile)
     fsutil.remove(staging)

@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pep_agent.errors import FccExchangeError, FccStartError, NetworkError
+from pep_agent.errors import FccExchangeError, FccExitedError, FccStartError, NetworkError
 from pep_agent.system import netinfo, proc
 
 log = logging.getLogger(__name__)
@@ -125,8 +125,7 @@ class FccSession:
                 if code is None:
                     raise FccStartError("FCC closed its output without printing its port"
                                         + self._tail_hint())
-                raise FccStartError(f"FCC exited with status {code} before printing its port"
-                                    + self._tail_hint())
+                raise self._exited(code, "before printing its port")
             found = parse_fcc_address(line)
             if found:
                 return found
@@ -141,10 +140,23 @@ class FccSession:
             problem = netinfo.tcp_probe(ip, port, timeout)
             if not problem:
                 return
-            if time.monotonic() >= deadline or self.child.poll() is not None:
+            code = self.child.poll()
+            if code is not None:
+                raise self._exited(code, f"after printing its port {ip}:{port}")
+            if time.monotonic() >= deadline:
                 raise FccStartError(f"FCC reported {ip}:{port} but nothing accepts connections "
                                     f"there ({problem})")
             time.sleep(0.05)
+
+    def _exited(self, code: int, when: str) -> FccExitedError:
+        """FCC exited before it was used: its status and its last lines. Nothing was sent to
+        it yet, so its output holds no injected data."""
+        # Its last lines arrive with its exit: read them all first.
+        self._reader.join(timeout=5)
+        last = [t.strip()[:160] for t in self.tail if t.strip()][-3:]
+        said = f"; its last lines: {' | '.join(last)!r}" if last else "; it printed nothing"
+        status = f"signal {-code}" if code < 0 else f"status {code}"
+        return FccExitedError(f"FCC exited with {status} {when}{said}")
 
     def wait_exit(self, *, deadline: float) -> None:
         """FCC must exit 0 by `deadline`; otherwise it is stopped and FccExchangeError raised."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.agentprocs import (
     service_log,
     status,
 )
+from tests.endstate import assert_no_wasted_identity
 from tests.loopback import LoopbackServer, replying
 from tests.simprocs import (
     ENCRYPTED,
@@ -124,6 +126,36 @@ def test_fcc_faults(tmp_path: Path, server: SimServer, fault: str, code: int,
     assert out.returncode == code, out.stderr
     assert not (root / IDENTITY).exists()
     assert _no_fcc_left(root)
+
+
+def test_fcc_exiting_just_after_printing_its_port_is_started_again(
+        tmp_path: Path, server: SimServer) -> None:
+    # As the real FCC now and then does under load: its port line, then exit 1 about 50 ms
+    # later, before it listens. Its second start is the FCC of the other tests.
+    first_start = tmp_path / "fcc-started-once"
+    script = tmp_path / "fcc-exits-once.sh"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"if [ ! -e {shlex.quote(str(first_start))} ]; then\n"
+        f"    touch {shlex.quote(str(first_start))}\n"
+        f"    printf '\\nClient IP Address and Port :  127.0.0.1:{free_port()}\\n\\n'\n"
+        "    echo 'Client is waiting for incoming connection'\n"
+        "    sleep 0.05\n"
+        "    exit 1\n"
+        "fi\n"
+        f"exec {fcc_command()}\n")
+    script.chmod(0o755)
+    root = tmp_path / "gw"
+    out = provision(root, server.url, "GW-EXITS-ONCE", str(script))
+    assert out.returncode == 0, out.stderr
+    assert first_start.exists()
+    assert "FCC exited with status 1 after printing its port" in out.stderr
+    assert "| Client is waiting for incoming connection'" in out.stderr, out.stderr
+    assert "starting FCC again (1/2)" in out.stderr
+    assert json.loads((root / IDENTITY).read_text())["serialNumber"] == "GW-EXITS-ONCE"
+    assert _identity_requests(server) == 1
+    assert assert_no_wasted_identity(server, {"GW-EXITS-ONCE": root}) == {
+        "GW-EXITS-ONCE": "installed"}
 
 
 def test_fcc_that_never_accepts(tmp_path: Path) -> None:
