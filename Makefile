@@ -2,6 +2,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The real FCC (factory-configurator-client-example) of `make test` and `make realfcc`:
+# PEP_REAL_FCC, else the one `packaging/real-fcc/cached.sh -b ARCHIVES` built into the cache
+# (.ci/run does). Where there is one, the provisioning tests run it in place of `sim fcc`;
+# PEP_REAL_FCC= (empty) opts out.
+ifeq ($(origin PEP_REAL_FCC),undefined)
+REAL_FCC := $(shell packaging/real-fcc/cached.sh 2>/dev/null)
+else
+REAL_FCC := $(PEP_REAL_FCC)
+endif
+test realfcc: export PEP_REAL_FCC := $(REAL_FCC)
+
 .PHONY: setup test lint wheel-check matrix demo e2e bench deb crashtest ptest realfcc clean exit-codes state-places
 
 setup: $(STAMP)
@@ -49,9 +60,8 @@ crashtest: $(STAMP)
 ptest: $(STAMP)
 	PEP_PTEST_FULL=1 $(PY) -m pytest -q tests/integration/test_ptest.py
 
-# With PEP_REAL_FCC=/path/to/factory-configurator-client-example.elf (packaging/real-fcc/build.sh
-# builds one): sim fcc compared with the real FCC, and the provisioning tests with the real FCC
-# in place of sim fcc. Without it the comparison skips and says why.
+# sim fcc compared with the real FCC, and the provisioning tests with the real FCC in place of
+# sim fcc. Without a real FCC the comparison skips and says why.
 realfcc: $(STAMP)
 	$(PY) -m pytest -q -rs tests/realfcc $(if $(PEP_REAL_FCC),tests/integration/test_provision.py)
 

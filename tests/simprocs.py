@@ -182,17 +182,14 @@ def stored_endpoint(working: Path) -> str:
 
 
 def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
-             fault: str | None = None) -> list[str]:
-    """argv of the FCC: `sim fcc`, or the real one when PEP_REAL_FCC is set.
+             fault: str | None = None, sim: bool = False) -> list[str]:
+    """argv of the FCC: the real one when there is one (real_fcc), else `sim fcc`.
 
-    With the real FCC, a test that needs a simulator fault or Parsec is skipped.
+    `sim fcc` whatever there is with `sim`, and for a test that needs a simulator fault or
+    Parsec: the real FCC has no faults to order and is built without Parsec.
     """
     real = real_fcc()
-    if real is not None:
-        if fault is not None or parsec:
-            import pytest
-
-            pytest.skip("the real FCC (PEP_REAL_FCC) has no simulated faults and no Parsec here")
+    if real is not None and not sim and fault is None and not parsec:
         # Without ENTROPYSOURCE the real FCC reads /dev/random ("this can take a long time").
         return ["env", "ENTROPYSOURCE=/dev/urandom", real]
     # Like the real FCC, sim fcc prints its port a moment before it listens: the agent's probe
@@ -208,9 +205,9 @@ def fcc_argv(parsec: bool = False, mcc_config: Path | None = None,
 
 
 def fcc_command(parsec: bool = False, mcc_config: Path | None = None,
-                fault: str | None = None) -> str:
-    """The command line the agent gets as --fcc-command to run the FCC stand-in."""
-    return shlex.join(fcc_argv(parsec, mcc_config, fault))
+                fault: str | None = None, sim: bool = False) -> str:
+    """The command line the agent gets as --fcc-command to run FCC (fcc_argv)."""
+    return shlex.join(fcc_argv(parsec, mcc_config, fault, sim))
 
 
 @dataclass
@@ -236,16 +233,17 @@ def start_fcc(cwd: Path, *, iface: str = "lo", parsec: bool = False,
               mcc_config: Path | None = None, fault: str | None = None,
               env: Mapping[str, str] | None = None, wait_port: bool = True,
               wrapper: Sequence[str] = (), argv: Sequence[str] | None = None) -> SimFcc:
-    """Start the FCC stand-in in cwd on iface; with wait_port, waits until it listens: for
-    sim fcc its port file, for another FCC (the real one, or argv) its output.
+    """Start `sim fcc` (or argv) in cwd on iface; with wait_port, waits until it listens: for
+    sim fcc its port file, for argv (the real FCC) its output. The tests that start FCC
+    themselves test the simulators, and read what sim fcc stored.
 
-    wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace;
-    argv replaces the FCC's own (fcc_argv) when given.
+    wrapper is a command prefix, e.g. ("unshare", "--net") to run it in a fresh namespace.
     """
     cwd.mkdir(parents=True, exist_ok=True)
     child_env = {**os.environ, "ETHERNET_LINUX_IFACE_NAME": iface, **(env or {})}
-    ours = argv is None and real_fcc() is None
-    argv = [*wrapper, *(argv if argv is not None else fcc_argv(parsec, mcc_config, fault))]
+    ours = argv is None
+    argv = [*wrapper, *(argv if argv is not None else fcc_argv(parsec, mcc_config, fault,
+                                                              sim=True))]
     if not wait_port or not ours:
         child = proc.spawn(argv, env=child_env, cwd=cwd)
         fcc = SimFcc(child, _reader(child), cwd)

@@ -72,8 +72,9 @@ class Scenario:
         return self.name == "parsec"
 
     def fcc(self, root: Path) -> str:
+        # sim fcc: the model replays the file calls it makes (O_SYNC writes in place).
         command = (fcc_command(parsec=True, mcc_config=root / MCC) if self.parsec
-                   else fcc_command())
+                   else fcc_command(sim=True))
         return command + (" --no-sync" if self.fcc_mode == "no-sync" else "")
 
     def argv(self, root: Path, url: str) -> list[str]:
