@@ -126,6 +126,10 @@ def test_fcc_faults(tmp_path: Path, server: SimServer, fault: str, code: int,
     assert out.returncode == code, out.stderr
     assert not (root / IDENTITY).exists()
     assert _no_fcc_left(root)
+    if fault == "crash":
+        # It exits before it is used, at every start: started again twice, then given up on.
+        assert out.stderr.count("FCC exited with status 1 before printing its port") == 3
+        assert "starting FCC again (2/2)" in out.stderr and "(3/2)" not in out.stderr
 
 
 def test_fcc_exiting_just_after_printing_its_port_is_started_again(
