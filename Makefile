@@ -32,8 +32,9 @@ wheel-check: $(STAMP)
 # The tests mostly wait on processes and sockets: two workers (pytest-xdist) halve the time on
 # two cores. TEST_WORKERS=0 runs them in this process.
 TEST_WORKERS ?= 2
+# The comparison with the real FCC (tests/realfcc) waits out FCC's timeouts: `make realfcc`.
 test: lint wheel-check
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=15 tests/unit tests/integration
 
 # The tests on each target's Python with exactly the versions it ships (.ci/targets.json,
 # refreshed by .ci/refresh-targets.py), plus the newest libraries on 3.9 and 3.13; each in its
