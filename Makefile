@@ -64,7 +64,7 @@ ptest: $(STAMP)
 # sim fcc compared with the real FCC, and the provisioning tests with the real FCC in place of
 # sim fcc. Without a real FCC the comparison skips and says why.
 realfcc: $(STAMP)
-	$(PY) -m pytest -q -rs tests/realfcc $(if $(PEP_REAL_FCC),tests/integration/test_provision.py)
+	$(PY) -m pytest -q -rs -n $(TEST_WORKERS) tests/realfcc $(if $(PEP_REAL_FCC),tests/integration/test_provision.py)
 
 bench: $(STAMP)
 	$(PY) bench/run.py
