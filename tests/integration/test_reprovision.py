@@ -32,8 +32,8 @@ SERIAL = "GW-REPRO"
 PARSEC_STATE = "userdata/parsec"
 
 
-def _fcc(root: Path, parsec: bool) -> str:
-    return fcc_command(parsec=True, mcc_config=root / MCC) if parsec else fcc_command()
+def _fcc(root: Path, parsec: bool, sim: bool = False) -> str:
+    return fcc_command(parsec=True, mcc_config=root / MCC) if parsec else fcc_command(sim=sim)
 
 
 def _args(verb: str, root: Path, url: str, serial: str | None = SERIAL, fcc: str | None = None,
@@ -239,7 +239,9 @@ def test_a_restored_identity_is_on_disk_when_reprovision_returns(tmp_path: Path,
     log = tmp_path / "strace.log"
     try:
         out = subprocess.run(
+            # sim fcc: the model replays the file calls it makes.
             [*explore.strace_argv(log), *AGENT, *_args("reprovision", root, fresh.url,
+                                                       fcc=_fcc(root, parsec, sim=True),
                                                        parsec=parsec)],
             capture_output=True, text=True, timeout=explore.RUN_TIMEOUT, check=False,
             env=agent_env(PEP_INJECTION_RETRIES="0"), stdin=subprocess.DEVNULL)
