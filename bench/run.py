@@ -30,7 +30,7 @@ if __package__ in (None, ""):
     # Run as a script: import the bench package from the project, not from bench/ itself.
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
-from bench import children, coldstart, imports, line, provision, simthroughput
+from bench import children, coldstart, imports, line, provision, simthroughput, syncattrs
 from bench.context import Bench
 from bench.report import Section, show, write
 from bench.simserver import SimServer, Tools
@@ -51,6 +51,8 @@ MEASUREMENTS: dict[str, tuple[str, Measure]] = {
              lambda b, a: [line.measure(b, None if a.no_plot else a.out / PLOT)]),
     "sim": ("identities per second the simulated server issues, FCC exchange included",
             lambda b, a: [simthroughput.measure(b)]),
+    "syncattrs": ("FCC's storage writes without and with the synchronous-update attributes",
+                  lambda b, a: [syncattrs.measure(b)]),
 }
 
 

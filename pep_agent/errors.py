@@ -135,6 +135,12 @@ class InstallError(PepError):
     code = Exit.INSTALL
 
 
+class NoSpaceError(PepError):
+    """Too little free space for FCC's credentials."""
+
+    code = Exit.NO_SPACE
+
+
 class StateError(PepError):
     """The agent's own state: state directory, journal, run lock."""
 

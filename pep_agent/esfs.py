@@ -236,6 +236,54 @@ def check_pal(pal_dir: Path) -> list[str]:
     return problems
 
 
+def _sound(path: Path) -> bool:
+    """A regular file that passes the checks of check_pal."""
+    return path.is_file() and not path.is_symlink() and not _file_problems(path, "")[0]
+
+
+def _replaceable(path: Path) -> bool:
+    """Missing, or a regular file (never written through a link or over a folder)."""
+    return not path.is_symlink() and (path.is_file() or not path.exists())
+
+
+def _cut_short(copy: Path, twin: Path) -> bool:
+    """`copy` holds the start of `twin` only: a write cut short (a crash leaves files empty
+    or short, never changed)."""
+    try:
+        data, full = copy.read_bytes(), twin.read_bytes()
+    except OSError:
+        return False
+    return len(data) < len(full) and full.startswith(data)
+
+
+def copies_to_repair(pal_dir: Path) -> list[tuple[Path, Path]]:
+    """(source, target) for each item whose copy in BACKUP or WORKING is missing, fails the
+    checks or was cut short, while its twin passes them.
+
+    FCC 4.10.0 writes a factory item to BACKUP, then copies it byte for byte to WORKING
+    (esfs.c: esfs_close calls esfs_copy_file), and every item FCC stores is a factory item:
+    the two copies hold the same bytes, so either can be made again from the other.
+    """
+    backup, working = pal_dir / "BACKUP", pal_dir / "WORKING"
+    names: set[str] = set()
+    for folder in (backup, working):
+        if not _replaceable_folder(folder):
+            return []  # a link or a file where FCC keeps a folder: not ours to write into
+        if folder.is_dir():
+            names.update(p.name for p in folder.iterdir())
+    pairs = []
+    for name in sorted(names):
+        for source, target in ((backup / name, working / name), (working / name, backup / name)):
+            if _sound(source) and _replaceable(target) and (
+                    not _sound(target) or _cut_short(target, source)):
+                pairs.append((source, target))
+    return pairs
+
+
+def _replaceable_folder(path: Path) -> bool:
+    return not path.is_symlink() and (path.is_dir() or not path.exists())
+
+
 def check_parsec(mcc_config: Path) -> list[str]:
     """What is wrong with a Parsec store (its/ and pst/ under mcc_config; empty: none found)."""
     problems: list[str] = []

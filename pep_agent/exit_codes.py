@@ -46,6 +46,8 @@ class Exit(IntEnum):
     STATUS_NOT_STARTED = 32
     STATUS_RETRYING = 33
     STATUS_DEFERRED = 34
+    # An error again, numbered after the status codes.
+    NO_SPACE = 35
     # Ended by a signal: 128 + its number (Linux: SIGINT 2, SIGPIPE 13, SIGTERM 15), as
     # shells, `timeout` and systemd report it. Written out: importing `signal` would slow
     # `status` and `--help`, which load this module.
@@ -165,6 +167,11 @@ TABLE: dict[Exit, Code] = {
     Exit.STATUS_DEFERRED: Code(
         "`status`: the last run found an installed identity the server could not confirm "
         "(exit 27): edge-core runs on it, the next run asks the server again", restarted=None),
+    Exit.NO_SPACE: Code(
+        "not enough free space for FCC's credentials where they are stored (checked before "
+        "anything is changed), or FCC reported a storage error with too little space left; "
+        "the error names the folder and its free space",
+        "free space on /userdata, then run again", blinks=15),
     Exit.SIGINT: Code("aborted by SIGINT (Ctrl-C); the journal names the signal",
                       led="`failed`"),
     Exit.SIGPIPE: Code("the reader of the output went away (`pep-agent status | head -1`): "

@@ -128,6 +128,7 @@ class FakeFcc:
         self.child = FakeChild()
         self.address = address
         self.stopped = False
+        self.storage_error: str | None = None  # a storage error line "printed" by FCC
 
     @property
     def pid(self) -> int:
@@ -141,6 +142,9 @@ class FakeFcc:
 
     def wait_exit(self, *, deadline: float) -> None:
         self.child.wait()
+
+    def storage_failure(self, grace: float = 1.0) -> str | None:
+        return self.storage_error
 
     def stop(self) -> None:
         self.stopped = True

@@ -224,6 +224,7 @@ def _run_steps(ctx: Context, start: str, last: str = state.REBOOT) -> None:
                                    earlier=failed.earlier,
                                    restarts_left=restarts < ctx.settings.injection_retries)
             if _settle(ctx, recovery.observe(ctx, ended), failed.error)[1].restart_fcc:
+                install.fcc_storage_failed(ctx.paths, ctx.profile, failed.fcc_storage)
                 restarts += 1
                 ctx.say(f"the server holds no record of this run's request "
                         f"({failed.error.message}); restarting FCC "

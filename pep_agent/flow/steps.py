@@ -53,6 +53,7 @@ def check_preflight(ctx: Context) -> bool:
                             hint="install FCC or point --fcc-command at it")
     if not os.access(exe, os.X_OK):
         raise FccStartError(f"the FCC binary {exe} is not executable")
+    install.check_space(ctx.paths, ctx.profile)
     return install.uses_parsec(ctx.paths, s.parsec)
 
 
@@ -124,6 +125,7 @@ def _start_fcc_once(ctx: Context) -> None:
     s, paths = ctx.settings, ctx.paths
     staging = install.staging_dir(paths, ctx.profile)
     fsutil.remove(staging)
+    install.protect_storage(paths, ctx.profile)
     fsutil.make_dir(staging, mode=0o700)
     ctx.fcc = ctx.launch_fcc(s.fcc_argv(), staging,
                              fcc_environment(ctx.interface, s.entropy_source))
@@ -139,9 +141,10 @@ def _start_fcc_once(ctx: Context) -> None:
 class RequestFailed(Exception):
     """The identity request failed: the runner asks the recovery rule what follows."""
 
-    def __init__(self, error: PepError, earlier: bool) -> None:
+    def __init__(self, error: PepError, earlier: bool, fcc_storage: str | None = None) -> None:
         super().__init__(error.message)
         self.error, self.earlier = error, earlier
+        self.fcc_storage = fcc_storage  # the storage error FCC printed, if any
 
 
 def request_identity(ctx: Context) -> None:
@@ -151,7 +154,9 @@ def request_identity(ctx: Context) -> None:
                                     deadline=ctx.clock.monotonic() + ctx.settings.server_deadline,
                                     notes=notes, stop_retrying=lambda: recovery.fcc_ended(ctx))
     except PepError as err:
-        raise RequestFailed(err, earlier=bool(notes.get("earlier"))) from None
+        # FCC's storage error is read now: the recovery rule may stop FCC.
+        raise RequestFailed(err, earlier=bool(notes.get("earlier")),
+                            fcc_storage=ctx.fcc.storage_failure() if ctx.fcc else None) from None
     request.commit(ctx, data, server_request_s=notes.get("server_request_s", 0.0))
 
 

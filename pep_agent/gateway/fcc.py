@@ -23,6 +23,11 @@ log = logging.getLogger(__name__)
 
 ADDRESS_RE = re.compile(r"Client IP Address and Port :\s+(\d{1,3}(?:\.\d{1,3}){3}):(\d+)")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# FCC's storage errors: its ESFS and flashSim layers' error traces, and PAL's file system
+# status codes (0xFC0000xx). PAL turns ENOSPC into a generic one (e.g. "esfs_copy_file() -
+# pal_fsFclose() for dst file failed with pal_status = 0xfc000010"), then FCC crashes.
+STORAGE_ERROR_RE = re.compile(
+    r"\[ERR\s*\]\[(?:esfs|sotp)\s*\]|pal_status = 0x[fF][cC]0000[0-9a-fA-F]{2}\b")
 
 
 def parse_fcc_address(line: str) -> tuple[str, int] | None:
@@ -86,6 +91,7 @@ class FccSession:
         self.child = child
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.tail: collections.deque[str] = collections.deque(maxlen=20)
+        self.storage_error: str | None = None  # the first storage error FCC printed
         self._reader = threading.Thread(target=self._drain, name="fcc-output", daemon=True)
         self._reader.start()
 
@@ -105,6 +111,8 @@ class FccSession:
         for raw in self.child.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             self.tail.append(ANSI_RE.sub("", line))
+            if self.storage_error is None and STORAGE_ERROR_RE.search(self.tail[-1]):
+                self.storage_error = self.tail[-1].strip()
             log.debug("fcc: %s", line)
             self.lines.put(line)
         self.lines.put(None)
@@ -170,6 +178,14 @@ class FccSession:
             self._reader.join(timeout=5)
             raise FccExchangeError(f"FCC exited with status {code}" + self._tail_hint(),
                                    hint=exchange_hint(self.tail, code))
+
+    def storage_failure(self, grace: float = 1.0) -> str | None:
+        """The first storage error FCC printed, if any, once all of its output is read: an
+        FCC that failed an exchange exits (the real one crashes when its storage fails), so
+        it is given `grace` seconds to, and its last lines arrive with its exit."""
+        if proc.wait(self.child, deadline=time.monotonic() + grace) is not None:
+            self._reader.join(timeout=5)
+        return self.storage_error
 
     def stop(self) -> None:
         proc.stop(self.child)

@@ -2,7 +2,9 @@
 
 Side effects: sets the previous identity aside (through the backup) and removes the profile's
 extra files, renames credential directories under the root, fsyncs FCC's stored credentials,
-writes identity.json (0600) atomically.
+writes identity.json (0600) atomically; sets the synchronous-update attributes on the folder
+that holds FCC's storage and clears them from its folders; rewrites a copy of an item FCC
+stored from its twin; reads the free space.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 from pathlib import Path
 
 from pep_agent import esfs
-from pep_agent.errors import InstallError, ResumeError
+from pep_agent.errors import InstallError, NoSpaceError, ResumeError
 from pep_agent.gateway.backup import Backup
 from pep_agent.paths import Paths
 from pep_agent.profiles import Profile
+from pep_agent.system import diskspace
 from pep_agent.system.fsutil import (
     atomic_write,
     fsync_dir,
@@ -24,9 +28,11 @@ from pep_agent.system.fsutil import (
     make_dir,
     non_empty_dir,
     remove,
+    rewrite,
     swap_in,
     sync_tree,
 )
+from pep_agent.system.syncflags import clear_synchronous, make_synchronous
 
 log = logging.getLogger("pep_agent")
 
@@ -90,6 +96,95 @@ def credential_problems(paths: Paths, profile: Profile, parsec: bool) -> list[st
     return esfs.check_parsec(store) if parsec else esfs.check_pal(store)
 
 
+def storage_parent(paths: Paths, profile: Profile) -> Path:
+    """The folder FCC's storage is created in: it holds mcc_config (where FCC writes with
+    Parsec) and FCC's staging folder (its working directory without)."""
+    mcc, _ = targets(paths, profile)
+    return mcc.parent
+
+
+# Free blocks a provision needs where FCC stores: FCC writes each of its ~17 items twice
+# (BACKUP and WORKING, a block each), three folders and flashSim (FLASHSIM_SIZE); the agent
+# adds identity.json, the saved answer and its journal. A real provision took 49 blocks of
+# 4 kB on ext4 (45 kB on 1 kB blocks); 64 leave room for a larger bundle. As many inodes.
+SPACE_BLOCKS = 64
+
+
+def space_needed(block_size: int) -> int:
+    return SPACE_BLOCKS * block_size + esfs.FLASHSIM_SIZE
+
+
+def _kb(size: int) -> str:
+    return f"{size // 1024} kB"
+
+
+def _short_of_space(space: diskspace.Space) -> tuple[str, str] | None:
+    """(what is missing for a provision, the hint), or None when there is room."""
+    need = space_needed(space.block_size)
+    where = f"on the file system of {space.folder}"
+    if space.free_bytes < need:
+        return (f"{space.folder} has {_kb(space.free_bytes)} free, FCC and the identity need "
+                f"about {_kb(need)}",
+                f"free at least {_kb(need - space.free_bytes)} {where} (`df -k "
+                f"{space.folder}`), then run again")
+    if space.free_inodes is not None and space.free_inodes < SPACE_BLOCKS:
+        return (f"{space.folder} has {space.free_inodes} free inodes, FCC and the identity "
+                f"need about {SPACE_BLOCKS}",
+                f"remove files {where} (`df -i {space.folder}`), then run again")
+    return None
+
+
+def check_space(paths: Paths, profile: Profile) -> None:
+    """Before FCC starts (and before anything is changed): NoSpaceError when the file system
+    FCC stores on is too full for a provision. On a full disk the real FCC stores part of the
+    items, crashes, and the server deletes its record: nothing is gained by starting it."""
+    try:
+        space = diskspace.free_space(storage_parent(paths, profile))
+    except OSError as e:
+        log.debug("cannot measure the free space for FCC: %s", e.strerror or e)
+        return
+    short = _short_of_space(space)
+    if short:
+        raise NoSpaceError(f"not enough free space for FCC's credentials: {short[0]}; nothing "
+                           "was changed", hint=short[1])
+
+
+def fcc_storage_failed(paths: Paths, profile: Profile, fcc_line: str | None) -> None:
+    """When FCC printed a storage error (`fcc_line`) and the injection failed: the error that
+    says so, a NoSpaceError when the file system is (still) short of space. Called once the
+    server said it holds no record (what FCC stored is discarded): a restarted FCC would fail
+    the same way."""
+    if fcc_line is None:
+        return
+    folder = storage_parent(paths, profile)
+    try:
+        space = diskspace.free_space(folder)
+    except OSError:
+        space = None
+    short = _short_of_space(space) if space else None
+    said = f"FCC could not store the credentials (its error: {fcc_line[:160]!r})"
+    if space is None:
+        raise InstallError(f"{said}; the free space of {folder} cannot be read",
+                           hint=f"check the file system of {folder}: full, read-only or failing")
+    if short:
+        raise NoSpaceError(f"{said}: {short[0]}", hint=short[1])
+    raise InstallError(f"{said}, although {space.folder} has {_kb(space.free_bytes)} free now",
+                       hint=f"check the file system of {space.folder}: it may have been full "
+                            "meanwhile, read-only, or failing (see the kernel log)")
+
+
+def protect_storage(paths: Paths, profile: Profile) -> None:
+    """Before FCC starts: the synchronous-update attributes (directory-sync and sync) on the
+    folder FCC's storage is created in; its new subfolders inherit both, its new files the
+    sync one. FCC syncs no directory: without them, a file system that does not order
+    metadata can lose FCC's new names in a power cut before the agent's fsyncs, while the
+    server already holds the record; and an FCC that does not open its files O_SYNC can lose
+    their data there. Unsupported: FCC runs all the same, the agent's fsyncs follow."""
+    parent = storage_parent(paths, profile)
+    make_dir(parent)
+    make_synchronous(parent)
+
+
 def make_staged_durable(paths: Paths, profile: Profile, parsec: bool) -> None:
     """fsync everything FCC stored: it opens files O_SYNC but never syncs a directory, so a new
     name (pal itself, WORKING, each item) is not durable until this has run. Raises OSError."""
@@ -98,12 +193,26 @@ def make_staged_durable(paths: Paths, profile: Profile, parsec: bool) -> None:
         sync_tree(store)
 
 
+def repair_copies(store: Path) -> None:
+    """FCC writes each item to BACKUP, then copies the same bytes to WORKING (ESFS's
+    esfs_close and esfs_copy_file): a copy a power cut lost or cut short is written again from
+    its twin, durably. A cut during that rewrite leaves an empty or short copy, repaired the
+    same way by the next run. Raises OSError."""
+    for source, target in esfs.copies_to_repair(store):
+        rewrite(target, source.read_bytes(), mode=stat.S_IMODE(source.stat().st_mode))
+        log.info("FCC's %s/%s was missing or incomplete: written again from its copy in %s",
+                 target.parent.name, target.name, source.parent.name)
+
+
 def secure_credentials(paths: Paths, profile: Profile, parsec: bool, serial: str,
                        enrollment: str) -> None:
-    """Durable before trusted: fsync all FCC stored (an error is an install failure), then
-    check it. Incomplete credentials while the server holds the record: ResumeError."""
+    """Durable before trusted: fsync all FCC stored (an error is an install failure), repair
+    a lost copy of an item from its twin, then check it. Incomplete credentials while the
+    server holds the record: ResumeError."""
     try:
         make_staged_durable(paths, profile, parsec)
+        if not parsec:
+            repair_copies(credential_store(paths, profile, parsec))
     except OSError as e:
         raise install_error("making FCC's stored credentials durable", e) from None
     problems = credential_problems(paths, profile, parsec)
@@ -148,6 +257,9 @@ def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> No
             with contextlib.suppress(OSError):
                 os.rename(mcc, staged_pal(paths, profile))
         raise install_error(f"writing {identity_path}", e) from None
+    # Installed: what is created there later (by edge-core) need not be synchronous. Every
+    # folder FCC made has its own copy of the attributes.
+    clear_synchronous(storage_parent(paths, profile))
 
 
 def make_durable(paths: Paths, profile: Profile) -> None:

@@ -166,7 +166,7 @@ def _process(session: Session, message: bytes, fault: str | None) -> tuple[int, 
         _trace("ERR", "fcc", f"Factory flow failed: {e} (status {int(e.status)})")
         status, text, warnings = e.status, str(e), e.warnings
     except OSError as e:
-        _trace("ERR", "fcc", f"Storage error: {e.strerror}")
+        _trace("ERR", "esfs", f"Storage error: {e.strerror}")
         status, text = bundle.FccStatus.STORE_ERROR, "Internal storage error:"
     _out("Successfully processed comm message")
     reply = bundle.encode_response(status, text, sid, warnings, csrs)

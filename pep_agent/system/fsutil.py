@@ -98,6 +98,22 @@ def atomic_write(path: Path, data: bytes, *, mode: int = 0o600) -> None:
     fsync_dir(path.parent)
 
 
+def rewrite(path: Path, data: bytes, *, mode: int) -> None:
+    """Write `data` to `path` in place (created with `mode`, or truncated), durably: the file
+    and its directory entry are fsync'd before it returns. Not atomic: for a file that has a
+    twin to be written again from, where a torn write is seen and repaired by the next run
+    (a temporary file beside it would be a stray entry in a folder another program reads)."""
+    make_dir(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 mode)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    fsync_dir(path.parent)
+
+
 def append_line(path: Path, line: str, *, mode: int = 0o600) -> None:
     """Append `line` to `path`, creating it with `mode`; refuses to write through a symlink."""
     make_dir(path.parent)

@@ -23,6 +23,7 @@ from pep_agent import esfs
 from pep_agent.gateway import install
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
+from pep_agent.system.syncflags import make_synchronous
 from tests.agentprocs import AGENT, agent_env
 from tests.crash import fsmodel, trace
 from tests.endstate import (
@@ -38,14 +39,11 @@ from tests.simprocs import fcc_command, start_server
 
 SCENARIOS = ("plain", "over-previous", "parsec")
 FCC_MODES = ("o-sync", "no-sync")
-OUTCOMES = ("provisioned", "clean unprovisioned", "lost at the cut", "wasted", "stranded",
-            "bad marker")
-# Outcomes a state may end in. "lost at the cut": the server had deployed the record, but the
-# power cut itself left no complete credentials on the gateway (FCC syncs no directory, so
-# without metadata ordering its files' names can be gone): no rerun can bring them back, and
-# the only acceptable end is the honest failure, exit 22 without a marker.
-ACCEPTED = ("provisioned", "clean unprovisioned", "lost at the cut")
-UNRECOVERABLE_EXIT = 22
+OUTCOMES = ("provisioned", "clean unprovisioned", "wasted", "stranded", "bad marker")
+# Outcomes a state may end in. A state where the server had deployed the record but the power
+# cut itself left no usable credentials on the gateway is wasted like any other ("lost at the
+# cut" in its detail): the server holds the record and the gateway cannot use it.
+ACCEPTED = ("provisioned", "clean unprovisioned")
 MARKER = f"{STATE_DIR}/provisioned"
 RUN_TIMEOUT = 180.0
 # A rerun that leaves a recovery pending is followed by more, as the unit's restarts would.
@@ -128,6 +126,17 @@ def record(scenario: Scenario, work: Path) -> Recording:
                      fcc_ops[-1] + 1, db_after, out.returncode)
 
 
+def sync_attributes_supported(work: Path) -> bool:
+    """Whether the file system of `work` has the synchronous-update attributes (ext4 does, as
+    on gateways; tmpfs does not): without them a recording cannot show what the agent does."""
+    probe = work / "sync-probe"
+    probe.mkdir(parents=True)
+    try:
+        return make_synchronous(probe)
+    finally:
+        probe.rmdir()
+
+
 def reboot_empties(path: str) -> bool:
     return path == "run" or path.startswith("run/")
 
@@ -196,6 +205,7 @@ def rerun(rec: Recording, state: fsmodel.CrashState, work: Path) -> Verdict:
     scenario = rec.scenario
     root = (work / "gw").resolve()
     fsmodel.materialize(state.tree, root)
+    # Before any rerun: whether the cut left complete credentials for the record.
     lost = state.record and not has_credentials(root, scenario.serial, scenario.parsec)
     server_dir = work / "server"
     server_dir.mkdir()
@@ -222,15 +232,14 @@ def rerun(rec: Recording, state: fsmodel.CrashState, work: Path) -> Verdict:
 def judge(rec: Recording, state: fsmodel.CrashState, root: Path, server: object,
           codes: list[int], lost: bool) -> Verdict:
     scenario = rec.scenario
-    if lost and codes[-1] == UNRECOVERABLE_EXIT and not (root / MARKER).exists():
-        return Verdict("lost at the cut", "exit 22, no marker", state, codes)
     previous = OLD_SERIAL if scenario.name == "over-previous" else None
     try:
         verdicts = assert_no_wasted_identity(server, {scenario.serial: root},  # type: ignore[arg-type]
                                              previous=previous)
     except AssertionError as e:
         kind = "wasted" if "WASTED" in str(e) else "stranded"
-        return Verdict(kind, (str(e).splitlines() or [repr(e)])[0], state, codes)
+        cut = "lost at the cut: " if lost and kind == "wasted" else ""
+        return Verdict(kind, cut + (str(e).splitlines() or [repr(e)])[0], state, codes)
     except (OSError, ValueError) as e:
         return Verdict("stranded", f"unreadable credentials: {type(e).__name__}: {e}", state,
                        codes)

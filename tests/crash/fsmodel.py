@@ -5,6 +5,12 @@ Side effects: only `materialize` writes, into the directory it is given.
 
 Operations name inodes, not paths: they are resolved once on the real history, so that a
 state which drops some of them still sends each write to the file it really went to.
+
+The synchronous-update attributes set with FS_IOC_SETFLAGS are followed on that history too,
+as ext4 treats them: FS_DIRSYNC_FL (`chattr +D`) and FS_SYNC_FL (`chattr +S`) on a folder are
+inherited by the folders created in it, FS_SYNC_FL also by its new files. A namespace
+operation in a folder with either (either folder of a rename) is durable when issued, and so
+is a write to a file with FS_SYNC_FL (as with O_SYNC), under every model.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from tests.crash.trace import Call, fd_number, fd_path, path_arg, resolve, unhex
 
 NAMESPACE = ("link", "unlink", "rename")
 MODELS = ("all-persist", "ext4-ordered", "no-ordering", "one-lost")
+FS_SYNC_FL = 0x00000008
+FS_DIRSYNC_FL = 0x00010000
 
 
 @dataclass
@@ -47,6 +55,7 @@ class Op:
     size: int = 0
     fcc: bool = False
     text: str = ""
+    synced: bool = False  # a namespace op in a folder with a synchronous-update attribute
 
 
 def snapshot(root: Path) -> dict[int, Inode]:
@@ -89,6 +98,7 @@ class Recorder:
         self.fcc_pids: set[int] = set()
         self.ops: list[Op] = []
         self.born: dict[int, Inode] = {}  # inodes created during the run, as created
+        self.flags: dict[int, int] = {}  # synchronous-update attributes of inodes, now
 
     # --- paths --------------------------------------------------------------------------
     def _rel(self, path: str) -> list[str] | None:
@@ -120,11 +130,18 @@ class Recorder:
     def _emit(self, op: Op, call: Call) -> None:
         op.fcc = call.pid in self.fcc_pids
         op.text = f"{call.name} {self._show(op)}"
+        op.synced = op.kind in NAMESPACE and any(self.flags.get(d) for d in op.dirs)
         apply(self.inodes, op, keep=True)
         self.ops.append(op)
 
     def _show(self, op: Op) -> str:
         return "/".join(op.names) if op.names else f"inode {op.ino}"
+
+    def _inherit(self, ino: int, parent: int) -> None:
+        """ext4: a new folder takes both attributes of its folder, a new file FS_SYNC_FL."""
+        mask = FS_SYNC_FL | FS_DIRSYNC_FL if self.inodes[ino].kind == "d" else FS_SYNC_FL
+        if self.flags.get(parent, 0) & mask:
+            self.flags[ino] = self.flags[parent] & mask
 
     def _new(self, kind: str, mode: int, pid: int, target: str = "") -> int:
         ino = max(self.inodes) + 1
@@ -177,6 +194,7 @@ class Recorder:
             where = self._parent(path)
             if where is not None:
                 ino = self._new("d", int(mode, 8), pid)
+                self._inherit(ino, where[0])
                 self._emit(Op("link", ino, (where[0],), (where[1],)), call)
         elif name in ("symlink", "symlinkat"):
             target = path_arg(args[0])
@@ -196,6 +214,10 @@ class Recorder:
             entry = self._fd(pid, args[0])
             if entry is not None:
                 self._emit(Op("chmod", entry[0], size=int(args[1], 8)), call)
+        elif name == "ioctl" and len(args) > 2 and args[1] == "FS_IOC_SETFLAGS":
+            entry = self._fd(pid, args[0])
+            if entry is not None:
+                self.flags[entry[0]] = inode_flags(args[2]) & (FS_SYNC_FL | FS_DIRSYNC_FL)
 
     def _fd(self, pid: int, arg: str) -> list[int] | None:
         """The open file behind a descriptor, if it is one of ours (-y says where it points)."""
@@ -231,6 +253,7 @@ class Recorder:
             where = self._parent(path)
             assert where is not None and "O_CREAT" in flagset, call.text
             ino = self._new("f", int(mode, 8), call.pid)
+            self._inherit(ino, where[0])
             self._emit(Op("link", ino, (where[0],), (where[1],)), call)
         elif "O_TRUNC" in flagset and self.inodes[ino].kind == "f":
             self._emit(Op("trunc", ino, size=0), call)
@@ -248,6 +271,7 @@ class Recorder:
         else:
             offset = len(self.inodes[ino].data) if append else pos
             entry[1] = offset + len(data)
+        sync = sync or self.flags.get(ino, 0) & FS_SYNC_FL
         self._emit(Op("write", ino, offset=offset, data=data, sync=bool(sync)), call)
 
     def _rename(self, call: Call) -> None:
@@ -265,6 +289,20 @@ class Recorder:
             return
         ino = self.inodes[a[0]].entries[a[1]]
         self._emit(Op("rename", ino, (a[0], b[0]), (a[1], b[1])), call)
+
+
+def inode_flags(arg: str) -> int:
+    """The flags of FS_IOC_SETFLAGS's argument as strace prints it: `[FS_DIRSYNC_FL|...]`
+    by name, or a number."""
+    names = {"FS_SYNC_FL": FS_SYNC_FL, "FS_DIRSYNC_FL": FS_DIRSYNC_FL}
+    flags = 0
+    for part in arg.strip("[]").split("|"):
+        part = part.strip()
+        if part in names:
+            flags |= names[part]
+        elif part[:1].isdigit():
+            flags |= int(part, 0)
+    return flags
 
 
 def split_list(arg: str) -> list[str]:
@@ -316,11 +354,15 @@ def apply(inodes: dict[int, Inode], op: Op, keep: bool) -> None:
 
 def durable_at(ops: list[Op]) -> list[int]:
     """For each namespace op, the index of the op after which it is durable without metadata
-    ordering (an fsync of every directory it changed, or a sync); len(ops) if never."""
+    ordering (an fsync of every directory it changed, or a sync; itself when issued in a
+    folder with a synchronous-update attribute); len(ops) if never."""
     never = len(ops)
     result = [never] * len(ops)
     for j, op in enumerate(ops):
         if op.kind not in NAMESPACE:
+            continue
+        if op.synced:
+            result[j] = j
             continue
         waiting = set(op.dirs)
         for i in range(j + 1, len(ops)):

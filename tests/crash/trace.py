@@ -14,7 +14,7 @@ from pathlib import Path
 TRACED = ("open", "openat", "creat", "write", "pwrite64", "lseek", "ftruncate", "rename",
           "renameat", "renameat2", "unlink", "unlinkat", "mkdir", "mkdirat", "rmdir", "fsync",
           "fdatasync", "sync", "syncfs", "symlink", "symlinkat", "chmod", "fchmod", "fchmodat",
-          "umask", "execve", "clone", "clone3", "fork", "vfork")
+          "umask", "execve", "clone", "clone3", "fork", "vfork", "ioctl")
 # What -y prints after a path the kernel already unlinked.
 _DELETED = " (deleted)"
 _LINE = re.compile(r"^(\d+)\s+(.*)$")

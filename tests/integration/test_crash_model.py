@@ -91,3 +91,46 @@ def test_states_are_deduplicated_and_reboot_paths_ignored(tmp_path: Path) -> Non
     assert last.record
     fsmodel.materialize(last.tree, tmp_path / "gw")
     assert (tmp_path / "gw/d/g").read_bytes() == b"hello"
+
+
+# The staging folder gets both synchronous-update attributes; FCC then makes a folder and a
+# file in it (no O_SYNC, no fsync); the attributes are cleared; one more name is made there.
+FLAGGED = "\n".join([
+    f'7 mkdir("{h("/r/s")}", 0700) = 0',
+    f'7 openat(AT_FDCWD<{h("/")}>, "{h("/r/s")}", O_RDONLY|O_NONBLOCK|O_CLOEXEC|O_DIRECTORY)'
+    f' = {fd(3, "/r/s")}',
+    f'7 ioctl({fd(3, "/r/s")}, FS_IOC_SETFLAGS, [FS_SYNC_FL|FS_DIRSYNC_FL|FS_EXTENT_FL]) = 0',
+    f'9 mkdir("{h("/r/s/pal")}", 0755) = 0',
+    f'9 openat(AT_FDCWD<{h("/")}>, "{h("/r/s/pal/k")}", O_WRONLY|O_CREAT|O_TRUNC, 0600)'
+    f' = {fd(4, "/r/s/pal/k")}',
+    f'9 write({fd(4, "/r/s/pal/k")}, "{h("key")}", 3) = 3',
+    f'7 ioctl({fd(3, "/r/s")}, FS_IOC_SETFLAGS, [FS_EXTENT_FL]) = 0',
+    f'7 ioctl({fd(3, "/r/s")}, FS_IOC_SETFLAGS, [0x8]) = 0',
+    f'7 mkdir("{h("/r/s/late")}", 0700) = 0',
+    f'7 ioctl({fd(3, "/r/s")}, FS_IOC_SETFLAGS, [FS_EXTENT_FL]) = 0',
+    f'7 mkdir("{h("/r/s/later")}", 0700) = 0',
+])
+
+
+def test_names_and_writes_under_the_synchronous_attributes_are_durable_when_issued() -> None:
+    rec = fsmodel.Recorder(Path(ROOT), fsmodel.snapshot_empty(), 0o022)
+    for call in trace.parse(FLAGGED):
+        rec.feed(call)
+    initial, ops = {**fsmodel.snapshot_empty(), **rec.born}, rec.ops
+    assert [op.kind for op in ops] == ["link", "link", "link", "write", "link", "link"]
+    durable = fsmodel.durable_at(ops)
+    # s itself was made before the attributes, in the root: durable only when synced (never).
+    assert durable[0] == len(ops)
+    # pal (an inherited folder), k in it, and "late" under FS_SYNC_FL given as a number.
+    assert durable[1:3] == [1, 2] and durable[4] == 4
+    assert ops[3].sync  # k inherited FS_SYNC_FL: its write is synchronous
+    assert durable[5] == len(ops)  # after the attributes were cleared
+    # No ordering at all: s is lost with all below it; with s kept, what FCC made is there,
+    # data included.
+    point = 4
+
+    def keep(i: int) -> bool:
+        return i == 0 or durable[i] < point
+
+    tree = fsmodel.build(initial, ops, point, keep, full_data=False)
+    assert tree["s/pal/k"] == ("f", 0o600, b"key")

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pep_agent import esfs
+from pep_agent.system.syncflags import FS_SYNC_FL, SYNCHRONOUS, synchronous_flags
 from tests.agentprocs import agent_env, free_port, provision, run_agent, service_log, status
+from tests.crash.explore import sync_attributes_supported
 from tests.endstate import (
     IDENTITY,
     MCC,
@@ -33,10 +36,12 @@ def server(tmp_path: Path) -> Iterator[SimServer]:
 
 
 def _fcc_then_truncate(item: str) -> str:
-    """FCC, then one of its WORKING files cut to nothing: what a power cut between FCC's write
-    and the write-back leaves on a file system with delayed allocation."""
-    victim = f"pal/WORKING/{esfs.file_name(item)}"
-    script = f'{shlex.join(fcc_argv())}; rc=$?; : > {victim}; exit "$rc"'
+    """FCC, then both copies of one item (BACKUP and WORKING) cut to nothing: what a power cut
+    between FCC's writes and the write-back leaves on a file system with delayed allocation
+    (one copy alone would be repaired from the other)."""
+    name = esfs.file_name(item)
+    script = (f'{shlex.join(fcc_argv())}; rc=$?; : > pal/WORKING/{name}; : > pal/BACKUP/{name}; '
+              'exit "$rc"')
     return shlex.join(["sh", "-c", script])
 
 
@@ -154,3 +159,72 @@ def test_a_refused_reprovision_keeps_the_sealing_key(tmp_path: Path, server: Sim
         assert_no_wasted_identity(fresh, {serial: root})
     finally:
         fresh.stop()
+
+
+# --- a copy of an item lost at a power cut (BACKUP and WORKING hold the same bytes) -------
+
+def _fcc_then(action: str) -> str:
+    """FCC, then `action` run in its working directory (where its pal folder is)."""
+    script = f'{shlex.join(fcc_argv())}; rc=$?; {action}; exit "$rc"'
+    return shlex.join(["sh", "-c", script])
+
+
+@pytest.mark.parametrize(("lost", "kept"), [("BACKUP", "WORKING"), ("WORKING", "BACKUP")])
+def test_a_copy_lost_at_the_cut_is_repaired_from_its_twin(tmp_path: Path, server: SimServer,
+                                                          lost: str, kept: str) -> None:
+    """FCC writes every item to BACKUP and copies the same bytes to WORKING: a store that lost
+    one of the two copies (its name not yet durable at a power cut) used to end in exit 22
+    with the identity wasted. The missing copy is written again from its twin, then installed."""
+    root, serial = tmp_path / "gw", f"GW-TWIN-{lost}"
+    key = esfs.file_name("PrvKey_mbed.BootstrapDevicePrivateKey")
+    endpoint = esfs.file_name("CfgParam_mbed.EndpointName")
+    out = provision(root, server.url, serial,
+                    _fcc_then(f"rm pal/{lost}/{key}; : > pal/{lost}/{endpoint}"))
+    assert out.returncode == 0, out.stderr
+    assert f"{lost}/{key} was missing or incomplete: written again from its copy in {kept}" \
+        in out.stderr
+    mcc = root / MCC
+    for name in (key, endpoint):
+        assert (mcc / lost / name).read_bytes() == (mcc / kept / name).read_bytes() != b""
+        assert (mcc / lost / name).stat().st_mode == (mcc / kept / name).stat().st_mode
+    assert esfs.check_pal(mcc) == []
+    assert end_state(root, server, serial) == "provisioned"
+    assert assert_no_wasted_identity(server, {serial: root}) == {serial: "installed"}
+
+
+def test_a_store_without_a_sound_copy_is_still_refused(tmp_path: Path,
+                                                       server: SimServer) -> None:
+    """Both copies of an item broken: nothing to repair from, the honest exit 22 stays."""
+    root, serial = tmp_path / "gw", "GW-TWIN-BOTH"
+    key = esfs.file_name("PrvKey_mbed.BootstrapDevicePrivateKey")
+    out = provision(root, server.url, serial, _fcc_then(f"rm pal/BACKUP/{key}; "
+                                                        f": > pal/WORKING/{key}"))
+    assert out.returncode == 22, out.stderr
+    assert f"WORKING/{key}: empty" in out.stderr
+    assert not (root / STATE_DIR / "provisioned").exists()
+    assert assert_no_wasted_identity(server, {serial: root}) == {serial: "recovery-pending"}
+
+
+# --- FCC's storage folder is synchronous while FCC runs, and no longer afterwards ---------
+
+def test_fccs_folders_are_synchronous_while_it_stores_and_not_after(tmp_path: Path,
+                                                                    server: SimServer) -> None:
+    """FCC syncs no directory: on a file system without metadata ordering its new names could
+    be lost at a cut after the server deployed the record. Its working directory carries the
+    synchronous-update attributes (inherited from the folder of mcc_config) while it runs;
+    after the install no folder there keeps them (files keep the sync one)."""
+    if not sync_attributes_supported(tmp_path):
+        pytest.skip("the temporary folder's file system has no synchronous-update attributes")
+    root, serial = tmp_path / "gw", "GW-SYNC-ATTR"
+    seen = tmp_path / "flags-seen"
+    probe = ("import pathlib, sys; from pep_agent.system.syncflags import synchronous_flags as f; "
+             "pathlib.Path(sys.argv[1]).write_text(str(f(pathlib.Path('.'))))")
+    fcc = shlex.join(["sh", "-c", f'{shlex.join([sys.executable, "-c", probe, str(seen)])} && '
+                                  f'exec {shlex.join(fcc_argv())}'])
+    out = provision(root, server.url, serial, fcc)
+    assert out.returncode == 0, out.stderr
+    assert int(seen.read_text()) == SYNCHRONOUS
+    parent = (root / MCC).parent
+    for path in (parent, *parent.rglob("*")):
+        assert synchronous_flags(path) == (FS_SYNC_FL if path.is_file() else 0), path
+    assert_no_wasted_identity(server, {serial: root})

@@ -623,3 +623,16 @@ def test_a_65_second_pause_mid_message(tmp_path: Path,
 def test_every_area_has_probes() -> None:
     areas = {a.split()[0] for a in AREA.values()}
     assert {str(n) for n in range(1, 9)} <= areas
+
+
+def test_each_item_is_stored_twice_with_the_same_bytes(tmp_path: Path) -> None:
+    """What the agent's repair of a copy lost at a power cut relies on: the real FCC writes
+    every item to pal/BACKUP, then copies it byte for byte to pal/WORKING (ESFS's
+    esfs_copy_file), so either copy can be made again from the other; sim fcc does the same."""
+    for side, argv in programs():
+        outcome = _run_side(tmp_path / side, argv, bundle_probe(factory_doc()))
+        assert outcome.answers and outcome.answers[-1][:2] == ("answer", 0), (side, outcome)
+        pal = tmp_path / side / "pal"
+        backup = {p.name: p.read_bytes() for p in (pal / "BACKUP").iterdir()}
+        working = {p.name: p.read_bytes() for p in (pal / "WORKING").iterdir()}
+        assert len(working) > 10 and backup == working, side

@@ -29,7 +29,7 @@ from bench.imports import (  # noqa: E402
 from bench.stats import percentile, summarize  # noqa: E402
 
 RUN = REPO / "bench" / "run.py"
-SECTIONS = {"cold_start", "imports", "overhead", "memory", "line", "sim"}
+SECTIONS = {"cold_start", "imports", "overhead", "memory", "line", "sim", "syncattrs"}
 # The benchmarks run the simulated server (the 'sim' extra) and draw with matplotlib: the
 # 'bench' extra holds both.
 needs_bench_extra = pytest.mark.skipif(
@@ -69,7 +69,7 @@ def test_list_names_the_measurements() -> None:
     done = _bench("--list", timeout=30)
     assert done.returncode == 0, done.stderr
     assert [ln.split()[0] for ln in done.stdout.splitlines()] == [
-        "cold", "imports", "provision", "line", "sim"]
+        "cold", "imports", "provision", "line", "sim", "syncattrs"]
 
 
 @pytest.mark.spawns

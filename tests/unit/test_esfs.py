@@ -128,3 +128,41 @@ def test_check_parsec(tmp_path: Path) -> None:
     assert esfs.check_parsec(tmp_path) == ["pst/cfg: empty"]
     (tmp_path / "pst" / "cfg").write_bytes(b"c")
     assert esfs.check_parsec(tmp_path) == []
+
+
+def test_a_lost_or_broken_copy_is_repaired_from_its_sound_twin(pal: Path) -> None:
+    endpoint = esfs.file_name("CfgParam_mbed.EndpointName")
+    key = esfs.file_name("PrvKey_mbed.BootstrapDevicePrivateKey")
+    cert = esfs.file_name("Cert_mbed.BootstrapDeviceCert")
+    ca = esfs.file_name("Cert_mbed.BootstrapServerCACert")
+    (pal / "BACKUP" / endpoint).unlink()                # lost at a cut: WORKING has it
+    (pal / "WORKING" / key).write_bytes(b"")             # empty: BACKUP has it
+    (pal / "WORKING" / cert).write_bytes((pal / "WORKING" / cert).read_bytes()[:5])  # cut
+    for folder in ("BACKUP", "WORKING"):                  # both broken: nothing to copy from
+        (pal / folder / ca).write_bytes(b"")
+    boot = esfs.file_name("CfgParam_mbed.UseBootstrap")
+    blob = (pal / "BACKUP" / boot).read_bytes()
+    (pal / "BACKUP" / boot).write_bytes(blob + b"more")  # longer: cut short is WORKING's
+    assert set(esfs.copies_to_repair(pal)) == {
+        (pal / "BACKUP" / cert, pal / "WORKING" / cert),
+        (pal / "BACKUP" / key, pal / "WORKING" / key),
+        (pal / "WORKING" / endpoint, pal / "BACKUP" / endpoint),
+        (pal / "BACKUP" / boot, pal / "WORKING" / boot),
+    }
+    # Two sound copies that differ otherwise: neither is known to be right, none is touched.
+    (pal / "BACKUP" / boot).write_bytes(blob[:-1] + bytes([blob[-1] ^ 1]))
+    assert (pal / "BACKUP" / boot, pal / "WORKING" / boot) not in esfs.copies_to_repair(pal)
+
+
+def test_nothing_is_repaired_through_a_link_or_over_a_folder(pal: Path, tmp_path: Path) -> None:
+    endpoint = esfs.file_name("CfgParam_mbed.EndpointName")
+    key = esfs.file_name("PrvKey_mbed.BootstrapDevicePrivateKey")
+    (pal / "BACKUP" / endpoint).unlink()
+    (pal / "BACKUP" / endpoint).symlink_to(tmp_path / "elsewhere")
+    (pal / "BACKUP" / key).unlink()
+    (pal / "BACKUP" / key).mkdir()
+    assert esfs.copies_to_repair(pal) == []
+    (pal / "BACKUP").rename(tmp_path / "real-backup")
+    (pal / "BACKUP").symlink_to(tmp_path / "real-backup")
+    assert esfs.copies_to_repair(pal) == []
+    assert esfs.copies_to_repair(tmp_path / "no-pal") == []

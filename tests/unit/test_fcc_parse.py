@@ -88,3 +88,35 @@ def test_exchange_hint_matches_what_fcc_printed() -> None:
     assert "never reported a completed factory flow" in exchange_hint(done[:2], None)
     nothing = exchange_hint(["Client is waiting for incoming connection..."], 1)
     assert "did not complete the factory exchange" in nothing and "exit 22" in nothing
+
+
+# What the real FCC 4.10.0 printed on a file system without room for its items (then it
+# crashed with SIGSEGV), and what it prints on success.
+REAL_STORAGE_ERROR = ("\x1b[31m[ERR ][esfs]: esfs_copy_file() - pal_fsFclose() for dst file "
+                      "failed with pal_status = 0xfc000010\x1b[0m")
+
+
+def test_fccs_first_storage_error_is_kept(tmp_path: Path) -> None:
+    lines = ["Storage is erased", "Finished generating random from /dev/urandom.",
+             REAL_STORAGE_ERROR, "\x1b[31m[ERR ][fcc ]: later, pal_status = 0xfc000004\x1b[0m"]
+    script = "import sys\nfor line in sys.argv[1:]:\n    print(line)\nsys.exit(3)"
+    session = FccSession.start([sys.executable, "-c", script, *lines], cwd=tmp_path, env={})
+    try:
+        assert session.storage_failure(grace=30) == REAL_STORAGE_ERROR[5:-4]
+    finally:
+        session.stop()
+
+
+@pytest.mark.parametrize("line", [
+    "\x1b[32m[INFO][fcc ]: Storage is erased\x1b[0m",
+    "Successfully processed comm message",
+    "\x1b[31m[ERR ][fcc ]: Failed to process data (status 0xfc000010 elsewhere)\x1b[0m",
+    "\x1b[31m[ERR ][PAL ]: pal_status = 0xfb000003\x1b[0m",  # a network error, not storage
+])
+def test_other_lines_are_no_storage_error(tmp_path: Path, line: str) -> None:
+    script = "import sys\nprint(sys.argv[1])"
+    session = FccSession.start([sys.executable, "-c", script, line], cwd=tmp_path, env={})
+    try:
+        assert session.storage_failure(grace=30) is None
+    finally:
+        session.stop()

@@ -1,13 +1,15 @@
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from pep_agent.errors import InstallError
+from pep_agent.errors import InstallError, NoSpaceError
 from pep_agent.gateway import install
 from pep_agent.gateway.backup import Backup
 from pep_agent.paths import Paths
 from pep_agent.profiles import get_profile
+from pep_agent.system import diskspace
 
 LMP = get_profile("lmp")
 
@@ -78,3 +80,58 @@ def test_previous_identity_kept_until_dropped(tmp_path: Path) -> None:
     install.install(paths, LMP, False, b"{}")
     backup.discard()
     assert backup.held() == []
+
+
+def _space(tmp_path: Path, free_kb: int, inodes: int | None = 1000) -> diskspace.Space:
+    return diskspace.Space(tmp_path, free_kb * 1024, inodes, 4096)
+
+
+def test_room_for_fcc_counts_blocks_and_inodes(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = Paths(tmp_path)
+    need_kb = install.space_needed(4096) // 1024
+    assert need_kb == 264
+    for free_kb, inodes in ((need_kb, 1000), (10**6, None)):
+        monkeypatch.setattr(diskspace, "free_space", lambda p, f=free_kb, i=inodes: _space(
+            tmp_path, f, i))
+        install.check_space(paths, LMP)
+    monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, need_kb - 1))
+    with pytest.raises(NoSpaceError, match=f"{need_kb - 1} kB free, FCC and the identity need "
+                                           f"about {need_kb} kB; nothing was changed") as e:
+        install.check_space(paths, LMP)
+    assert e.value.code == 35 and "free at least 1 kB" in e.value.hint
+    monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 10**6, 12))
+    with pytest.raises(NoSpaceError, match="12 free inodes") as e:
+        install.check_space(paths, LMP)
+    assert "df -i" in e.value.hint
+
+
+def test_fccs_storage_error_says_what_the_disk_has(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    paths = Paths(tmp_path)
+    line = "[ERR ][esfs]: esfs_copy_file() - pal_fsFclose() failed with pal_status = 0xfc000010"
+    install.fcc_storage_failed(paths, LMP, None)  # FCC printed none: nothing to say
+    monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 40))
+    with pytest.raises(NoSpaceError, match=r"FCC could not store the credentials .*0xfc000010.*"
+                                           r"40 kB free"):
+        install.fcc_storage_failed(paths, LMP, line)
+    # Room enough now: not called a full disk, but still FCC's storage, with the free space.
+    monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 10**5))
+    with pytest.raises(InstallError, match=r"although .* has 100000 kB free now") as e:
+        install.fcc_storage_failed(paths, LMP, line)
+    assert not isinstance(e.value, NoSpaceError) and "read-only, or failing" in e.value.hint
+
+
+def test_the_reserve_counts_only_with_cap_sys_resource(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "self").mkdir()
+    status = tmp_path / "self" / "status"
+    monkeypatch.setattr(diskspace, "HOST_PROC", tmp_path)
+    st = os.statvfs(tmp_path)
+    for cap_eff, blocks in (("00000000a80425fb", st.f_bavail),  # a unit's root: no reserve
+                            ("000001ffffffffff", st.f_bfree)):  # a root shell
+        status.write_text(f"Name:\tpep-agent\nCapEff:\t{cap_eff}\n")
+        space = diskspace.free_space(tmp_path / "not" / "yet")
+        assert space.folder == tmp_path
+        # Another writer may change the counts in between: compare in whole blocks, loosely.
+        assert abs(space.free_bytes // space.block_size - blocks) < 256

@@ -254,7 +254,8 @@ def test_failure_states_and_blink_codes() -> None:
     assert BLINK_CODES[Exit.SERIAL] == 1
     assert BLINK_CODES[Exit.SEALING] == 14
     assert BLINK_CODES[Exit.STATE] == 12
-    assert len(set(BLINK_CODES.values())) == len(BLINK_CODES) == 14
+    assert BLINK_CODES[Exit.NO_SPACE] == 15
+    assert len(set(BLINK_CODES.values())) == len(BLINK_CODES) == 15
 
 
 @pytest.mark.spawns
