@@ -96,6 +96,7 @@ REAL_STORAGE_ERROR = ("\x1b[31m[ERR ][esfs]: esfs_copy_file() - pal_fsFclose() f
                       "failed with pal_status = 0xfc000010\x1b[0m")
 
 
+@pytest.mark.spawns
 def test_fccs_first_storage_error_is_kept(tmp_path: Path) -> None:
     lines = ["Storage is erased", "Finished generating random from /dev/urandom.",
              REAL_STORAGE_ERROR, "\x1b[31m[ERR ][fcc ]: later, pal_status = 0xfc000004\x1b[0m"]
@@ -113,6 +114,7 @@ def test_fccs_first_storage_error_is_kept(tmp_path: Path) -> None:
     "\x1b[31m[ERR ][fcc ]: Failed to process data (status 0xfc000010 elsewhere)\x1b[0m",
     "\x1b[31m[ERR ][PAL ]: pal_status = 0xfb000003\x1b[0m",  # a network error, not storage
 ])
+@pytest.mark.spawns
 def test_other_lines_are_no_storage_error(tmp_path: Path, line: str) -> None:
     script = "import sys\nprint(sys.argv[1])"
     session = FccSession.start([sys.executable, "-c", script, line], cwd=tmp_path, env={})
