@@ -260,6 +260,14 @@ def _run_step(ctx: Context, step: Step) -> None:
     except Exception as e:
         raise ending.bug(ctx, e, f" in step {step.name}") from None
     finally:
-        j.step_ended(step.name, outcome, ctx.clock.monotonic() - started)
+        try:
+            j.step_ended(step.name, outcome, ctx.clock.monotonic() - started)
+        except OSError as e:
+            if outcome == "done":
+                raise
+            # A failed step's own error goes on to the recovery rule: a disk FCC filled is
+            # freed by its discard, and the journal written again after it.
+            log.warning("cannot record the end of step %s: %s", step.name,
+                        e.strerror or type(e).__name__, extra=ctx.fields())
     ctx.crash_at(step.name, "after")
 
