@@ -161,16 +161,27 @@ def load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | None:
 
 def matches(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
     """Whether key is the private key of cert's public key."""
-    return bool(cert.public_key() == key.public_key())
+    # Compared as encoded points: cryptography before 41 (kirkstone's 36, bookworm's 38)
+    # compares public key objects by identity, so == would refuse every matching pair there.
+    def point(k: ec.EllipticCurvePublicKey) -> bytes:
+        return k.public_bytes(serialization.Encoding.X962,
+                              serialization.PublicFormat.UncompressedPoint)
+    public = cert.public_key()
+    return (isinstance(public, ec.EllipticCurvePublicKey)
+            and point(public) == point(key.public_key()))
 
 
 def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
-    """Whether issuer signed cert (True when this cryptography cannot tell: before 40)."""
-    check = getattr(cert, "verify_directly_issued_by", None)
-    if check is None:
-        return True
+    """Whether issuer's name and P-256 key signed cert."""
+    # Checked by hand rather than with verify_directly_issued_by, which cryptography has only
+    # from 40 on: kirkstone ships 36 and bookworm 38.
+    public = issuer.public_key()
+    digest = cert.signature_hash_algorithm
+    if cert.issuer != issuer.subject or digest is None \
+            or not isinstance(public, ec.EllipticCurvePublicKey):
+        return False
     try:
-        check(issuer)
+        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
     except (ValueError, TypeError, InvalidSignature):
         return False
     return True
