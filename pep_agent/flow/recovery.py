@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from pep_agent import esfs
 from pep_agent.errors import BadResponseError, NotFoundError, PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow import request
@@ -31,6 +30,7 @@ from pep_agent.state import INSTALL, PREFLIGHT
 WATCH_GAP_S = 5.0
 
 if TYPE_CHECKING:
+    from pep_agent.config import Settings
     from pep_agent.system.http import PepClient
 
 # How this run's identity request ended, when the decision follows a failed one.
@@ -231,7 +231,7 @@ def observe(ctx: Context, ended: Ended | None = None, record: Held | None = None
     answered = paths.saved_response.exists()
     installed = None
     if not (marker or answered or j.injection or ctx.replacing or ended):
-        installed = _own_installed(ctx)
+        installed = _own_installed(ctx.settings)
     return Observation(
         marker=marker, answered=answered, injection=bool(j.injection),
         staged=install.credentials_ready(paths, profile, ctx.parsec),
@@ -240,18 +240,18 @@ def observe(ctx: Context, ended: Ended | None = None, record: Held | None = None
         injection_s=ctx.settings.http_timeout)
 
 
-def _own_installed(ctx: Context) -> Installed | None:
+def _own_installed(settings: Settings) -> Installed | None:
     """The identity installed for this gateway's own serial, with complete credentials."""
-    doc = ident.read_installed(ctx.paths.under(ctx.profile.identity_json))
+    mcc, identity_json = install.targets(settings.paths, settings.profile)
+    doc = ident.read_installed(identity_json)
     if doc is None:
         return None
     try:
-        own, _ = discovery.discover_serial(ctx.settings)
+        own, _ = discovery.discover_serial(settings)
     except PepError:
         return None  # the flow reports it at discover-serial
-    parsec = install.uses_parsec(ctx.paths, ctx.settings.parsec)
-    mcc, _ = install.targets(ctx.paths, ctx.profile)
-    if own != doc.serial or (esfs.check_parsec(mcc) if parsec else esfs.check_pal(mcc)):
+    parsec = install.uses_parsec(settings.paths, settings.parsec)
+    if own != doc.serial or install.credential_problems(mcc, parsec):
         return None
     return Installed(own, doc.enrollment, parsec)
 

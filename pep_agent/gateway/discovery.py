@@ -28,27 +28,34 @@ def cpuinfo_serial(text: str) -> str | None:
 
 def discover_serial(settings: Settings,
                     run: Callable[..., proc.Result] = proc.run) -> tuple[str, str]:
-    """(serial, source): configured value, device tree, cpuinfo, DMI, then the serial command."""
+    """(serial, source): configured value, device tree, cpuinfo, DMI, then the serial command.
+    The first source that holds one is validated, once."""
+    text, where, source = _first_serial(settings, run)
+    return validate_serial(text, where), source
+
+
+def _first_serial(settings: Settings, run: Callable[..., proc.Result]) -> tuple[str, str, str]:
+    """(text, where it was read, source) of the first source that holds a serial."""
     if settings.serial is not None:
-        return validate_serial(settings.serial, "the configuration"), "configuration"
+        return settings.serial, "the configuration", "configuration"
     paths = settings.paths
     for path in paths.device_tree_serial:
         text = _read(path)
         if text and text.strip("\x00").strip():
-            return validate_serial(text, str(path)), "device-tree"
+            return text, str(path), "device-tree"
     text = _read(paths.cpuinfo)
     serial = cpuinfo_serial(text) if text else None
     if serial:
-        return validate_serial(serial, str(paths.cpuinfo)), "cpuinfo"
+        return serial, str(paths.cpuinfo), "cpuinfo"
     text = _read(paths.dmi_serial)
     if text and text.strip() and text.strip().lower() not in ("", "none", "to be filled by o.e.m."):
-        return validate_serial(text, "DMI product_serial"), "dmi"
+        return text, "DMI product_serial", "dmi"
     if settings.serial_command:
         try:
             result = run(shlex.split(settings.serial_command), timeout=30)
         except (proc.ProcessError, ValueError) as e:
             raise SerialError(f"the serial command failed: {e}") from None
-        return validate_serial(result.stdout, "the serial command"), "command"
+        return result.stdout, "the serial command", "command"
     raise SerialError("no serial number found (device tree, /proc/cpuinfo, DMI)")
 
 

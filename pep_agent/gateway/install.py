@@ -89,10 +89,10 @@ def credential_store(paths: Paths, profile: Profile, parsec: bool) -> Path:
     return pal if not parsec and pal.exists() else mcc
 
 
-def credential_problems(paths: Paths, profile: Profile, parsec: bool) -> list[str]:
-    """What is wrong with FCC's stored credentials (empty: every file present, non-empty and
-    complete as far as FCC's format tells). Names files, never contents."""
-    store = credential_store(paths, profile, parsec)
+def credential_problems(store: Path, parsec: bool) -> list[str]:
+    """What is wrong with FCC's stored credentials in `store` (see `credential_store`); empty:
+    every file present, non-empty and complete as far as FCC's format tells. Names files,
+    never contents."""
     return esfs.check_parsec(store) if parsec else esfs.check_pal(store)
 
 
@@ -185,10 +185,10 @@ def protect_storage(paths: Paths, profile: Profile) -> None:
     make_synchronous(parent)
 
 
-def make_staged_durable(paths: Paths, profile: Profile, parsec: bool) -> None:
-    """fsync everything FCC stored: it opens files O_SYNC but never syncs a directory, so a new
-    name (pal itself, WORKING, each item) is not durable until this has run. Raises OSError."""
-    store = credential_store(paths, profile, parsec)
+def make_staged_durable(store: Path) -> None:
+    """fsync everything FCC stored in `store` (see `credential_store`): it opens files O_SYNC
+    but never syncs a directory, so a new name (pal itself, WORKING, each item) is not durable
+    until this has run. Raises OSError."""
     if store.exists():
         sync_tree(store)
 
@@ -209,13 +209,16 @@ def secure_credentials(paths: Paths, profile: Profile, parsec: bool, serial: str
     """Durable before trusted: fsync all FCC stored (an error is an install failure), repair
     a lost copy of an item from its twin, then check it. Incomplete credentials while the
     server holds the record: ResumeError."""
+    # FCC has stopped: where its credentials are does not change between the sync, the
+    # repair and the check.
+    store = credential_store(paths, profile, parsec)
     try:
-        make_staged_durable(paths, profile, parsec)
+        make_staged_durable(store)
         if not parsec:
-            repair_copies(credential_store(paths, profile, parsec))
+            repair_copies(store)
     except OSError as e:
         raise install_error("making FCC's stored credentials durable", e) from None
-    problems = credential_problems(paths, profile, parsec)
+    problems = credential_problems(store, parsec)
     if not problems:
         # Checked three times in a run (after FCC, before the install, before the marker): the
         # flow says it once.
