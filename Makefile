@@ -79,8 +79,8 @@ deb:
 exit-codes: $(STAMP)
 	$(PY) .ci/exit-codes.py
 
-# The README's table of each profile's state directory, from pep_agent/profiles.py (a unit test
-# checks they agree).
+# The README's table of each profile's state directory, from pep_agent/settings/profiles.py
+# (a unit test checks they agree).
 state-places: $(STAMP)
 	$(PY) .ci/state-places.py
 

@@ -27,8 +27,8 @@ RESERVE = 60.0
 def journal(root: Path) -> dict[str, Any]:
     """What `pep-agent status --json` reports, read in-process (100 processes would skew the
     next measurement more than they tell)."""
-    from pep_agent.paths import Paths
     from pep_agent.report import status_document
+    from pep_agent.settings.paths import Paths
 
     return status_document(Paths(root))
 

@@ -17,7 +17,7 @@ import time
 from pep_agent.errors import BusyError, PepError, StateError
 from pep_agent.flow.ending import record_end
 from pep_agent.journal import Journal
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 from pep_agent.system.fsutil import make_dir
 from pep_agent.system.lock import RunLock
 

@@ -14,7 +14,7 @@ from typing import Any
 from pep_agent import state
 from pep_agent.errors import PepError, StateError
 from pep_agent.exit_codes import Exit, restarted
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 
 # A failed run that pep-agent.service runs again by itself (exit_codes.TABLE, "restarted").
 RETRYING = "retrying"

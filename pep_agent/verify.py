@@ -14,12 +14,12 @@ from collections.abc import Callable
 from typing import Any
 
 from pep_agent import state
-from pep_agent.config import Settings
 from pep_agent.errors import BusyError, PepError, StateError, VerificationError
 from pep_agent.flow.context import make_led_for
 from pep_agent.flow.ending import announce
 from pep_agent.gateway.identity import read_installed
 from pep_agent.journal import Journal
+from pep_agent.settings.config import Settings
 from pep_agent.system import fsutil
 from pep_agent.system.edgecore import read_status
 from pep_agent.system.lock import RunLock

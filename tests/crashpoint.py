@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from pep_agent import flow
 from pep_agent.cli import main
-from pep_agent.config import Settings
+from pep_agent.settings.config import Settings
 
 
 def crash_at(point: str, signum: int) -> Callable[[str, str], None]:

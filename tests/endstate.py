@@ -16,10 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import psutil
 import pytest
 
-from pep_agent import esfs
-from pep_agent.gateway import install
-from pep_agent.paths import Paths
-from pep_agent.profiles import get_profile
+from pep_agent.gateway import esfs, install
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import get_profile
 from tests.agentprocs import AGENT, service_log, status
 from tests.simprocs import ENCRYPTED, SimServer, real_fcc, stored_endpoint
 

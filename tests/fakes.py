@@ -10,12 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pep_agent import esfs
-from pep_agent.config import load_settings
 from pep_agent.errors import NotFoundError, PepError, ServerUnreachableError
 from pep_agent.flow import Context
-from pep_agent.gateway import install
+from pep_agent.gateway import esfs, install
 from pep_agent.journal import Journal
+from pep_agent.settings.config import load_settings
 from pep_agent.system.notify import Notifier
 from pep_agent.system.services import SandboxServices
 

@@ -170,8 +170,7 @@ def stored_endpoint(working: Path) -> str:
     the file under the item's hashed name, with that name in its header, is checked, and
     ENCRYPTED is returned.
     """
-    from pep_agent import esfs
-
+    from pep_agent.gateway import esfs
     typed = "CfgParam_mbed.EndpointName"
     if real_fcc() is None:
         return esfs.read_item(working, typed).decode()

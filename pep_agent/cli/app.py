@@ -19,7 +19,7 @@ import typer
 from pep_agent import __version__
 from pep_agent.errors import AbortedError, PepError, Reported
 from pep_agent.exit_codes import TABLE, Exit
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -17,10 +17,10 @@ import typer
 from pep_agent import flow
 from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
 from pep_agent.cli.options import serial_option, server_option
-from pep_agent.config import Settings, load_settings
 from pep_agent.errors import AbortedError, ConfigError, LedError, UsageError
-from pep_agent.paths import Paths
 from pep_agent.reprovision import reprovision as run_reprovision
+from pep_agent.settings.config import Settings, load_settings
+from pep_agent.settings.paths import Paths
 from pep_agent.system.led_signals import STATES
 from pep_agent.verify import verify_connection
 

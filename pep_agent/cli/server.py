@@ -17,11 +17,11 @@ from typing import Any, Optional
 from pep_agent import inventory
 from pep_agent.cli.app import app, debug_option, handles_errors, option, root_option, setup_logs
 from pep_agent.cli.options import serial_option, server_option
-from pep_agent.config import Settings, load_settings
 from pep_agent.errors import AlreadyProvisionedError, BadResponseError, UsageError
 from pep_agent.gateway import identity as ident
-from pep_agent.identity_query import identity_query
 from pep_agent.inventory import file_error
+from pep_agent.settings.config import Settings, load_settings
+from pep_agent.settings.identity_query import identity_query
 from pep_agent.system.http import PepClient
 
 # No `from __future__ import annotations` in the cli package: typer would eval() every string

@@ -37,7 +37,7 @@ def status(root: Optional[Path] = root_option(),
         doc = report.status_document(paths)
     if doc["provisioned"] and not paths.sandboxed:
         # Only here: a provisioned gateway's status also asks edge-core, at the settings' URL.
-        from pep_agent.config import load_settings
+        from pep_agent.settings.config import load_settings
 
         try:
             settings = load_settings({"root": root})

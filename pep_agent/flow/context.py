@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pep_agent.config import Settings
 from pep_agent.gateway.fcc import FccSession
 from pep_agent.journal import Journal
-from pep_agent.paths import Paths
-from pep_agent.profiles import Profile
+from pep_agent.settings.config import Settings
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import Profile
 from pep_agent.system import netinfo
 from pep_agent.system.clock import Clock
 from pep_agent.system.http import PepClient

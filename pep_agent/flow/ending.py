@@ -32,7 +32,7 @@ from pep_agent.flow.recovery import Decision, Observation
 from pep_agent.gateway import identity as ident
 from pep_agent.gateway.backup import Backup, aside
 from pep_agent.journal import Journal
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 from pep_agent.system import fsutil
 from pep_agent.system.led_signals import failure_state
 from pep_agent.system.leds import Led

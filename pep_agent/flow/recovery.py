@@ -30,7 +30,7 @@ from pep_agent.state import INSTALL, PREFLIGHT
 WATCH_GAP_S = 5.0
 
 if TYPE_CHECKING:
-    from pep_agent.config import Settings
+    from pep_agent.settings.config import Settings
     from pep_agent.system.http import PepClient
 
 # How this run's identity request ended, when the decision follows a failed one.

@@ -17,7 +17,7 @@ from pep_agent.errors import BadResponseError, NotFoundError, PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow.context import Context
 from pep_agent.gateway import identity as ident
-from pep_agent.identity_query import identity_query
+from pep_agent.settings.identity_query import identity_query
 
 if TYPE_CHECKING:
     from pep_agent.system.http import PepClient

@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from pep_agent.paths import Paths
-from pep_agent.profiles import Profile
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import Profile
 from pep_agent.system import fsutil
 
 SUFFIX = ".pep-previous"

@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pep_agent.config import Settings
 from pep_agent.errors import NetworkError, SerialError
-from pep_agent.serials import validate_serial
+from pep_agent.settings.config import Settings
+from pep_agent.settings.serials import validate_serial
 from pep_agent.system import netinfo, proc
 
 

@@ -15,11 +15,11 @@ import os
 import stat
 from pathlib import Path
 
-from pep_agent import esfs
 from pep_agent.errors import InstallError, NoSpaceError, ResumeError
+from pep_agent.gateway import esfs
 from pep_agent.gateway.backup import Backup
-from pep_agent.paths import Paths
-from pep_agent.profiles import Profile
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import Profile
 from pep_agent.system import diskspace
 from pep_agent.system.fsutil import (
     atomic_write,

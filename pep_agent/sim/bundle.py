@@ -15,7 +15,7 @@ from typing import Any, Union
 
 import cbor2
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 
 SCHEME_VERSION = "0.0.1"
 SUCCESS_MESSAGE = "The Factory process succeeded\n"

@@ -31,7 +31,7 @@ from typing import Any
 
 import cbor2
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 from pep_agent.sim import x509
 from pep_agent.sim.bundle import (
     GENERAL_ERROR,

@@ -17,7 +17,7 @@ is dropped and the next connection awaited (the real one would wait forever: tes
 bounds); more than MAX_GARBAGE bytes without a token drop the connection and a request longer
 than MAX_REQUEST is a framing error (bounded memory); a bad checksum after a kept-alive
 message ends it with exit 1 like any framing error, where the real FCC frees a buffer twice
-and aborts; its encryption and CMAC are keyless stand-ins (see pep_agent.esfs); what the
+and aborts; its encryption and CMAC are keyless stand-ins (see pep_agent.gateway.esfs); what the
 checks leave out is listed in pep_agent.sim.bundle_checks.
 """
 

@@ -3,7 +3,7 @@
 Side effects: creates, erases and writes files under ./pal (relative to the working directory)
 or, in Parsec mode, under the mcc_config directory (its/ for keys, pst/ for everything else).
 
-Without Parsec the layout is the real one (see pep_agent.esfs): `pal/flashSim`, and each item
+Without Parsec the layout is the real one (pep_agent.gateway.esfs): `pal/flashSim`, and each item
 as an ESFS file under its hashed name, written to `pal/BACKUP` and then copied to `pal/WORKING`.
 Like the real FCC, files are opened O_SYNC and overwritten in place (O_TRUNC): no temporary
 file, no fsync, no directory sync, so a crash mid-write leaves empty or short files. With
@@ -24,7 +24,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 from pep_agent.sim.bundle import Item
 
 DEFAULT_MCC_CONFIG = Path("/userdata/mbed/mcc_config")

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from pep_agent.paths import HOST_PROC
+from pep_agent.settings.paths import HOST_PROC
 
 CAP_SYS_RESOURCE = 24  # include/uapi/linux/capability.h
 

@@ -22,6 +22,7 @@ import requests
 from urllib3.exceptions import NewConnectionError
 
 from pep_agent.errors import BadResponseError, ConfigError, ServerUnreachableError
+from pep_agent.settings.urls import REQUEST_HEADERS, check_url
 from pep_agent.system.http_failures import (
     mark_transient,
     mark_unsent,
@@ -33,10 +34,9 @@ from pep_agent.system.http_failures import (
 )
 from pep_agent.system.logs import redact, remember_secret
 from pep_agent.system.request_deadline import WatchedAdapter, deadline
-from pep_agent.urls import REQUEST_HEADERS, check_url
 
 if TYPE_CHECKING:
-    from pep_agent.config import Settings
+    from pep_agent.settings.config import Settings
 
 log = logging.getLogger(__name__)
 

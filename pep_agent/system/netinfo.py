@@ -11,7 +11,7 @@ import socket
 import psutil
 
 from pep_agent.errors import NetworkError
-from pep_agent.paths import HOST_PROC
+from pep_agent.settings.paths import HOST_PROC
 
 
 def _ipv4_addresses() -> list[tuple[str, str]]:

@@ -18,9 +18,9 @@ import re
 import time
 from collections.abc import Sequence
 
-from pep_agent.config import check_fss_interval
 from pep_agent.errors import InstallError, SealingError
-from pep_agent.paths import Paths
+from pep_agent.settings.config import check_fss_interval
+from pep_agent.settings.paths import Paths
 from pep_agent.system import proc
 from pep_agent.system.fsutil import append_line
 

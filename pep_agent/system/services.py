@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pep_agent.errors import ConfigError, SystemdError
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 from pep_agent.system import fsutil, proc
 
 

@@ -19,10 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pep_agent import esfs
-from pep_agent.gateway import install
-from pep_agent.paths import Paths
-from pep_agent.profiles import get_profile
+from pep_agent.gateway import esfs, install
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import get_profile
 from pep_agent.system.syncflags import make_synchronous
 from tests.agentprocs import AGENT, agent_env
 from tests.crash import fsmodel, trace

@@ -13,8 +13,8 @@ from typing import Any
 from e2e_gateway import Gateway, wait_for
 from e2e_install import LED_DIR, LED_NAME
 
-from pep_agent import esfs
-from pep_agent.profiles import Profile, get_profile
+from pep_agent.gateway import esfs
+from pep_agent.settings.profiles import Profile, get_profile
 
 PROVISION_TIMEOUT = 300.0
 VERIFY_TIMEOUT = 180.0

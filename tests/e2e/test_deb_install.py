@@ -46,7 +46,7 @@ from e2e_install import REPO, install_fake_leds, install_units
 from e2e_netns import create
 from e2e_testbed import Testbed
 
-from pep_agent.profiles import get_profile
+from pep_agent.settings.profiles import get_profile
 
 UNITS = ("pep-agent.service", "pep-agent-verify.service")
 DEBIAN = get_profile("debian")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 from tests.agentprocs import agent_env, free_port, provision, status
 from tests.endstate import (
     STATE_DIR,

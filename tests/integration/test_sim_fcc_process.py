@@ -16,7 +16,7 @@ import cbor2
 import psutil
 import pytest
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 from pep_agent.sim import bundle, factory_tool, wire
 from tests.simprocs import SimFcc
 

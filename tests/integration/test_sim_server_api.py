@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 from pep_agent.sim import harness
 from tests.loopback import LoopbackServer
 from tests.simprocs import SimFcc, SimServer, sim_argv, start_server

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 from pep_agent.system.syncflags import FS_SYNC_FL, SYNCHRONOUS, synchronous_flags
 from tests.agentprocs import agent_env, free_port, provision, run_agent, service_log, status
 from tests.crash.explore import sync_attributes_supported

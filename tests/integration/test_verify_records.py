@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from pep_agent.config import load_settings
 from pep_agent.exit_codes import Exit
-from pep_agent.paths import Paths
+from pep_agent.settings.config import load_settings
+from pep_agent.settings.paths import Paths
 from pep_agent.system.lock import RunLock
 from tests.agentprocs import agent_env, run_agent
 from tests.edgestatus import ScriptedStatus, scripted_status

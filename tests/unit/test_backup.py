@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from pep_agent.gateway.backup import Backup, aside
-from pep_agent.paths import Paths
-from pep_agent.profiles import get_profile
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import get_profile
 from pep_agent.system import fsutil
 
 LMP = get_profile("lmp")

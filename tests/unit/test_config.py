@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.config import load_settings
-from pep_agent.envfile import parse_env_file
 from pep_agent.errors import ConfigError, PepError
 from pep_agent.exit_codes import Exit
-from pep_agent.identity_query import identity_query
+from pep_agent.settings.config import load_settings
+from pep_agent.settings.envfile import parse_env_file
+from pep_agent.settings.identity_query import identity_query
 
 
 def test_sources_are_layered(tmp_path: Path) -> None:

@@ -2,10 +2,10 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.config import load_settings
 from pep_agent.errors import SerialError
 from pep_agent.gateway.discovery import cpuinfo_serial, discover_serial
-from pep_agent.serials import validate_serial
+from pep_agent.settings.config import load_settings
+from pep_agent.settings.serials import validate_serial
 from pep_agent.system import proc
 
 

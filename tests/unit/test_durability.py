@@ -17,8 +17,8 @@ from pep_agent.errors import InstallError, PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.gateway import install
 from pep_agent.journal import Journal
-from pep_agent.paths import Paths
-from pep_agent.profiles import get_profile
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import get_profile
 from pep_agent.system import fsutil
 from pep_agent.system.http import PepClient
 from tests.agentprocs import free_port

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 from tests.fakes import NONCE, write_pal
 
 

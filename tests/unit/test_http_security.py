@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from pep_agent.config import load_settings
 from pep_agent.errors import BadResponseError, ConfigError, InstallError, ServerError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow.runner import request_identity
 from pep_agent.gateway.identity import retry_delay
-from pep_agent.paths import Paths
+from pep_agent.settings.config import load_settings
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.urls import check_url
 from pep_agent.system import http
 from pep_agent.system.http_failures import retry_after
 from pep_agent.system.leds import make_led
 from pep_agent.system.services import SandboxServices
-from pep_agent.urls import check_url
 from tests.fakes import GOOD, ScriptedClient, make_context
 
 GOOD_URLS = ["http://localhost:5151", "https://pep.factory.example/", "http://10.0.0.2",

@@ -10,7 +10,7 @@ from pep_agent.gateway.identity import (
     load_response,
     save_response,
 )
-from pep_agent.identity_query import identity_query
+from pep_agent.settings.identity_query import identity_query
 
 
 def test_backoff_grows_to_the_cap() -> None:
@@ -40,8 +40,8 @@ def test_saved_response_is_private_and_round_trips(tmp_path: Path) -> None:
 
 
 def test_rebuilt_answer_matches_what_the_server_sends() -> None:
-    from pep_agent.config import Settings
     from pep_agent.gateway.identity import rebuild_identity
+    from pep_agent.settings.config import Settings
 
     query = identity_query(Settings(), "SN-1", "10.0.0.2", 4000, "secret-vk")
     data = rebuild_identity(query, "A-00", 1700000000.5)

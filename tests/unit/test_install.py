@@ -7,8 +7,8 @@ import pytest
 from pep_agent.errors import InstallError, NoSpaceError
 from pep_agent.gateway import install
 from pep_agent.gateway.backup import Backup
-from pep_agent.paths import Paths
-from pep_agent.profiles import get_profile
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import get_profile
 from pep_agent.system import diskspace
 
 LMP = get_profile("lmp")

@@ -12,8 +12,8 @@ import pytest
 
 from pep_agent.errors import BusyError, StateError
 from pep_agent.exit_codes import Exit
-from pep_agent.paths import LEGACY_STATE_DIR, Paths
-from pep_agent.profiles import PROFILES
+from pep_agent.settings.paths import LEGACY_STATE_DIR, Paths
+from pep_agent.settings.profiles import PROFILES
 from pep_agent.system.lock import RunLock
 from tests.agentprocs import free_port, provision
 
@@ -23,8 +23,8 @@ UNITS = Path(__file__).resolve().parents[2] / "systemd"
 HOLDER = """
 import sys
 from pathlib import Path
-from pep_agent.paths import LEGACY_STATE_DIR, Paths
-from pep_agent.profiles import PROFILES
+from pep_agent.settings.paths import LEGACY_STATE_DIR, Paths
+from pep_agent.settings.profiles import PROFILES
 from pep_agent.system.lock import RunLock
 with RunLock(Paths(Path(sys.argv[1])).lock):
     print("held", flush=True)

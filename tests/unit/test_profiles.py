@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.paths import LEGACY_STATE_DIR, Paths
-from pep_agent.profiles import PROFILES, Profile
+from pep_agent.settings.paths import LEGACY_STATE_DIR, Paths
+from pep_agent.settings.profiles import PROFILES, Profile
 
 UNITS = Path(__file__).resolve().parents[2] / "systemd"
 

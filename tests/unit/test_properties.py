@@ -23,14 +23,14 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pep_agent import report, state
-from pep_agent.config import Settings, load_settings
-from pep_agent.envfile import decode_env_file, env_name, parse_env_file
 from pep_agent.errors import PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.gateway.fcc import exchange_hint, parse_fcc_address
 from pep_agent.gateway.identity import check_response
-from pep_agent.paths import Paths
-from pep_agent.serials import validate_serial
+from pep_agent.settings.config import Settings, load_settings
+from pep_agent.settings.envfile import decode_env_file, env_name, parse_env_file
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.serials import validate_serial
 
 BOUNDED = settings(max_examples=200, deadline=None, database=None)
 

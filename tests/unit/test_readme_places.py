@@ -1,5 +1,5 @@
 """The README's places of the agent's own state (journal, lock, markers, the sandbox's service
-log) are each profile's, generated from pep_agent/profiles.py (test_profiles.py checks the
+log) are each profile's, generated from pep_agent/settings/profiles.py (test_profiles.py checks the
 units' conditions)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.profiles import PROFILES
+from pep_agent.settings.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"

@@ -8,7 +8,7 @@ import pytest
 from pep_agent import report
 from pep_agent.errors import StateError
 from pep_agent.exit_codes import TABLE, Exit
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 from tests.agentprocs import free_port
 from tests.loopback import Handler, LoopbackServer, replying
 

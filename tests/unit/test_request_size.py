@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from pep_agent.config import Settings, load_settings
 from pep_agent.errors import ConfigError, SerialError
 from pep_agent.exit_codes import Exit
-from pep_agent.identity_query import identity_query
-from pep_agent.serials import SERIAL_MAX
+from pep_agent.settings.config import Settings, load_settings
+from pep_agent.settings.identity_query import identity_query
+from pep_agent.settings.serials import SERIAL_MAX
+from pep_agent.settings.urls import MAX_REQUEST_HEAD, request_size
 from pep_agent.system.http import PepClient
-from pep_agent.urls import MAX_REQUEST_HEAD, request_size
 from tests.loopback import LoopbackServer
 
 ANSWER = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"

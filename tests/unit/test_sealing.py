@@ -15,7 +15,7 @@ import pytest
 
 from pep_agent.errors import ConfigError, SealingError
 from pep_agent.exit_codes import Exit
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 from pep_agent.system.sealing import SANDBOX_KEY, failure_reason, setup_keys, setup_keys_argv
 
 HOST = Paths()  # root /: journalctl runs (the fakes and the namespace keep the host safe)

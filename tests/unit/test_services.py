@@ -9,7 +9,7 @@ import pytest
 
 from pep_agent.errors import ConfigError, SystemdError
 from pep_agent.exit_codes import Exit
-from pep_agent.paths import Paths
+from pep_agent.settings.paths import Paths
 from pep_agent.system.services import SandboxServices, hold_dropin, make_services
 
 UNIT = "snap.pelion-edge.edge-core.service"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.config import load_settings
 from pep_agent.errors import ConfigError
 from pep_agent.exit_codes import Exit
+from pep_agent.settings.config import load_settings
 
 
 def _env_file(root: Path, text: str) -> Path:

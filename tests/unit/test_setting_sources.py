@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pep_agent.config import load_settings
 from pep_agent.errors import PepError
 from pep_agent.exit_codes import Exit
+from pep_agent.settings.config import load_settings
 
 
 def test_a_bad_url_from_the_option_names_the_option(tmp_path: Path) -> None:

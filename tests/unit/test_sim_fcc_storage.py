@@ -10,8 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 import pep_agent.cli.sim  # noqa: F401  (registers `sim` on the app)
-from pep_agent import esfs
 from pep_agent.cli.app import app
+from pep_agent.gateway import esfs
 from pep_agent.sim import fcc
 from pep_agent.sim.bundle import Item
 from pep_agent.sim.fcc_storage import Storage

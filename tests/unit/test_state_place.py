@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from pep_agent import flow
-from pep_agent.config import load_settings
 from pep_agent.errors import ConfigError, PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow import runner
-from pep_agent.paths import Paths
+from pep_agent.settings.config import load_settings
+from pep_agent.settings.paths import Paths
 from tests.fakes import ScriptedClient, make_context
 
 

@@ -12,7 +12,7 @@ import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from pep_agent import esfs
+from pep_agent.gateway import esfs
 
 # The lmp profile's place, unless the unit's environment names the gateway's profile's.
 MCC_CONFIG = Path(os.environ.get("PEP_E2E_MCC_CONFIG", "/userdata/mbed/mcc_config"))

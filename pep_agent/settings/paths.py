@@ -11,7 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Optional
 
-from pep_agent.profiles import PROFILES
+from pep_agent.settings.profiles import PROFILES
 
 # The running kernel's process table: the agent's own processes live there whatever --root is.
 HOST_PROC = Path("/proc")

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Optional, Protocol
 
-from pep_agent.envfile import env_name
 from pep_agent.errors import ConfigError, SerialError
-from pep_agent.serials import SERIAL_MAX
-from pep_agent.urls import MAX_REQUEST_HEAD, request_size
+from pep_agent.settings.envfile import env_name
+from pep_agent.settings.serials import SERIAL_MAX
+from pep_agent.settings.urls import MAX_REQUEST_HEAD, request_size
 
 
 class QueryFields(Protocol):

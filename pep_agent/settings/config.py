@@ -32,13 +32,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Optional, get_type_hints
 
-from pep_agent.envfile import ENV_PREFIX, env_name, read_env_file
 from pep_agent.errors import ConfigError
-from pep_agent.identity_query import check_request_size
-from pep_agent.paths import Paths
-from pep_agent.profiles import Profile, get_profile
-from pep_agent.serials import normalise_serial
-from pep_agent.urls import check_settings
+from pep_agent.settings.envfile import ENV_PREFIX, env_name, read_env_file
+from pep_agent.settings.identity_query import check_request_size
+from pep_agent.settings.paths import Paths
+from pep_agent.settings.profiles import Profile, get_profile
+from pep_agent.settings.serials import normalise_serial
+from pep_agent.settings.urls import check_settings
 
 
 @dataclass
