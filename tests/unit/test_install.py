@@ -1,3 +1,7 @@
+"""The install of FCC's credentials: staging, the swap, the space check before FCC starts."""
+
+from __future__ import annotations
+
 import os
 import stat
 from pathlib import Path
