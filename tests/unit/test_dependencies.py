@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "pep_agent"
+import pep_agent
+
+# The package as it is imported: the checkout, or an installed copy (a Yocto ptest has no
+# checkout beside its tests).
+PACKAGE = Path(pep_agent.__file__).resolve().parent
 SIM = PACKAGE / "sim"
 # Distribution name → the module it installs, where they differ.
 MODULE_OF = {"systemd-python": "systemd"}
