@@ -42,7 +42,12 @@ BASE_PACKAGES = (
 # vendors click, so python3-click is not needed; it imports rich and shellingham.
 PACKAGES = (
     *BASE_PACKAGES,
+    # What `pep-agent sim fcc` (the gateways' FCC) imports: it checks credentials as the real
+    # FCC does.
     "python3-cbor2",
+    "python3-cryptography",
+    # debootstrap does not resolve virtual packages: python3-cryptography's cffi API one.
+    "python3-cffi-backend",
     "python3-rich",
     "python3-shellingham",
     "python3-typing-extensions",
