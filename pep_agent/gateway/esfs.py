@@ -267,7 +267,7 @@ def copies_to_repair(pal_dir: Path) -> list[tuple[Path, Path]]:
     backup, working = pal_dir / "BACKUP", pal_dir / "WORKING"
     names: set[str] = set()
     for folder in (backup, working):
-        if not _replaceable_folder(folder):
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             return []  # a link or a file where FCC keeps a folder: not ours to write into
         if folder.is_dir():
             names.update(p.name for p in folder.iterdir())
@@ -278,10 +278,6 @@ def copies_to_repair(pal_dir: Path) -> list[tuple[Path, Path]]:
                     not _sound(target) or _cut_short(target, source)):
                 pairs.append((source, target))
     return pairs
-
-
-def _replaceable_folder(path: Path) -> bool:
-    return not path.is_symlink() and (path.is_dir() or not path.exists())
 
 
 def check_parsec(mcc_config: Path) -> list[str]:
