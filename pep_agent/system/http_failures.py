@@ -2,9 +2,12 @@
 
 No side effects: reads the wall clock only (Retry-After dates, the clock named in a TLS date
 error). Each error says whether it may be retried (`transient`) and whether the request may
-have reached the server (`sent`): the identity request's recovery rule reads both. Text that
-comes from the server (reasons, URLs) is cut short, kept on one line and redacted of every
-remembered secret (system/logs.redact) before it enters a message.
+have reached the server (`sent`): the identity request's recovery rule reads both. A 404
+means "no record" (NotFoundError) only with the pep server's own body, `Not found!`; any
+other 404 is not a pep server's answer (BadResponseError), so that the recovery rule never
+discards credentials on the word of a proxy or a wrong URL. Text that comes from the server
+(reasons, URLs) is cut short, kept on one line and redacted of every remembered secret
+(system/logs.redact) before it enters a message.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import requests
 
 from pep_agent.errors import (
     AlreadyProvisionedError,
+    BadResponseError,
     NotFoundError,
     PepError,
     ServerError,
@@ -25,6 +29,12 @@ from pep_agent.errors import (
 from pep_agent.system.logs import redact
 
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
+# The pep server's own 404 body (enrollment-id and verification-key routes): the only 404 that
+# means "no record for that serial". Compared after stripping surrounding whitespace; the
+# content type is not checked, since the server (express's res.send of a string) labels it
+# text/html and a server written to the spec may say text/plain. A proxy's or another web
+# server's 404 page has another body.
+NOT_FOUND_BODY = b"Not found!"
 
 
 def raise_for_status(resp: requests.Response, what: str) -> None:
@@ -59,7 +69,9 @@ def _raise_for(resp: requests.Response, code: int, what: str) -> None:
                 "answers at that URL (its identity route never answers 404)",
                 hint="check the server URL (--server / PEP_SERVER_URL): the pep server's own "
                      "address, such as http://HOST:5151, without a path"))
-        raise NotFoundError(f"{what}: not found on the server")
+        if resp.content.strip() == NOT_FOUND_BODY:
+            raise NotFoundError(f"{what}: not found on the server")
+        raise _foreign_404(resp, what)
     if code == 400:
         raise ServerError(f"{what}: server rejected the request (400 {reason})".rstrip(),
                           hint="check the values passed to the server")
@@ -78,6 +90,26 @@ def _raise_for(resp: requests.Response, code: int, what: str) -> None:
         err.injection_failed = True
         err.hint = "the server could not inject FCC: check that FCC runs at the ip:port sent"
     raise err
+
+
+def _foreign_404(resp: requests.Response, what: str) -> BadResponseError:
+    """A 404 without the pep server's own body: a wrong path or URL prefix, a proxy, another
+    web server at that address. It says nothing about the server's records, so it must never
+    read as "no record" (the recovery rule would discard credentials the server may hold)."""
+    body = resp.content
+    if body.strip():
+        ctype = resp.headers.get("Content-Type", "").partition(";")[0].strip()
+        ctype = "".join(c for c in ctype if c.isprintable() and not c.isspace())[:60]
+        shown = f"{len(body)} bytes of {redact(ctype) or 'no content type'}"
+    else:
+        shown = "an empty body"
+    return BadResponseError(
+        f"{what}: {shown_url(resp.url.partition('?')[0])} answered 404 with {shown}, not the "
+        "pep server's \"Not found!\": not a pep server's answer; check the "
+        "server URL (--server / PEP_SERVER_URL)",
+        hint="the pep server answers 404 only with the body \"Not found!\": set --server / "
+             "PEP_SERVER_URL to the pep server's own address, such as http://HOST:5151, "
+             "without a path, with nothing else (a proxy, another web server) answering there")
 
 
 def retry_after(value: str | None, *, now: float | None = None) -> float | None:
