@@ -101,7 +101,8 @@ TABLE: dict[Exit, Code] = {
         "FCC did not complete the factory exchange; see its output in the journal", blinks=4),
     Exit.SERVER_UNREACHABLE: Code(
         "server unreachable (refused, reset, timeout, TLS) after the retries; also \"recovery "
-        "pending\": credentials kept for a record the server could not be asked about",
+        "pending\": credentials kept for a record the server could not be asked about, or whose "
+        "answer was not a pep server's (a 404 without its `Not found!`)",
         "check the server URL (--server / PEP_SERVER_URL) and the network path to it",
         blinks=5),
     Exit.ALREADY_PROVISIONED: Code(
@@ -114,7 +115,9 @@ TABLE: dict[Exit, Code] = {
         "server URL)", "see the pep server's log",
         blinks=7),
     Exit.BAD_RESPONSE: Code(
-        "invalid server response (non-JSON, wrong serial, no enrollmentID, too large)",
+        "invalid server response (non-JSON, wrong serial, no enrollmentID, too large, a 404 "
+        "without the pep server's own body `Not found!`: a wrong URL, a proxy, another web "
+        "server)",
         "the server's answer is not what a pep server sends; check the server URL", blinks=8),
     Exit.INSTALL: Code("install failure: the credentials or identity.json (target exists, "
                        "disk full, read-only)",
@@ -133,7 +136,8 @@ TABLE: dict[Exit, Code] = {
     Exit.SEALING: Code("journald cannot seal (FSS keys)",
                        "journald needs persistent storage (/var/log/journal) to seal logs",
                        blinks=14),
-    Exit.NOT_FOUND: Code("not found on the server (404)",
+    Exit.NOT_FOUND: Code("not found on the server (404 with the pep server's own body "
+                         "`Not found!`)",
                          "no deployed gateway has that serial number on this server",
                          restarted=None),
     Exit.ABORTED: Code("aborted by the operator at a prompt: nothing changed", restarted=None),
