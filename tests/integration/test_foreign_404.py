@@ -22,8 +22,11 @@ import requests
 from pep_agent.exit_codes import Exit
 from tests.agentprocs import agent_env, provision, run_agent
 from tests.endstate import (
+    IDENTITY,
+    MCC,
     STATE_DIR,
     assert_no_wasted_identity,
+    edge_core_ops,
     end_state,
     identity_requests,
     journal,
@@ -183,3 +186,52 @@ def test_the_lookup_commands_do_not_call_a_foreign_404_not_found(
     real = run_agent(command, "-s", "GW-1", "--server", server.url)
     assert real.returncode == int(Exit.NOT_FOUND), real.stderr
     assert "not found on the server" in real.stderr
+
+
+def _identity_files(root: Path) -> dict[str, bytes]:
+    """The installed identity: identity.json and FCC's store in mcc_config."""
+    files = {IDENTITY: (root / IDENTITY).read_bytes()}
+    files.update({str(p.relative_to(root)): p.read_bytes()
+                  for p in sorted((root / MCC).rglob("*")) if p.is_file()})
+    return files
+
+
+def test_reprovision_stops_at_a_foreign_404(tmp_path: Path, server: SimServer,
+                                            loopback: Callable[..., LoopbackServer]) -> None:
+    """reprovision asks whether the server holds a record before anything moves: a 404 that
+    is not the pep server's is no "no record", and nothing changes."""
+    root, serial = tmp_path / "gw", "GW-FOREIGN-REPRO"
+    assert provision(root, server.url, serial, fcc_command()).returncode == 0
+    before = _identity_files(root)
+    foreign = _foreign_url("proxy-page", server, loopback)
+    out = run_agent("reprovision", "--root", str(root), "--server", foreign, "--serial", serial,
+                    "--interface", "lo", "--no-reboot", "--fcc-command", fcc_command(), "--yes",
+                    env=agent_env())
+    assert out.returncode == int(Exit.BAD_RESPONSE), out.stderr
+    assert f"{foreign}/v3/enrollment-id answered 404 with " in out.stderr
+    assert "nothing was changed" in out.stderr
+    assert _identity_files(root) == before
+    assert (root / STATE_DIR / "provisioned").read_text() == f"{serial}\n"
+    assert not list(root.rglob("*.pep-previous"))
+    assert end_state(root, server, serial) == "provisioned"
+    assert assert_no_wasted_identity(server, {serial: root}) == {serial: "installed"}
+
+
+def test_a_lost_state_directory_and_a_foreign_404_change_nothing(
+        tmp_path: Path, server: SimServer, loopback: Callable[..., LoopbackServer]) -> None:
+    """No marker beside a working identity: the agent asks the server whether it holds it. A
+    404 that is not the pep server's cannot say "an old identity": nothing is replaced."""
+    root, serial = tmp_path / "gw", "GW-FOREIGN-VOLATILE"
+    assert provision(root, server.url, serial, fcc_command()).returncode == 0
+    before = _identity_files(root)
+    for name in ("provisioned", "state.json", "sandbox-services.log"):
+        (root / STATE_DIR / name).unlink()
+    foreign = _foreign_url("empty-body", server, loopback)
+    out = provision(root, foreign, serial, fcc_command())
+    assert out.returncode == int(Exit.UNCONFIRMED), out.stderr
+    assert f"{foreign}/v3/enrollment-id answered 404 with an empty body" in out.stderr
+    assert "nothing was changed; edge-core keeps running on the installed identity" in out.stderr
+    assert _identity_files(root) == before
+    assert "hold" not in edge_core_ops(root)
+    assert len(identity_requests(server, serial)) == 1
+    assert assert_no_wasted_identity(server, {serial: root}) == {serial: "installed"}
