@@ -37,6 +37,7 @@ from pathlib import Path
 
 from pep_agent.errors import NetworkError
 from pep_agent.sim import bundle, bundle_checks, wire
+from pep_agent.sim.bundle_device import Device
 from pep_agent.sim.fcc_storage import Storage
 from pep_agent.sim.harness import write_port_file
 from pep_agent.system.netinfo import interface_ipv4
@@ -126,7 +127,7 @@ class Session:
 
     def __init__(self, storage: Storage) -> None:
         self.storage = storage
-        self.device = bundle_checks.Device()
+        self.device = Device()
         # fcc_bundle_handler sets it only when a message's keys were all processed, so an error
         # in a later message of a kept-alive session leaves it open (factory_configurator_client.c).
         self.finished = True

@@ -13,6 +13,8 @@ pytest.importorskip("cryptography")
 
 from pep_agent.sim import bundle, bundle_checks, factory_tool
 from pep_agent.sim.bundle import BundleError, FccStatus
+from pep_agent.sim.bundle_device import Device
+from pep_agent.sim.bundle_verify import META_DATA
 from pep_agent.sim.x509 import Authority, KeyPair
 
 
@@ -43,17 +45,17 @@ def good_doc(creds: dict[str, bytes]) -> dict[str, Any]:
             {"Name": "mbed.UseBootstrap", "Data": 1},
             {"Name": "mbed.BootstrapServerURI", "Data": "coaps://bootstrap.example:5684"},
             {"Name": "mbed.EndpointName", "Data": "GW-1"},
-        ] + [{"Name": name, "Data": "x"} for name in bundle_checks.META_DATA],
+        ] + [{"Name": name, "Data": "x"} for name in META_DATA],
         "Verify": 1,
     }
 
 
-def process(doc: Any, device: bundle_checks.Device | None = None) -> bundle.Bundle:
+def process(doc: Any, device: Device | None = None) -> bundle.Bundle:
     blob = doc if isinstance(doc, bytes) else cbor2.dumps(doc)
-    return bundle_checks.process(blob, device or bundle_checks.Device())
+    return bundle_checks.process(blob, device or Device())
 
 
-def refused(doc: Any, device: bundle_checks.Device | None = None) -> BundleError:
+def refused(doc: Any, device: Device | None = None) -> BundleError:
     with pytest.raises(BundleError) as err:
         process(doc, device)
     return err.value
@@ -197,7 +199,7 @@ def test_an_item_sent_twice_is_17_and_the_first_stays(creds: dict[str, bytes]) -
 
 
 def test_an_item_stored_by_an_earlier_message_is_17(creds: dict[str, bytes]) -> None:
-    device = bundle_checks.Device()
+    device = Device()
     first = {"SchemeVersion": "0.0.1", "KpAlvSess": 1, "Verify": 0,
              "ConfigParams": [{"Name": "mbed.Manufacturer", "Data": "a"}]}
     assert process(first, device).complete
