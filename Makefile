@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml .ci/setup
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check pep_agent tests bench packaging .ci/matrix.py .ci/refresh-targets.py \
-		.ci/exit-codes.py .ci/state-places.py
+		.ci/readme-tables.py
 	$(VENV)/bin/mypy
 
 # The wheel as kirkstone's and scarthgap's build tools make it (see packaging/check-wheel.py).
@@ -77,12 +77,12 @@ deb:
 
 # The README's exit-code table, from pep_agent/exit_codes.py (a unit test checks they agree).
 exit-codes: $(STAMP)
-	$(PY) .ci/exit-codes.py
+	$(PY) .ci/readme-tables.py exit-codes
 
 # The README's table of each profile's state directory, from pep_agent/settings/profiles.py
 # (a unit test checks they agree).
 state-places: $(STAMP)
-	$(PY) .ci/state-places.py
+	$(PY) .ci/readme-tables.py state-places
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

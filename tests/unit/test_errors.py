@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _exit_codes_script() -> object:
-    spec = importlib.util.spec_from_file_location("exit_codes", REPO / ".ci/exit-codes.py")
+    spec = importlib.util.spec_from_file_location("readme_tables", REPO / ".ci/readme-tables.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -36,7 +36,8 @@ def _exit_codes_script() -> object:
 def test_the_readme_table_is_the_generated_one() -> None:
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     script = _exit_codes_script()
-    assert script.spliced(readme) == readme, "README.md is stale: run `make exit-codes`"  # type: ignore[attr-defined]
+    stale = "README.md is stale: run `make exit-codes`"
+    assert script.spliced(readme, "exit-codes") == readme, stale  # type: ignore[attr-defined]
     # One table only: no second list of codes elsewhere in the README.
     assert readme.count("| code | meaning") == 1
 

@@ -24,7 +24,7 @@ needs_readme = pytest.mark.skipif(
 
 
 def _script() -> object:
-    spec = importlib.util.spec_from_file_location("state_places", REPO / ".ci/state-places.py")
+    spec = importlib.util.spec_from_file_location("readme_tables", REPO / ".ci/readme-tables.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -34,7 +34,8 @@ def _script() -> object:
 @needs_readme
 def test_the_readme_table_of_state_places_is_the_generated_one() -> None:
     readme = README.read_text(encoding="utf-8")
-    assert _script().spliced(readme) == readme, "README.md is stale: run `make state-places`"  # type: ignore[attr-defined]
+    stale = "README.md is stale: run `make state-places`"
+    assert _script().spliced(readme, "state-places") == readme, stale  # type: ignore[attr-defined]
     for profile in PROFILES.values():
         assert f"| `{profile.name}` | `{profile.state_dir}` |" in readme
 
