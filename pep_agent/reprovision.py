@@ -55,8 +55,7 @@ def _restore_if_allowed(ctx: Context, backup: Backup, err: Reported) -> None:
                        injection=bool(ctx.journal.record.injection))
     if recovery.injected(seen):
         log.warning("reprovision failed after the server may have injected FCC: the previous "
-                    "identity stays aside until the server's record is read",
-                    extra=ctx.fields())
+                    "identity stays aside until the server's record is read")
         return
     _restore(ctx, backup, err)
 
@@ -85,8 +84,7 @@ def check(ctx: Context) -> Checked:
 def _move_aside(ctx: Context, backup: Backup) -> None:
     """The markers and, with Parsec, its state go aside (clear-identity sets the identity
     folders aside)."""
-    log.info("reprovision: checks passed; moving the current identity aside",
-             extra=ctx.fields())
+    log.info("reprovision: checks passed; moving the current identity aside")
     profile = ctx.profile
     if ctx.parsec:
         # The upstream reset of the TPM-backed storage, except that the old state is kept.
@@ -118,11 +116,11 @@ def _restore(ctx: Context, backup: Backup, err: Reported) -> None:
     except (OSError, PepError) as e:
         text = e.message if isinstance(e, PepError) else (e.strerror or type(e).__name__)
         log.error("reprovision failed and the previous identity could not be put back (%s); "
-                  "it stays in the *%s folders", text, SUFFIX, extra=ctx.fields())
+                  "it stays in the *%s folders", text, SUFFIX)
         return
     ctx.journal.best_effort = True
     ctx.journal.update(restored_previous=True)
     log.warning("reprovision failed; the previous identity is back in place and edge-core "
-                "restarted", extra=ctx.fields())
+                "restarted")
     if isinstance(err, PepError):
         err.hint = f"{err.hint}; the previous identity was restored".lstrip("; ")

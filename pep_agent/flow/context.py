@@ -3,15 +3,17 @@ through a Context: services, clock, LED, sd_notify, journal, HTTP client, FCC la
 the network probe; tests build one from fakes.
 
 Side effects: none on import or construction (the HTTP client is built on first use, and
-then warns when TLS verification is off). `Context.say` logs and sets sd_notify's STATUS=,
+then warns when TLS verification is off). `Context.logging_fields` adds a filter to the
+`pep_agent` logger while a run lasts; `Context.say` logs and sets sd_notify's STATUS=,
 `Context.stop_fcc` stops FCC, and `launch_fcc` spawns it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,16 +92,25 @@ class Context:
     def profile(self) -> Profile:
         return self.settings.profile
 
-    def fields(self, **more: Any) -> dict[str, Any]:
-        """Structured journald fields for a log line."""
+    def fields(self) -> dict[str, Any]:
+        """The run's structured journald fields."""
         record = self.journal.record
-        base = {"PEP_STEP": record.step or "", "PEP_SERIAL": self.serial,
+        return {"PEP_STEP": record.step or "", "PEP_SERIAL": self.serial,
                 "PEP_ATTEMPT": record.attempt or 0}
-        return {**base, **more}
+
+    @contextlib.contextmanager
+    def logging_fields(self) -> Iterator[None]:
+        """While the run lasts, every line it logs carries its fields: no caller passes them."""
+        fields = _RunFields(self)
+        log.addFilter(fields)
+        try:
+            yield
+        finally:
+            log.removeFilter(fields)
 
     def say(self, text: str) -> None:
         """A progress line for the log and for `systemctl status` (sd_notify STATUS=)."""
-        log.info(text, extra=self.fields())
+        log.info(text)
         self.notifier.status(text)
 
     def stop_fcc(self) -> None:
@@ -107,6 +118,21 @@ class Context:
         if self.fcc is not None:
             self.fcc.stop()
             self.fcc = None
+
+
+class _RunFields(logging.Filter):
+    """Adds the run's fields (as they are when the line is logged) to a log record, unless
+    the line brings its own."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self._ctx = ctx
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self._ctx.fields().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 def make_led_for(settings: Settings) -> Led:

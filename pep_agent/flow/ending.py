@@ -62,6 +62,7 @@ def run(ctx: Context) -> Iterator[Ending]:
         try:
             # Created here, its entry fsync'd: a state directory lost in a power cut would
             # lose the journal that says an injection may have happened.
+            held.enter_context(ctx.logging_fields())
             fsutil.make_dir(ctx.paths.state_dir, mode=0o700)
             held.enter_context(RunLock(ctx.paths.lock))
             # What another run wrote before we held the lock counts, not what we read first.
@@ -80,7 +81,7 @@ def run(ctx: Context) -> Iterator[Ending]:
         except OSError as e:
             raise _ended(ctx, ending, state_error(ctx.paths, e)) from None
         except Exception as e:
-            raise _ended(ctx, ending, bug(ctx, e, "")) from None
+            raise _ended(ctx, ending, bug(e, "")) from None
 
 
 def _ended(ctx: Context, ending: Ending, err: Any) -> Any:
@@ -121,25 +122,25 @@ def end(ctx: Context, err: Reported) -> None:
         # Still report the failure itself; the journal then says the run was interrupted.
         log.warning("cannot record the failure in %s: %s", ctx.journal.path,
                     e.strerror or type(e).__name__)
-    announce(err, led=ctx.led, notifier=ctx.notifier, fields=ctx.fields(), deferred=deferred)
+    announce(err, led=ctx.led, notifier=ctx.notifier, deferred=deferred)
 
 
-def announce(err: Reported, *, led: Led, notifier: Notifier | None, fields: dict[str, Any],
-             deferred: bool = False) -> None:
+def announce(err: Reported, *, led: Led, notifier: Notifier | None,
+             fields: dict[str, Any] | None = None, deferred: bool = False) -> None:
     """An ending told: one log line (the CLI then prints no second), sd_notify's status, the
     LED. verify tells its failure so too."""
     log.log(logging.WARNING if deferred else logging.ERROR, "%s", err.message,
-            extra={**fields, "PEP_EXIT_CODE": int(err.code)})
+            extra={**(fields or {}), "PEP_EXIT_CODE": int(err.code)})
     err.logged = True
     if notifier is not None:
         notifier.status(f"{state.DEFERRED if deferred else 'failed'}: {err.message}")
     led.show(state.DEFERRED if deferred else failure_state(err.code))
 
 
-def bug(ctx: Context, e: Exception, where: str) -> PepError:
+def bug(e: Exception, where: str) -> PepError:
     """An unexpected exception: its traceback to the log at ERROR (the log's redaction applies);
     the error the operator sees."""
-    log.error("internal error%s: %s", where, type(e).__name__, exc_info=e, extra=ctx.fields())
+    log.error("internal error%s: %s", where, type(e).__name__, exc_info=e)
     return PepError(f"internal error{where}: {type(e).__name__}",
                     hint="report this with the traceback from the log")
 

@@ -1,5 +1,5 @@
-"""The recovery rule: observe what the gateway (and, when it cannot tell, the server) holds into
-one value, then decide purely what happens to it.
+"""The recovery rule: what the gateway (and, when it cannot tell, the server) holds, observed
+into one value by the runner, and the pure decision of what happens to it.
 
 From the moment the journal says an injection may have happened (written before every
 identity request), FCC's credentials may be the only copy of an identity the server will
@@ -9,29 +9,19 @@ one answer to "may the server hold a record of an injection into our FCC?", and 
 one place that decides whether credentials are kept, recovered, discarded or restored; the
 runner acts on its decisions.
 
-Side effects: `observe` reads the state directory, the installed identity and the credential
-check; `look_up` asks the server for its record (GET /v3/enrollment-id). `decide` has none.
+Side effects: none (no I/O): the runner observes and acts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-from pep_agent.errors import BadResponseError, NotFoundError, PepError
+from pep_agent.errors import PepError
 from pep_agent.exit_codes import Exit
-from pep_agent.flow import request
-from pep_agent.flow.context import Context
-from pep_agent.gateway import discovery, install
-from pep_agent.gateway import identity as ident
-from pep_agent.state import INSTALL, PREFLIGHT
+from pep_agent.state import INSTALL, MARK_PROVISIONED, PREFLIGHT, REBOOT, RELEASE_EDGE_CORE
 
 # The wait between two looks at a record without an enrollment id.
 WATCH_GAP_S = 5.0
-
-if TYPE_CHECKING:
-    from pep_agent.settings.config import Settings
-    from pep_agent.system.http import PepClient
 
 # How this run's identity request ended, when the decision follows a failed one.
 INJECTION_FAILED = "500"  # the server could not inject FCC and deleted its record
@@ -114,14 +104,17 @@ class Decision:
 
     reason: str
     start: str | None = None  # the step to go on from; None with no error: provisioned
+    last: str = REBOOT  # the step to end with
     settle: bool = False  # let FCC finish storing what it received (then stop it)
     ask: bool = False  # read the server's record
     watch: bool = False  # read the server's record again, after a wait
     discard: bool = False  # delete FCC's staged credentials (the server holds no record)
     recover: bool = False  # rebuild the answer from the server's record
-    adopt: bool = False  # the installed identity is the server's: rewrite the marker
+    adopt: bool = False  # the installed identity is the server's: the marker is rewritten
     restart_fcc: bool = False  # start FCC afresh and ask again
     fresh: bool = False  # a new run: stop FCC left over, clear staging, reset the journal
+    wait_s: float = 0.0  # watch: how long to wait before the look
+    patient: bool = False  # ask, watch: retry the server's failures under its deadline
     error: str = ""  # the run ends with this error: one of the names below
 
 
@@ -135,7 +128,19 @@ REQUEST_FAILED = "request-failed"  # the request's own error
 
 
 def decide(seen: Observation) -> Decision:
-    """The recovery rule, with no I/O: one row per case of the README's rule."""
+    """The recovery rule, with no I/O: one row per case of the README's rule. A look at the
+    server's record says how patient it is (an injection may be at stake: the server's
+    failures are retried under its deadline) and how long to wait first."""
+    decision = _rule(seen)
+    if decision.watch:
+        left = seen.injection_s - (seen.record.watched_s if seen.record else 0.0)
+        decision = replace(decision, wait_s=max(0.0, min(WATCH_GAP_S, left)))
+    if decision.ask or decision.watch:
+        decision = replace(decision, patient=injected(seen))
+    return decision
+
+
+def _rule(seen: Observation) -> Decision:
     if seen.marker:
         return Decision("the gateway is provisioned")
     ended, record = seen.request, seen.record
@@ -217,54 +222,16 @@ def _fresh_start(seen: Observation) -> Decision:
             return Decision("the server's record cannot be read: the installed identity "
                             "stays", error=UNCONFIRMED)
         if record.enrollment is not None and record.enrollment == seen.installed.enrollment:
+            # The run's last steps vouch for it as for an identity it installed itself.
             return Decision("the server holds the installed identity: the gateway is "
-                            "provisioned", adopt=True)
+                            "provisioned", adopt=True, start=RELEASE_EDGE_CORE,
+                            last=MARK_PROVISIONED)
     return Decision("starting over", start=PREFLIGHT, fresh=True)
 
 
-def observe(ctx: Context, ended: Ended | None = None, record: Held | None = None
-            ) -> Observation:
-    """The gateway's state: the disk, the journal (as loaded under the run lock) and this
-    run's FCC; `ended` and `record` as the run found them."""
-    paths, profile, j = ctx.paths, ctx.profile, ctx.journal.record
-    marker = paths.provisioned_marker.exists()
-    answered = paths.saved_response.exists()
-    installed = None
-    if not (marker or answered or j.injection or ctx.replacing or ended):
-        installed = _own_installed(ctx.settings)
-    return Observation(
-        marker=marker, answered=answered, injection=bool(j.injection),
-        staged=install.credentials_ready(paths, profile, ctx.parsec),
-        fcc_running=ctx.fcc is not None or isinstance(j.fcc_pid, int),
-        installed=installed, replacing=ctx.replacing, request=ended, record=record,
-        injection_s=ctx.settings.http_timeout)
-
-
-def _own_installed(settings: Settings) -> Installed | None:
-    """The identity installed for this gateway's own serial, with complete credentials."""
-    mcc, identity_json = install.targets(settings.paths, settings.profile)
-    doc = ident.read_installed(identity_json)
-    if doc is None:
-        return None
-    try:
-        own, _ = discovery.discover_serial(settings)
-    except PepError:
-        return None  # the flow reports it at discover-serial
-    parsec = install.uses_parsec(settings.paths, settings.parsec)
-    if own != doc.serial or install.credential_problems(mcc, parsec):
-        return None
-    return Installed(own, doc.enrollment, parsec)
-
-
-def fcc_ended(ctx: Context) -> bool:
-    """This run's FCC exited, or (without Parsec, where storage appears only with an
-    injection) holds staged credentials: the server got as far as the injection."""
-    return ctx.fcc is not None and (ctx.fcc.child.poll() is not None or (
-        not ctx.parsec and install.credentials_ready(ctx.paths, ctx.profile, False)))
-
-
-def how_it_ended(err: PepError, ended_fcc: bool) -> str:
-    """How a failed identity request ended, for `decide`."""
+def how_it_ended(err: PepError) -> str:
+    """How a failed identity request ended, as its error tells (the runner's observation tells
+    FCC_ENDED from NO_ANSWER)."""
     if err.injection_failed:
         return INJECTION_FAILED
     if err.code == Exit.ALREADY_PROVISIONED:
@@ -273,28 +240,4 @@ def how_it_ended(err: PepError, ended_fcc: bool) -> str:
         return REFUSED
     if err.code == Exit.BAD_RESPONSE:
         return BAD_ANSWER
-    return FCC_ENDED if ended_fcc else NO_ANSWER
-
-
-def look_up(ctx: Context, client: PepClient, seen: Observation, *,
-            watched: float = 0.0) -> Held:
-    """The server's record for our serial (an installed identity's, when that is the
-    question). Recovering an injection, with the request retry under the server deadline;
-    else one request (a 409's record, an installed identity's). `watched`: how long a record
-    without an enrollment id has been seen."""
-    serial = seen.installed.serial if seen.installed else ctx.serial
-    try:
-        enrollment = request.server_record(ctx, client, serial, patient=injected(seen))
-    except NotFoundError:
-        enrollment = None
-    except BadResponseError as e:
-        return Held(unreachable=e.message, foreign=True)
-    except PepError as e:
-        return Held(unreachable=e.message)
-    return Held(enrollment=enrollment, watched_s=watched if enrollment is None else 0.0)
-
-
-def watch_gap(seen: Observation) -> float:
-    """How long to wait before looking at a record without an enrollment id again."""
-    left = seen.injection_s - (seen.record.watched_s if seen.record else 0.0)
-    return max(0.0, min(WATCH_GAP_S, left))
+    return NO_ANSWER

@@ -1,5 +1,6 @@
 """The requests to the pep server: the identity request, the record lookup, and the one retry
-helper both use (full-jitter backoff under a deadline), plus the commit point.
+helper both use (full-jitter backoff under a deadline), plus the commit point, where an
+answer (received, or rebuilt from the server's record) is held and saved.
 
 Side effects: HTTP through the context's client, sleeping on the context's clock, the journal
 (the injection fields are journalled before each identity request leaves), the LED and
@@ -16,6 +17,7 @@ from pep_agent import state
 from pep_agent.errors import BadResponseError, NotFoundError, PepError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow.context import Context
+from pep_agent.flow.recovery import Held
 from pep_agent.gateway import identity as ident
 from pep_agent.settings.identity_query import identity_query
 
@@ -107,22 +109,37 @@ def ask_identity(ctx: Context, client: PepClient, *, deadline: float,
                                       and e.code not in FINAL and not stop_retrying()))
 
 
-def server_record(ctx: Context, client: PepClient, serial: str, *,
-                  patient: bool = True) -> str | None:
-    """The enrollment id of the server's record for `serial`, None on a 404 (final). With
-    `patient`, a server that keeps failing is asked again until the server deadline; then, or
-    at once without, its error."""
-    deadline = ctx.clock.monotonic() + ctx.settings.server_deadline
+def look_up(ctx: Context, serial: str, *, patient: bool, watched: float = 0.0) -> Held:
+    """The server's record for `serial` (GET /v3/enrollment-id), as the recovery rule reads
+    it. With `patient` (an injection may be at stake), a server that keeps failing is asked
+    again until the server deadline. `watched`: how long a record without an enrollment id
+    has been seen."""
+    client = ctx.client_factory()
 
     def lookup(_: int) -> str:
         return ident.check_enrollment_id(client.enrollment_id(serial), serial)
 
     try:
-        return retry(ctx, "recovery: reading the server's record", lookup, deadline=deadline,
-                     retryable=lambda e: patient and not isinstance(
-                         e, (NotFoundError, BadResponseError)))
+        enrollment = retry(ctx, "recovery: reading the server's record", lookup,
+                           deadline=ctx.clock.monotonic() + ctx.settings.server_deadline,
+                           retryable=lambda e: patient and not isinstance(
+                               e, (NotFoundError, BadResponseError)))
     except NotFoundError:
-        return None
+        return Held(watched_s=watched)
+    except BadResponseError as e:
+        return Held(unreachable=e.message, foreign=True)
+    except PepError as e:
+        return Held(unreachable=e.message)
+    return Held(enrollment=enrollment)
+
+
+def recover(ctx: Context, enrollment: str) -> None:
+    """The answer of an injection the server holds a record of, rebuilt from that record and
+    the journalled request, committed as the answer itself would be."""
+    log.info("the server holds the record of %s: identity.json is rebuilt from the journalled "
+             "request and its enrollment id", ctx.serial)
+    commit(ctx, ident.rebuild_identity(ctx.journal.record.injection or {}, enrollment,
+                                       ctx.clock.now()), rebuilt_answer=True)
 
 
 def commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:
@@ -135,6 +152,6 @@ def commit(ctx: Context, data: dict[str, Any], **more: Any) -> None:
     except OSError as e:
         # The server will not answer twice: install from memory rather than give up.
         log.warning("cannot save the server's answer (%s); installing it directly",
-                    e.strerror or type(e).__name__, extra=ctx.fields())
+                    e.strerror or type(e).__name__)
     ctx.journal.update(enrollment_id=data.get("enrollmentID"), response_saved=True,
                        next_retry_in=None, **more)

@@ -19,7 +19,7 @@ from typing import Any
 
 from pep_agent import state
 from pep_agent.errors import FccExitedError, FccStartError, NetworkError, PepError, ResumeError
-from pep_agent.flow import recovery, request
+from pep_agent.flow import request
 from pep_agent.flow.context import Context
 from pep_agent.gateway import discovery, install
 from pep_agent.gateway import identity as ident
@@ -138,6 +138,13 @@ def _start_fcc_once(ctx: Context) -> None:
     ctx.journal.update(fcc_ip=ip, fcc_port=port)
 
 
+def fcc_ended(ctx: Context) -> bool:
+    """This run's FCC exited, or (without Parsec, where storage appears only with an
+    injection) holds staged credentials: the server got as far as the injection."""
+    return ctx.fcc is not None and (ctx.fcc.child.poll() is not None or (
+        not ctx.parsec and install.credentials_ready(ctx.paths, ctx.profile, False)))
+
+
 class RequestFailed(Exception):
     """The identity request failed: the runner asks the recovery rule what follows."""
 
@@ -152,7 +159,7 @@ def request_identity(ctx: Context) -> None:
     try:
         data = request.ask_identity(ctx, ctx.client_factory(),
                                     deadline=ctx.clock.monotonic() + ctx.settings.server_deadline,
-                                    notes=notes, stop_retrying=lambda: recovery.fcc_ended(ctx))
+                                    notes=notes, stop_retrying=lambda: fcc_ended(ctx))
     except PepError as err:
         # FCC's storage error is read now: the recovery rule may stop FCC.
         raise RequestFailed(err, earlier=bool(notes.get("earlier")),
@@ -193,7 +200,7 @@ def mark_provisioned(ctx: Context) -> None:
     fsutil.remove(install.staging_dir(ctx.paths, ctx.profile))
     # The identity is installed; the saved copy is no longer the commit point.
     fsutil.remove(ctx.paths.saved_response)
-    ctx.journal.update(state=state.DONE, finished_at=ctx.clock.now(), injection=None)
+    ctx.journal.update(state=state.DONE, finished_at=ctx.clock.now(), injection=None, error=None)
     ctx.led.show("success")
 
 

@@ -15,9 +15,12 @@ import os
 import stat
 from pathlib import Path
 
-from pep_agent.errors import InstallError, NoSpaceError, ResumeError
+from pep_agent.errors import InstallError, NoSpaceError, PepError, ResumeError
 from pep_agent.gateway import esfs
 from pep_agent.gateway.backup import Backup
+from pep_agent.gateway.discovery import discover_serial
+from pep_agent.gateway.identity import read_installed
+from pep_agent.settings.config import Settings
 from pep_agent.settings.paths import Paths
 from pep_agent.settings.profiles import Profile
 from pep_agent.system import diskspace
@@ -26,7 +29,6 @@ from pep_agent.system.fsutil import (
     fsync_dir,
     install_error,
     make_dir,
-    non_empty_dir,
     remove,
     rewrite,
     swap_in,
@@ -70,6 +72,21 @@ def staging_dir(paths: Paths, profile: Profile) -> Path:
     return mcc.parent / ".pep-agent-staging"
 
 
+def _holds_files(path: Path) -> bool:
+    try:
+        return path.is_dir() and any(path.iterdir())
+    except OSError:
+        return False
+
+
+def drop_staged(paths: Paths, profile: Profile, *, store: bool) -> None:
+    """Remove FCC's staging folder; with `store`, the Parsec store FCC wrote in mcc_config
+    (whose previous content was moved aside)."""
+    remove(staging_dir(paths, profile))
+    if store:
+        remove(targets(paths, profile)[0])
+
+
 def staged_pal(paths: Paths, profile: Profile) -> Path:
     return staging_dir(paths, profile) / "pal"
 
@@ -79,7 +96,24 @@ def credentials_ready(paths: Paths, profile: Profile, parsec: bool) -> bool:
     mcc, _ = targets(paths, profile)
     if parsec:
         return (mcc / "pst").exists()
-    return non_empty_dir(staged_pal(paths, profile) / "WORKING") or non_empty_dir(mcc / "WORKING")
+    return _holds_files(staged_pal(paths, profile) / "WORKING") or _holds_files(mcc / "WORKING")
+
+
+def own_identity(settings: Settings) -> tuple[str, str | None, bool] | None:
+    """The identity installed for this gateway's own serial, with complete credentials: its
+    serial, enrollment id and whether Parsec holds its keys; None otherwise."""
+    parsec = uses_parsec(settings.paths, settings.parsec)
+    mcc, identity_json = targets(settings.paths, settings.profile)
+    doc = read_installed(identity_json)
+    if doc is None:
+        return None
+    try:
+        own, _ = discover_serial(settings)
+    except PepError:
+        return None  # the flow reports it at discover-serial
+    if own != doc.serial or credential_problems(mcc, parsec):
+        return None
+    return own, doc.enrollment, parsec
 
 
 def credential_store(paths: Paths, profile: Profile, parsec: bool) -> Path:
@@ -245,10 +279,10 @@ def install(paths: Paths, profile: Profile, parsec: bool, identity: bytes) -> No
     else:
         pal = staged_pal(paths, profile)
         if pal.exists():
-            if not non_empty_dir(pal / "WORKING"):
+            if not _holds_files(pal / "WORKING"):
                 raise InstallError("FCC's pal/WORKING folder is empty: nothing to install")
             swap_in(pal, mcc)
-        elif not non_empty_dir(mcc / "WORKING"):
+        elif not _holds_files(mcc / "WORKING"):
             raise InstallError(f"no staged credentials and no {mcc}/WORKING")
     try:
         make_dir(identity_path.parent)

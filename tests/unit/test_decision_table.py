@@ -29,7 +29,7 @@ from pep_agent.flow.recovery import (
 from pep_agent.flow.recovery import (
     Observation as O,
 )
-from pep_agent.state import INSTALL, PREFLIGHT
+from pep_agent.state import INSTALL, MARK_PROVISIONED, PREFLIGHT, RELEASE_EDGE_CORE
 
 MINE = Installed("SN-1", "A-1", parsec=False)
 REC = Held(enrollment="A-1")
@@ -119,7 +119,9 @@ ROWS: list[tuple[str, O, dict[str, object]]] = [
     ("409 first, unreadable", O(request=_e(CONFLICT), record=DOWN), {"error": UNKNOWN_RECORD}),
     # A lost state directory: an installed identity of this gateway's own is asked about.
     ("installed", O(installed=MINE), {"ask": True}),
-    ("installed, the server's", O(installed=MINE, record=REC), {"adopt": True, "start": None}),
+    # The installed identity is the server's: the last steps vouch for it (marker), no reboot.
+    ("installed, the server's", O(installed=MINE, record=REC),
+     {"adopt": True, "start": RELEASE_EDGE_CORE, "last": MARK_PROVISIONED}),
     ("installed, another record", O(installed=MINE, record=Held(enrollment="A-2")),
      {"start": PREFLIGHT, "fresh": True}),
     ("installed, no record", O(installed=MINE, record=NONE), {"start": PREFLIGHT}),

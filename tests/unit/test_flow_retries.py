@@ -120,4 +120,4 @@ def test_a_gateway_with_the_marker_is_never_provisioned_again(tmp_path: Path) ->
     ctx.paths.provisioned_marker.write_text("SN-1\n")
     ending.end(ctx, ServerError("systemctl reboot failed"))
     assert ctx.journal.data["state"] == "provisioned"
-    assert runner.plan(ctx) is None
+    assert runner.plan(ctx).start is None

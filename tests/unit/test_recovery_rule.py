@@ -29,7 +29,7 @@ INJECTION = {"serialNumber": "SN-1", "apiAddress": "https://api",
 
 
 def _plan(ctx: Context) -> str | None:
-    return runner.plan(ctx)
+    return runner.plan(ctx).start
 
 
 def test_a_200_for_another_serial_recovers_our_record(tmp_path: Path) -> None:
@@ -165,8 +165,8 @@ def _pending(tmp_path: Path, client: ScriptedClient) -> Context:
 def test_rerun_with_a_record_installs_the_rebuilt_answer(tmp_path: Path) -> None:
     client = ScriptedClient(records={"SN-1": "A-rec"})
     ctx = _pending(tmp_path, client)
-    assert recovery.observe(ctx).hold_edge_core
-    assert runner.plan(ctx) == "install"
+    assert runner.observe(ctx).hold_edge_core
+    assert runner.plan(ctx).start == "install"
     assert client.queries == [], "never a second identity request"
     assert ctx.answer == {**INJECTION, "cloudAddress": "https://gw", "deployed": True,
                           "enrollmentID": "A-rec", "createdAt": ctx.answer["createdAt"]}
@@ -203,8 +203,9 @@ def test_the_record_lookup_retries_with_the_same_backoff(tmp_path: Path) -> None
     flaky = ScriptedClient(records={"SN-1": ServerError("503")})
     from pep_agent.flow import request
 
-    with pytest.raises(ServerError):
-        request.server_record(ctx, flaky, "SN-1")  # type: ignore[arg-type]
+    ctx.client_factory = lambda: flaky  # type: ignore[assignment,return-value]
+    held = request.look_up(ctx, "SN-1", patient=True)
+    assert held.unreachable and held.enrollment is None and not held.foreign
     assert clock.draws[:3] == [(0, 1), (0, 2), (0, 4)] and clock.t <= 10
     assert len(flaky.lookups) == len(clock.sleeps) + 1
 
@@ -213,7 +214,7 @@ def test_a_saved_answer_without_credentials_is_a_resume_error(tmp_path: Path) ->
     ctx, _ = make_context(tmp_path, ScriptedClient())
     ctx.paths.state_dir.mkdir(parents=True)
     ctx.paths.saved_response.write_text(json.dumps(GOOD))
-    assert recovery.observe(ctx).answered
+    assert runner.observe(ctx).answered
     with pytest.raises(PepError) as raised:
         runner.plan(ctx)
     assert raised.value.code == Exit.RESUME

@@ -186,7 +186,7 @@ def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: P
     ctx.paths.provisioned_marker.unlink()
     ctx.paths.journal.unlink()
     again, _ = make_context(tmp_path, ScriptedClient(records={"SN-1": "A-00"}))
-    assert recovery.observe(again).installed is not None
+    assert runner.observe(again).installed is not None
     assert provision(again) == "already-provisioned"
     assert again.paths.provisioned_marker.read_text() == "SN-1\n"
     assert again.journal.data["adopted"] is True

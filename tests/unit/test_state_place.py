@@ -40,7 +40,7 @@ def test_a_gateway_provisioned_by_an_earlier_version_stays_provisioned(tmp_path:
     (legacy / "provisioned").write_text("SN-1\n")
     ctx, _ = make_context(tmp_path, ScriptedClient())
     assert ctx.paths.state_dir == legacy
-    assert runner.plan(ctx) is None
+    assert runner.plan(ctx).start is None
     # status, without the settings, finds it too
     assert Paths(tmp_path).provisioned_marker == legacy / "provisioned"
 
