@@ -34,12 +34,22 @@ MAX_ATTEMPTS = 1000
 FINAL = (Exit.BAD_RESPONSE, Exit.ALREADY_PROVISIONED)
 
 
-def retry_delay(ctx: Context, attempt: int, err: PepError) -> float:
-    """The wait before the next request to the server: full jitter under an exponential
-    ceiling, or the server's own Retry-After (`err` is what failed)."""
-    s = ctx.settings
-    return ident.retry_delay(attempt, s.retry_base, s.retry_cap, err.retry_after,
-                             ctx.clock.uniform)
+def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
+    """The upper bound of the wait after failed attempt number `attempt` (1-based)."""
+    return float(min(cap, base * (2 ** min(attempt - 1, 30))))
+
+
+def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None,
+                uniform: Callable[[float, float], float]) -> float:
+    """The wait before the next attempt: full-jitter backoff, or the server's Retry-After.
+
+    A Retry-After is honoured up to `cap`, plus up to `base` seconds of jitter (never past
+    `cap`), so that a line of gateways told the same wait does not come back in lockstep.
+    """
+    if retry_after is None:
+        return uniform(0, backoff_ceiling(attempt, base, cap))
+    low = min(retry_after, cap)
+    return uniform(low, min(cap, low + base))
 
 
 def retry(ctx: Context, what: str, call: Callable[[int], T], *, deadline: float,
@@ -58,7 +68,8 @@ def retry(ctx: Context, what: str, call: Callable[[int], T], *, deadline: float,
         except PepError as err:
             if not retryable(err) or attempt >= MAX_ATTEMPTS:
                 raise
-            delay = retry_delay(ctx, attempt, err)
+            delay = retry_delay(attempt, ctx.settings.retry_base, ctx.settings.retry_cap,
+                                err.retry_after, ctx.clock.uniform)
             if ctx.clock.monotonic() + delay > deadline:
                 raise
             ctx.journal.update(next_retry_in=round(delay, 2), last_attempt_error=err.message)

@@ -1,4 +1,4 @@
-"""The identity document: the request's backoff schedule, the answer's checks, the errors
+"""The identity document: the answer's checks, the errors
 that say what the server's record is, the saved answer, and the installed identity.json (read
 here and nowhere else).
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,24 +18,6 @@ from pep_agent.errors import AlreadyProvisionedError, BadResponseError
 from pep_agent.system.fsutil import atomic_write
 
 NO_VERIFICATION_KEY = "verification-key-does-not-exist"  # what the reference CLI sends
-
-
-def backoff_ceiling(attempt: int, base: float, cap: float) -> float:
-    """The upper bound of the wait after failed attempt number `attempt` (1-based)."""
-    return float(min(cap, base * (2 ** min(attempt - 1, 30))))
-
-
-def retry_delay(attempt: int, base: float, cap: float, retry_after: float | None,
-                uniform: Callable[[float, float], float]) -> float:
-    """The wait before the next attempt: full-jitter backoff, or the server's Retry-After.
-
-    A Retry-After is honoured up to `cap`, plus up to `base` seconds of jitter (never past
-    `cap`), so that a line of gateways told the same wait does not come back in lockstep.
-    """
-    if retry_after is None:
-        return uniform(0, backoff_ceiling(attempt, base, cap))
-    low = min(retry_after, cap)
-    return uniform(low, min(cap, low + base))
 
 
 def check_response(data: dict[str, Any], serial: str) -> str:

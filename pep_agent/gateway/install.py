@@ -82,9 +82,10 @@ def _holds_files(path: Path) -> bool:
 def drop_staged(paths: Paths, profile: Profile, *, store: bool) -> None:
     """Remove FCC's staging folder; with `store`, the Parsec store FCC wrote in mcc_config
     (whose previous content was moved aside)."""
-    remove(staging_dir(paths, profile))
+    staging, (mcc, _) = staging_dir(paths, profile), targets(paths, profile)
+    remove(staging)
     if store:
-        remove(targets(paths, profile)[0])
+        remove(mcc)
 
 
 def staged_pal(paths: Paths, profile: Profile) -> Path:
@@ -105,15 +106,13 @@ def own_identity(settings: Settings) -> tuple[str, str | None, bool] | None:
     parsec = uses_parsec(settings.paths, settings.parsec)
     mcc, identity_json = targets(settings.paths, settings.profile)
     doc = read_installed(identity_json)
-    if doc is None:
+    if doc is None or credential_problems(mcc, parsec):
         return None
     try:
         own, _ = discover_serial(settings)
     except PepError:
         return None  # the flow reports it at discover-serial
-    if own != doc.serial or credential_problems(mcc, parsec):
-        return None
-    return own, doc.enrollment, parsec
+    return (own, doc.enrollment, parsec) if own == doc.serial else None
 
 
 def credential_store(paths: Paths, profile: Profile, parsec: bool) -> Path:

@@ -10,8 +10,8 @@ import pytest
 
 from pep_agent.errors import BadResponseError, ConfigError, InstallError, ServerError
 from pep_agent.exit_codes import Exit
+from pep_agent.flow.request import retry_delay
 from pep_agent.flow.runner import request_identity
-from pep_agent.gateway.identity import retry_delay
 from pep_agent.settings.config import load_settings
 from pep_agent.settings.paths import Paths
 from pep_agent.settings.urls import check_url

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import BadResponseError
+from pep_agent.flow.request import backoff_ceiling
 from pep_agent.gateway.identity import (
-    backoff_ceiling,
     check_response,
     load_response,
     save_response,

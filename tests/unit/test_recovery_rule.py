@@ -10,7 +10,7 @@ import pytest
 
 from pep_agent.errors import AlreadyProvisionedError, BadResponseError, PepError, ServerError
 from pep_agent.exit_codes import Exit
-from pep_agent.flow import Context, recovery, runner
+from pep_agent.flow import Context, runner
 from pep_agent.flow.runner import request_identity
 from pep_agent.gateway import install
 from tests.fakes import (
