@@ -3,7 +3,7 @@ installed identity.
 
 Side effects: none until its checks pass (preflight, serial, network, and the server holding
 no record for the serial; they write nothing, not even the journal). Then, under the run
-lock: stops and starts parsec and swtpm, moves the markers and the Parsec state aside, runs
+lock: moves the markers and the Parsec state aside (parsec and swtpm stopped meanwhile), runs
 the plan, and puts the previous identity back when the run fails before the new one is
 installed and the recovery rule allows it; at the end reboots or restarts edge-core.
 """
@@ -16,7 +16,7 @@ from pep_agent.errors import AlreadyProvisionedError, NotFoundError, PepError, R
 from pep_agent.flow import ending, recovery, runner
 from pep_agent.flow.context import Checked, Context
 from pep_agent.flow.recovery import Observation
-from pep_agent.flow.steps import check_preflight, find_network, release_edge_core
+from pep_agent.flow.steps import check_preflight, find_network
 from pep_agent.gateway import discovery
 from pep_agent.gateway.backup import SUFFIX, Backup
 
@@ -85,15 +85,8 @@ def _move_aside(ctx: Context, backup: Backup) -> None:
     """The markers and, with Parsec, its state go aside (clear-identity sets the identity
     folders aside)."""
     log.info("reprovision: checks passed; moving the current identity aside")
-    profile = ctx.profile
-    if ctx.parsec:
-        # The upstream reset of the TPM-backed storage, except that the old state is kept.
-        ctx.services.act("stop", profile.parsec_unit)
-        ctx.services.act("stop", profile.swtpm_unit)
-    backup.set_aside([*backup.markers, *([backup.parsec_state] if ctx.parsec else [])])
-    if ctx.parsec:
-        ctx.services.act("start", profile.swtpm_unit)
-        ctx.services.act("start", profile.parsec_unit)
+    parsec = ctx.services if ctx.parsec else None
+    backup.set_aside([*backup.markers, *([backup.parsec_state] if parsec else [])], parsec)
     # A saved answer that can no longer be installed is kept for the record, out of the way.
     saved = ctx.paths.saved_response
     if saved.exists():
@@ -102,17 +95,11 @@ def _move_aside(ctx: Context, backup: Backup) -> None:
 
 def _restore(ctx: Context, backup: Backup, err: Reported) -> None:
     """The previous identity goes back and edge-core runs again."""
-    profile = ctx.profile
+    edge_core = ctx.profile.edge_core_unit
     try:
-        if ctx.parsec:
-            ctx.services.act("stop", profile.parsec_unit)
-            ctx.services.act("stop", profile.swtpm_unit)
-        backup.restore()
-        if ctx.parsec:
-            ctx.services.act("start", profile.swtpm_unit)
-            ctx.services.act("start", profile.parsec_unit)
-        release_edge_core(ctx)
-        ctx.services.act("restart", ctx.profile.edge_core_unit)
+        backup.restore(ctx.services if ctx.parsec else None)
+        ctx.services.release(edge_core)
+        ctx.services.act("restart", edge_core)
     except (OSError, PepError) as e:
         text = e.message if isinstance(e, PepError) else (e.strerror or type(e).__name__)
         log.error("reprovision failed and the previous identity could not be put back (%s); "

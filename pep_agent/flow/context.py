@@ -3,17 +3,15 @@ through a Context: services, clock, LED, sd_notify, journal, HTTP client, FCC la
 the network probe; tests build one from fakes.
 
 Side effects: none on import or construction (the HTTP client is built on first use, and
-then warns when TLS verification is off). `Context.logging_fields` adds a filter to the
-`pep_agent` logger while a run lasts; `Context.say` logs and sets sd_notify's STATUS=,
+then warns when TLS verification is off). `Context.say` logs and sets sd_notify's STATUS=,
 `Context.stop_fcc` stops FCC, and `launch_fcc` spawns it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,20 +91,11 @@ class Context:
         return self.settings.profile
 
     def fields(self) -> dict[str, Any]:
-        """The run's structured journald fields."""
+        """The run's structured journald fields, as they are now (ending.py adds them to every
+        line a run logs)."""
         record = self.journal.record
         return {"PEP_STEP": record.step or "", "PEP_SERIAL": self.serial,
                 "PEP_ATTEMPT": record.attempt or 0}
-
-    @contextlib.contextmanager
-    def logging_fields(self) -> Iterator[None]:
-        """While the run lasts, every line it logs carries its fields: no caller passes them."""
-        fields = _RunFields(self)
-        log.addFilter(fields)
-        try:
-            yield
-        finally:
-            log.removeFilter(fields)
 
     def say(self, text: str) -> None:
         """A progress line for the log and for `systemctl status` (sd_notify STATUS=)."""
@@ -118,21 +107,6 @@ class Context:
         if self.fcc is not None:
             self.fcc.stop()
             self.fcc = None
-
-
-class _RunFields(logging.Filter):
-    """Adds the run's fields (as they are when the line is logged) to a log record, unless
-    the line brings its own."""
-
-    def __init__(self, ctx: Context) -> None:
-        super().__init__()
-        self._ctx = ctx
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in self._ctx.fields().items():
-            if not hasattr(record, key):
-                setattr(record, key, value)
-        return True
 
 
 def make_led_for(settings: Settings) -> Led:

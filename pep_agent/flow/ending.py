@@ -5,7 +5,8 @@ traceback, once; `decision_error` words the error a recovery decision ends a run
 what the gateway holds. failures.py records a configuration error with `record_end` too.
 
 Side effects: the state directory and its run lock, the journal, the LED, sd_notify and the
-log. `announce` (the log line, sd_notify, the LED) is verify's too.
+log (a filter on the `pep_agent` logger adds the run's fields while it lasts). `announce`
+(the log line, sd_notify, the LED) is verify's too.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def run(ctx: Context) -> Iterator[Ending]:
         try:
             # Created here, its entry fsync'd: a state directory lost in a power cut would
             # lose the journal that says an injection may have happened.
-            held.enter_context(ctx.logging_fields())
+            # Every line the run logs carries its fields: no caller passes them.
+            fields = _RunFields(ctx)
+            log.addFilter(fields)
+            held.callback(log.removeFilter, fields)
             fsutil.make_dir(ctx.paths.state_dir, mode=0o700)
             held.enter_context(RunLock(ctx.paths.lock))
             # What another run wrote before we held the lock counts, not what we read first.
@@ -82,6 +86,21 @@ def run(ctx: Context) -> Iterator[Ending]:
             raise _ended(ctx, ending, state_error(ctx.paths, e)) from None
         except Exception as e:
             raise _ended(ctx, ending, bug(e, "")) from None
+
+
+class _RunFields(logging.Filter):
+    """Adds the run's fields, as they are when a line is logged, to each log record that does
+    not bring its own."""
+
+    def __init__(self, ctx: Context) -> None:
+        super().__init__()
+        self._ctx = ctx
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        for key, value in self._ctx.fields().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
 
 
 def _ended(ctx: Context, ending: Ending, err: Any) -> Any:

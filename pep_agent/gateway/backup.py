@@ -6,17 +6,20 @@ goes beside itself as `<name>.pep-previous`; it comes back from there when a run
 discarded once a run has installed a new identity. Every move is the durable rename, so a power
 cut leaves each item whole, in its place or aside.
 
-Side effects: renames and removes those items under the root; fsyncs their directories.
+Side effects: renames and removes those items under the root; fsyncs their directories; with
+Parsec, stops its services and the software TPM around the moves and starts them again.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from pep_agent.settings.paths import Paths
 from pep_agent.settings.profiles import Profile
 from pep_agent.system import fsutil
+from pep_agent.system.services import ServiceManager
 
 SUFFIX = ".pep-previous"
 
@@ -40,13 +43,32 @@ class Backup:
         self.markers = (paths.provisioned_marker, paths.verified_marker)
         # Restored in this order: the provisioned marker, which vouches for the rest, last.
         self.places = (*self.identity, self.parsec_state, *reversed(self.markers))
+        self._units = (profile.parsec_unit, profile.swtpm_unit)
+
+    @contextlib.contextmanager
+    def _parsec_stopped(self, services: ServiceManager | None) -> Iterator[None]:
+        """Parsec and the software TPM hold their state and the Parsec store open: stopped
+        while they move (the upstream reset of TPM-backed storage, except that the old state
+        is kept), started again after, the move done or not."""
+        if services is None:
+            yield
+            return
+        for unit in self._units:
+            services.act("stop", unit)
+        try:
+            yield
+        finally:
+            for unit in reversed(self._units):
+                services.act("start", unit)
 
     def held(self) -> list[Path]:
         """The places whose previous content is aside."""
         return [place for place in self.places if _present(aside(place))]
 
-    def set_aside(self, places: Iterable[Path]) -> list[Path]:
-        """Move each of `places` aside, in the order given; returns those moved.
+    def set_aside(self, places: Iterable[Path], parsec: ServiceManager | None = None
+                  ) -> list[Path]:
+        """Move each of `places` aside, in the order given; returns those moved. With Parsec,
+        `parsec` stops its services around the moves.
 
         Idempotent: a place already held aside keeps what is there (the previous content: a
         run that failed, or was cut between two moves, set it aside), and what is in its place
@@ -57,22 +79,25 @@ class Backup:
         if _present(self.markers[0]):
             self.discard()
         moved = []
-        for place in places:
-            if _present(aside(place)):
-                fsutil.remove(place)
-            elif _present(place):
-                fsutil.durable_rename(place, aside(place))
-                moved.append(place)
+        with self._parsec_stopped(parsec):
+            for place in places:
+                if _present(aside(place)):
+                    fsutil.remove(place)
+                elif _present(place):
+                    fsutil.durable_rename(place, aside(place))
+                    moved.append(place)
         return moved
 
-    def restore(self) -> list[Path]:
+    def restore(self, parsec: ServiceManager | None = None) -> list[Path]:
         """Put everything held aside back, over what a failed run left in its place; returns
-        the places restored. Idempotent: a place already restored holds nothing aside."""
+        the places restored. With Parsec, `parsec` stops its services around the moves.
+        Idempotent: a place already restored holds nothing aside."""
         restored = []
-        for place in self.held():
-            fsutil.remove(place)
-            fsutil.durable_rename(aside(place), place)
-            restored.append(place)
+        with self._parsec_stopped(parsec):
+            for place in self.held():
+                fsutil.remove(place)
+                fsutil.durable_rename(aside(place), place)
+                restored.append(place)
         return restored
 
     def discard(self) -> None:
