@@ -178,6 +178,11 @@ def decision_error(ctx: Context, seen: Observation, decision: Decision,
     kind = decision.error
     record = seen.record or recovery.Held()
     if kind == recovery.REQUEST_FAILED and err is not None:
+        if record.foreign:
+            # The request's own error stands; what kept the credentials is said too.
+            err.hint = (f"{err.hint}; the server's record could not be read either "
+                        f"({record.unreachable}): the credentials stay staged and the next run "
+                        "asks for the record again").lstrip("; ")
         return err
     if kind == recovery.NO_CREDENTIALS:
         enrollment = (record.enrollment or ctx.journal.record.enrollment_id

@@ -4,7 +4,8 @@ into one value by the runner, and the pure decision of what happens to it.
 From the moment the journal says an injection may have happened (written before every
 identity request), FCC's credentials may be the only copy of an identity the server will
 never hand out again. They are deleted only when the server says it holds no record for the
-serial: a 500 to the identity request, or a 404 from GET /v3/enrollment-id. `injected` is the
+serial: a 500 to the identity request, or the pep server's own 404 (`Not found!`) from
+GET /v3/enrollment-id (any other 404 is not its answer). `injected` is the
 one answer to "may the server hold a record of an injection into our FCC?", and `decide` the
 one place that decides whether credentials are kept, recovered, discarded or restored; the
 runner acts on its decisions.
@@ -36,7 +37,7 @@ NO_ANSWER = "no-answer"  # no usable answer (5xx, timeouts, cut answers, the dea
 class Held:
     """What the server said of its record for our serial."""
 
-    enrollment: str | None = None  # its enrollment id; None: no record (a 404)
+    enrollment: str | None = None  # its enrollment id; None: no record (its `Not found!`)
     unreachable: str = ""  # why the record could not be read (the server is down, ...)
     foreign: bool = False  # the answer was not a pep server's
     watched_s: float = 0.0  # how long a 404 has been seen (looked up again meanwhile)

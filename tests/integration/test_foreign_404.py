@@ -133,6 +133,9 @@ def test_a_foreign_404_in_the_run_that_lost_the_answer_keeps_the_credentials(
     assert proxy.lookups and all(code == 404 for code, _ in proxy.lookups)
     assert proxy.identity_requests == 1, "FCC restarted and asked again after a foreign 404"
     assert "discarding" not in out.stderr
+    # The operator is told why the credentials stay: the lookup's answer, with its URL.
+    assert f"{url}/v3/enrollment-id answered 404 with " in out.stderr
+    assert "the credentials stay staged" in out.stderr
     # The run ends with the request's own error (the flow's rule for a failed request whose
     # record cannot be read); the injection stays journalled and the credentials staged.
     assert journal(root).get("injection"), "the journal no longer expects a recovery"
