@@ -108,7 +108,10 @@ def test_a_server_that_dies_mid_injection_is_not_said_to_have_failed_it(tmp_path
     root, serial = tmp_path / "gw", "GW-DIES"
     first = start_server(tmp_path / "server", deploy_delay=600)
     port = int(first.url.rsplit(":", 1)[1])
-    env = agent_env(PEP_SERVER_DEADLINE="30", PEP_INJECTION_RETRIES="1")
+    # The HTTP timeout is how long the agent watches an unfinished record (as long as an
+    # injection may take) before it names it: 10 s lets a busy machine inject, and the watch
+    # still ends in one look or two.
+    env = agent_env(PEP_SERVER_DEADLINE="30", PEP_INJECTION_RETRIES="1", PEP_HTTP_TIMEOUT="10")
     agent = subprocess.Popen(
         [*AGENT, "provision", "--root", str(root), "--server", first.url, "--serial", serial,
          "--interface", "lo", "--fcc-command", fcc_command(), "--no-reboot"],
