@@ -14,10 +14,9 @@ import logging
 
 from pep_agent.errors import AlreadyProvisionedError, NotFoundError, PepError, Reported
 from pep_agent.flow import ending, recovery, runner
-from pep_agent.flow.context import Checked, Context
+from pep_agent.flow.context import Context
 from pep_agent.flow.recovery import Observation
-from pep_agent.flow.steps import check_preflight, find_network
-from pep_agent.gateway import discovery
+from pep_agent.flow.steps import STEPS
 from pep_agent.gateway.backup import SUFFIX, Backup
 
 log = logging.getLogger("pep_agent")
@@ -29,9 +28,8 @@ def reprovision(ctx: Context) -> None:
     ctx.replacing, ctx.reboot_at_end = True, False  # edge-core is restarted below instead
     with ending.run(ctx) as ended:
         ended.checking = True
-        ctx.checked = check(ctx)
+        check(ctx)
         ended.checking = False
-        ctx.parsec = ctx.checked.parsec
         backup = Backup(ctx.paths, ctx.profile)
         # Every ending from here on (a signal too) is recorded first, then this runs.
         ended.on_failure = lambda err: _restore_if_allowed(ctx, backup, err)
@@ -60,16 +58,17 @@ def _restore_if_allowed(ctx: Context, backup: Backup, err: Reported) -> None:
     _restore(ctx, backup, err)
 
 
-def check(ctx: Context) -> Checked:
-    """Everything a new identity needs, checked before anything moves; changes nothing."""
-    parsec = check_preflight(ctx)
-    ctx.serial, source = discovery.discover_serial(ctx.settings)
-    interface, ip = find_network(ctx)
+def check(ctx: Context) -> None:
+    """Everything a new identity needs, checked before anything moves (every step's check,
+    and the server holding no record for the serial); changes nothing."""
+    for step in STEPS:
+        if step.check is not None:
+            step.check(ctx)
     try:
         enrollment = ctx.client_factory().enrollment_id(ctx.serial)
     except NotFoundError:
-        return Checked(parsec=parsec, serial=ctx.serial, serial_source=source,
-                       interface=interface, ip=ip)
+        ctx.checked = True
+        return
     except PepError as e:
         e.hint = f"{e.hint}; nothing was changed".lstrip("; ")
         raise

@@ -36,18 +36,6 @@ FccLauncher = Callable[[Sequence[str], Path, Mapping[str, str]], FccSession]
 NetworkProbe = Callable[[str], "list[str]"]
 
 
-@dataclass(frozen=True)
-class Checked:
-    """What reprovision's checks found before anything moved: the plan's first steps take
-    these instead of asking again."""
-
-    parsec: bool
-    serial: str
-    serial_source: str
-    interface: str
-    ip: str
-
-
 @dataclass
 class Context:
     """What the steps may touch, injected so that tests can build it from fakes."""
@@ -63,15 +51,18 @@ class Context:
     probe_network: NetworkProbe
     # Filled in as the run goes.
     serial: str = ""
+    serial_source: str = ""
     interface: str = ""
+    ip: str = ""
     parsec: bool = False
     fcc: FccSession | None = None
     fcc_address: tuple[str, int] = ("", 0)
     verification_key: str = ""
     # The server's answer, kept in memory too: if saving it fails, the install still has it.
     answer: dict[str, Any] | None = None
-    # Set by reprovision: its checks' findings, and that the installed identity is replaced.
-    checked: Checked | None = None
+    # Set by reprovision: every step's check ran (its findings are above), and the installed
+    # identity is replaced.
+    checked: bool = False
     replacing: bool = False
     # clear-identity moved the previous identity aside in this run.
     cleared: bool = False

@@ -250,6 +250,8 @@ def _run_step(ctx: Context, step: Step) -> None:
     ctx.say(step.name)
     started, outcome = ctx.clock.monotonic(), "failed"
     try:
+        if step.check is not None and not ctx.checked:
+            step.check(ctx)
         step.run(ctx)
         outcome = "done"
     except (RequestFailed, PepError):

@@ -29,20 +29,9 @@ from pep_agent.system import fsutil, proc
 from pep_agent.system.sealing import setup_keys
 
 
-def preflight(ctx: Context) -> None:
-    ctx.parsec = ctx.checked.parsec if ctx.checked else check_preflight(ctx)
-    s = ctx.settings
-    ctx.journal.update(parsec=ctx.parsec, profile=s.profile.name, server=s.server_url)
-    ctx.verification_key = ident.NO_VERIFICATION_KEY
-    if s.fss:
-        # Here, not at the request: a journald that cannot seal must stop the run before
-        # edge-core or the identity are touched. Only after every check: the forced setup
-        # replaces the key whose verification key the server holds. The key stays in memory.
-        ctx.verification_key = setup_keys(s.fss_interval, ctx.paths)
-
-
-def check_preflight(ctx: Context) -> bool:
-    """preflight's checks, without side effects; returns whether Parsec holds the keys."""
+def check_preflight(ctx: Context) -> None:
+    """preflight's finding: whether Parsec holds the keys, once FCC, the server's settings and
+    the free space are checked."""
     s = ctx.settings
     # Root was checked by the command line before the context existed.
     ctx.client_factory()  # validates the URL, the CA file and TLS settings before any change
@@ -54,24 +43,29 @@ def check_preflight(ctx: Context) -> bool:
     if not os.access(exe, os.X_OK):
         raise FccStartError(f"the FCC binary {exe} is not executable")
     install.check_space(ctx.paths, ctx.profile)
-    return install.uses_parsec(ctx.paths, s.parsec)
+    ctx.parsec = install.uses_parsec(ctx.paths, s.parsec)
+
+
+def preflight(ctx: Context) -> None:
+    s = ctx.settings
+    ctx.journal.update(parsec=ctx.parsec, profile=s.profile.name, server=s.server_url)
+    ctx.verification_key = ident.NO_VERIFICATION_KEY
+    if s.fss:
+        # Here, not at the request: a journald that cannot seal must stop the run before
+        # edge-core or the identity are touched. Only after every check: the forced setup
+        # replaces the key whose verification key the server holds. The key stays in memory.
+        ctx.verification_key = setup_keys(s.fss_interval, ctx.paths)
+
+
+def find_serial(ctx: Context) -> None:
+    ctx.serial, ctx.serial_source = discovery.discover_serial(ctx.settings)
 
 
 def discover_serial(ctx: Context) -> None:
-    if ctx.checked:
-        ctx.serial, source = ctx.checked.serial, ctx.checked.serial_source
-    else:
-        ctx.serial, source = discovery.discover_serial(ctx.settings)
-    ctx.journal.update(serial=ctx.serial, serial_source=source)
+    ctx.journal.update(serial=ctx.serial, serial_source=ctx.serial_source)
 
 
-def wait_network(ctx: Context) -> None:
-    ctx.interface, ip = ((ctx.checked.interface, ctx.checked.ip) if ctx.checked
-                         else find_network(ctx))
-    ctx.journal.update(interface=ctx.interface, ip=ip)
-
-
-def find_network(ctx: Context) -> tuple[str, str]:
+def find_network(ctx: Context) -> None:
     """The interface FCC will bind and its first IPv4 address, waiting for the network to
     come up (an interface, or the route towards the server, may still be missing at boot)."""
     deadline = ctx.clock.monotonic() + ctx.settings.network_deadline
@@ -84,12 +78,17 @@ def find_network(ctx: Context) -> tuple[str, str]:
         except NetworkError as e:
             addresses, problem = [], e
         if addresses:
-            return interface, addresses[0]
+            ctx.interface, ctx.ip = interface, addresses[0]
+            return
         if ctx.clock.monotonic() >= deadline:
             raise problem
         ctx.led.show("waiting")
         ctx.say(f"waiting for the network ({problem.message.split(' after ')[0]})")
         ctx.clock.sleep(1.0)
+
+
+def wait_network(ctx: Context) -> None:
+    ctx.journal.update(interface=ctx.interface, ip=ctx.ip)
 
 
 def stop_edge_core(ctx: Context) -> None:
@@ -221,12 +220,15 @@ class Step:
     name: str  # in the journal, `status` and crash points: stable across versions
     run: Callable[[Context], None]
     led: str = "provisioning"
+    # What the step finds out, into the context, changing nothing; the runner runs it just
+    # before `run`, unless reprovision ran every step's check before anything moved.
+    check: Callable[[Context], None] | None = None
 
 
 STEPS: tuple[Step, ...] = (
-    Step(state.PREFLIGHT, preflight),
-    Step(state.DISCOVER_SERIAL, discover_serial),
-    Step(state.WAIT_NETWORK, wait_network),
+    Step(state.PREFLIGHT, preflight, check=check_preflight),
+    Step(state.DISCOVER_SERIAL, discover_serial, check=find_serial),
+    Step(state.WAIT_NETWORK, wait_network, check=find_network),
     Step(state.STOP_EDGE_CORE, stop_edge_core),
     Step(state.CLEAR_IDENTITY, clear_identity),
     Step(state.START_FCC, start_fcc),

@@ -211,10 +211,12 @@ def test_a_bug_in_reprovisions_checks_is_recorded_too(tmp_path: Path,
     _provisioned(tmp_path)
     ctx, _ = make_context(tmp_path, ScriptedClient())
 
-    def broken(*_: object) -> tuple[str, str]:
+    def broken(*_: object) -> None:
         raise RuntimeError("a bug in a check")
 
-    monkeypatch.setattr(module, "find_network", broken)
+    monkeypatch.setattr(module, "STEPS", tuple(
+        dataclasses.replace(step, check=broken) if step.name == "wait-network" else step
+        for step in STEPS))
     with caplog.at_level(logging.ERROR), pytest.raises(PepError) as raised:
         reprovision(ctx)
     assert raised.value.code == Exit.INTERNAL
