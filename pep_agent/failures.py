@@ -2,7 +2,7 @@
 
 A configuration error (or an invalid --serial) ends `provision` before the flow opens its
 journal; without a record, `status` would say "not-started" and `status --wait` would wait out
-its whole timeout. It is recorded as a run's ending is (flow/ending.py's `record_end`).
+its whole timeout. It is recorded as a run's ending is (flow/ending.py's `end_record`).
 
 Side effects: under the run lock, creates the state directory (its entry fsync'd) when it is
 missing and its parent exists, and sets `state`, `error` and `finished_at` in the journal;
@@ -15,7 +15,7 @@ import logging
 import time
 
 from pep_agent.errors import BusyError, PepError, StateError
-from pep_agent.flow.ending import record_end
+from pep_agent.flow.ending import end_record
 from pep_agent.journal import Journal
 from pep_agent.settings.paths import Paths
 from pep_agent.system.fsutil import make_dir
@@ -39,7 +39,7 @@ def record_failure(paths: Paths, err: PepError) -> bool:
         # partition, or the unit's StateDirectory= elsewhere): made here as a run makes it.
         make_dir(paths.state_dir, mode=0o700)
         with RunLock(paths.lock):
-            record_end(Journal(paths.journal), err, provisioned=False, now=time.time())
+            Journal(paths.journal).update(**end_record(err, provisioned=False, now=time.time()))
     except (OSError, BusyError, StateError) as e:
         # Not root, a read-only disk, another run holding the lock: status cannot learn of it.
         log.debug("configuration error not recorded in the journal: %s", e)

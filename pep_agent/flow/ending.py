@@ -2,7 +2,7 @@
 return the same way (`end`: the journal, one log line, sd_notify's status, the LED), then calls
 the run's on-failure hook (reprovision's restore); `bug` logs an unexpected exception's
 traceback, once; `decision_error` words the error a recovery decision ends a run with, saying
-what the gateway holds. failures.py records a configuration error with `record_end` too.
+what the gateway holds. failures.py records a configuration error with `end_record` too.
 
 Side effects: the state directory and its run lock, the journal, the LED, sd_notify and the
 log (a filter on the `pep_agent` logger adds the run's fields while it lasts). `announce`
@@ -32,7 +32,6 @@ from pep_agent.flow.context import Context
 from pep_agent.flow.recovery import Decision, Observation
 from pep_agent.gateway import identity as ident
 from pep_agent.gateway.backup import Backup, aside
-from pep_agent.journal import Journal
 from pep_agent.settings.paths import Paths
 from pep_agent.system import fsutil
 from pep_agent.system.led_signals import failure_state
@@ -121,22 +120,18 @@ def outcome(err: Reported, provisioned: bool) -> str:
     return state.DEFERRED if err.code == Exit.UNCONFIRMED else state.FAILED
 
 
-def record_end(j: Journal, err: Reported, *, provisioned: bool, now: float,
-               **more: Any) -> str:
-    """The journal's part of an ending; every recorder of an ending writes it so. Returns the
-    state recorded."""
-    ended = outcome(err, provisioned)
-    j.update(state=ended, finished_at=now, error=err.as_dict(), **more)
-    return ended
+def end_record(err: Reported, *, provisioned: bool, now: float) -> dict[str, Any]:
+    """The journal's part of an ending; every recorder of an ending writes it so."""
+    return {"state": outcome(err, provisioned), "finished_at": now, "error": err.as_dict()}
 
 
 def end(ctx: Context, err: Reported) -> None:
     """The run ended with `err`: journal, log line, sd_notify status, LED."""
-    provisioned = ctx.paths.provisioned_marker.exists()
-    deferred = outcome(err, provisioned) == state.DEFERRED
+    record = end_record(err, provisioned=ctx.paths.provisioned_marker.exists(),
+                        now=ctx.clock.now())
+    deferred = record["state"] == state.DEFERRED
     try:
-        record_end(ctx.journal, err, provisioned=provisioned, now=ctx.clock.now(),
-                   **({"serial": ctx.serial} if deferred else {}))
+        ctx.journal.update(**record, **({"serial": ctx.serial} if deferred else {}))
     except OSError as e:
         # Still report the failure itself; the journal then says the run was interrupted.
         log.warning("cannot record the failure in %s: %s", ctx.journal.path,
