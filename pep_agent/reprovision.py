@@ -30,10 +30,7 @@ def reprovision(ctx: Context) -> None:
         ended.checking = True
         check(ctx)
         ended.checking = False
-        backup = Backup(ctx.paths, ctx.profile)
-        # Every ending from here on (a signal too) is recorded first, then this runs.
-        ended.on_failure = lambda err: _restore_if_allowed(ctx, backup, err)
-        _move_aside(ctx, backup)
+        _move_aside(ctx, ended)
         runner.run_plan(ctx)
     # Nothing is aside any more: mark-provisioned discarded the previous identity.
     if ctx.settings.reboot:
@@ -80,9 +77,12 @@ def check(ctx: Context) -> None:
              f"id {enrollment} in the Portal if it was claimed), then run reprovision again")
 
 
-def _move_aside(ctx: Context, backup: Backup) -> None:
+def _move_aside(ctx: Context, ended: ending.Ending) -> None:
     """The markers and, with Parsec, its state go aside (clear-identity sets the identity
-    folders aside)."""
+    folders aside), to come back when the run fails."""
+    backup = Backup(ctx.paths, ctx.profile)
+    # Every ending from here on (a signal too) is recorded first, then this runs.
+    ended.on_failure = lambda err: _restore_if_allowed(ctx, backup, err)
     log.info("reprovision: checks passed; moving the current identity aside")
     parsec = ctx.services if ctx.parsec else None
     backup.set_aside([*backup.markers, *([backup.parsec_state] if parsec else [])], parsec)

@@ -59,6 +59,7 @@ class Ended:
     how: str  # one of the constants above
     earlier: bool = False  # an injection was journalled before the failed request
     restarts_left: bool = False  # FCC may be restarted and asked again
+    fcc_storage: str = ""  # the storage error FCC printed, if any: a restarted FCC would fail
 
 
 @dataclass(frozen=True)
@@ -126,6 +127,7 @@ UNFINISHED = "unfinished"  # 409 and a record that stayed without an enrollment 
 DEPLOYED_ELSEWHERE = "deployed-elsewhere"  # 409 and a deployed record: another gateway's
 UNKNOWN_RECORD = "unknown-record"  # 409 and a record that cannot be read
 REQUEST_FAILED = "request-failed"  # the request's own error
+FCC_STORAGE = "fcc-storage"  # FCC could not store: restarting it would fail the same way
 
 
 def decide(seen: Observation) -> Decision:
@@ -149,9 +151,8 @@ def _rule(seen: Observation) -> Decision:
         return _conflict(seen)
     if not injected(seen):
         if ended is not None:
-            retry = ended.how == INJECTION_FAILED and ended.restarts_left
-            return Decision("the server holds no record from this run", discard=True,
-                            restart_fcc=retry, error="" if retry else REQUEST_FAILED)
+            return _no_record("the server holds no record from this run", ended,
+                              ended.how == INJECTION_FAILED)
         return _fresh_start(seen)
     if seen.fcc_running:
         return Decision("an injection may have happened: FCC finishes storing first",
@@ -188,9 +189,17 @@ def _rule(seen: Observation) -> Decision:
     if ended is None:
         return replace(_fresh_start(seen), reason="the server holds no record: starting over",
                        discard=True)
-    retry = ended.how == FCC_ENDED and ended.restarts_left
-    return Decision("GET /v3/enrollment-id says the server holds no record", discard=True,
-                    restart_fcc=retry, error="" if retry else REQUEST_FAILED)
+    return _no_record("GET /v3/enrollment-id says the server holds no record", ended,
+                      ended.how == FCC_ENDED)
+
+
+def _no_record(reason: str, ended: Ended, restartable: bool) -> Decision:
+    """The server holds no record of this run's failed request: what FCC stored goes; FCC is
+    started afresh and asked again while restarts are left, unless it could not store."""
+    if restartable and ended.restarts_left and ended.fcc_storage:
+        return Decision(f"{reason}, and FCC could not store", discard=True, error=FCC_STORAGE)
+    retry = restartable and ended.restarts_left
+    return Decision(reason, discard=True, restart_fcc=retry, error="" if retry else REQUEST_FAILED)
 
 
 def _conflict(seen: Observation) -> Decision:

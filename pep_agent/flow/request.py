@@ -126,12 +126,10 @@ def look_up(ctx: Context, serial: str, *, patient: bool, watched: float = 0.0) -
     again until the server deadline. `watched`: how long a record without an enrollment id
     has been seen."""
     client = ctx.client_factory()
-
-    def lookup(_: int) -> str:
-        return ident.check_enrollment_id(client.enrollment_id(serial), serial)
-
     try:
-        enrollment = retry(ctx, "recovery: reading the server's record", lookup,
+        enrollment = retry(ctx, "recovery: reading the server's record",
+                           lambda _: ident.check_enrollment_id(client.enrollment_id(serial),
+                                                               serial),
                            deadline=ctx.clock.monotonic() + ctx.settings.server_deadline,
                            retryable=lambda e: patient and not isinstance(
                                e, (NotFoundError, BadResponseError)))

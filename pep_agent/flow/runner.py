@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import replace
 
 from pep_agent import journal, state
 from pep_agent.errors import PepError
@@ -79,7 +80,7 @@ def observe(ctx: Context, ended: Ended | None = None, record: Held | None = None
             ctx.fcc.child.poll() is not None or (staged and not ctx.parsec)):
         # FCC exited, or (without Parsec, where storage appears only with an injection) holds
         # credentials: the server got as far as the injection.
-        ended = Ended(recovery.FCC_ENDED, ended.earlier, ended.restarts_left)
+        ended = replace(ended, how=recovery.FCC_ENDED)
     return Observation(
         marker=marker, answered=answered, injection=bool(j.injection), staged=staged,
         fcc_running=ctx.fcc is not None or isinstance(j.fcc_pid, int),
@@ -221,9 +222,9 @@ def _run_steps(ctx: Context, start: str, last: str = state.REBOOT) -> None:
             _run_step(ctx, step)
         except RequestFailed as failed:
             ended = Ended(recovery.how_it_ended(failed.error), earlier=failed.earlier,
-                          restarts_left=restarts < ctx.settings.injection_retries)
+                          restarts_left=restarts < ctx.settings.injection_retries,
+                          fcc_storage=failed.fcc_storage or "")
             if _settle(ctx, observe(ctx, ended), failed.error).restart_fcc:
-                install.fcc_storage_failed(ctx.paths, ctx.profile, failed.fcc_storage)
                 restarts += 1
                 ctx.say(f"the server holds no record of this run's request "
                         f"({failed.error.message}); restarting FCC "

@@ -182,13 +182,10 @@ def check_space(paths: Paths, profile: Profile) -> None:
                            "was changed", hint=short[1])
 
 
-def fcc_storage_failed(paths: Paths, profile: Profile, fcc_line: str | None) -> None:
-    """When FCC printed a storage error (`fcc_line`) and the injection failed: the error that
-    says so, a NoSpaceError when the file system is (still) short of space. Called once the
-    server said it holds no record (what FCC stored is discarded): a restarted FCC would fail
-    the same way."""
-    if fcc_line is None:
-        return
+def fcc_storage_error(paths: Paths, profile: Profile, fcc_line: str) -> PepError:
+    """FCC printed a storage error (`fcc_line`) and the server holds no record: the error that
+    says so, a NoSpaceError when the file system is (still) short of space. A restarted FCC
+    would fail the same way."""
     folder = storage_parent(paths, profile)
     try:
         space = diskspace.free_space(folder)
@@ -197,13 +194,14 @@ def fcc_storage_failed(paths: Paths, profile: Profile, fcc_line: str | None) -> 
     short = _short_of_space(space) if space else None
     said = f"FCC could not store the credentials (its error: {fcc_line[:160]!r})"
     if space is None:
-        raise InstallError(f"{said}; the free space of {folder} cannot be read",
-                           hint=f"check the file system of {folder}: full, read-only or failing")
+        return InstallError(f"{said}; the free space of {folder} cannot be read",
+                            hint=f"check the file system of {folder}: full, read-only or "
+                                 "failing")
     if short:
-        raise NoSpaceError(f"{said}: {short[0]}", hint=short[1])
-    raise InstallError(f"{said}, although {space.folder} has {_kb(space.free_bytes)} free now",
-                       hint=f"check the file system of {space.folder}: it may have been full "
-                            "meanwhile, read-only, or failing (see the kernel log)")
+        return NoSpaceError(f"{said}: {short[0]}", hint=short[1])
+    return InstallError(f"{said}, although {space.folder} has {_kb(space.free_bytes)} free now",
+                        hint=f"check the file system of {space.folder}: it may have been full "
+                             "meanwhile, read-only, or failing (see the kernel log)")
 
 
 def protect_storage(paths: Paths, profile: Profile) -> None:

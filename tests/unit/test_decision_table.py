@@ -10,6 +10,7 @@ from pep_agent.flow.recovery import (
     CONFLICT,
     DEPLOYED_ELSEWHERE,
     FCC_ENDED,
+    FCC_STORAGE,
     INJECTION_FAILED,
     NO_ANSWER,
     NO_CREDENTIALS,
@@ -38,8 +39,8 @@ DOWN = Held(unreachable="503")
 FOREIGN = Held(unreachable="html", foreign=True)
 
 
-def _e(how: str, **kw: bool) -> Ended:
-    return Ended(how, **kw)
+def _e(how: str, **kw: bool | str) -> Ended:
+    return Ended(how, **kw)  # type: ignore[arg-type]
 
 
 # (row, observation, the decision's fields that matter)
@@ -66,6 +67,13 @@ ROWS: list[tuple[str, O, dict[str, object]]] = [
      {"discard": True, "restart_fcc": True, "error": ""}),
     ("500, no retries", O(injection=True, request=_e(INJECTION_FAILED)),
      {"discard": True, "error": REQUEST_FAILED}),
+    # FCC printed a storage error: a restarted FCC would fail the same way.
+    ("500, retries left, FCC could not store",
+     O(injection=True, request=_e(INJECTION_FAILED, restarts_left=True, fcc_storage="ERR")),
+     {"discard": True, "restart_fcc": False, "error": FCC_STORAGE}),
+    ("500, no retries, FCC could not store",
+     O(injection=True, request=_e(INJECTION_FAILED, fcc_storage="ERR")),
+     {"discard": True, "error": REQUEST_FAILED}),
     # A 200 that is not our identity, an answer lost after FCC ended, any other failure of a
     # request that may have left (5xx, timeouts, cut answers, the deadline): the record decides.
     ("bad 200", O(injection=True, staged=True, request=_e(BAD_ANSWER)), {"ask": True}),
@@ -78,6 +86,10 @@ ROWS: list[tuple[str, O, dict[str, object]]] = [
     ("FCC ended, record 404, retries left",
      O(injection=True, request=_e(FCC_ENDED, restarts_left=True), record=NONE),
      {"discard": True, "restart_fcc": True}),
+    ("FCC ended, record 404, retries left, FCC could not store",
+     O(injection=True, request=_e(FCC_ENDED, restarts_left=True, fcc_storage="ERR"),
+       record=NONE),
+     {"discard": True, "restart_fcc": False, "error": FCC_STORAGE}),
     ("no answer (5xx, timeout, cut, deadline)", O(injection=True, request=_e(NO_ANSWER)),
      {"ask": True}),
     ("no answer, FCC still running", O(injection=True, fcc_running=True,

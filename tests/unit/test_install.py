@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -114,16 +115,16 @@ def test_fccs_storage_error_says_what_the_disk_has(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     paths = Paths(tmp_path)
     line = "[ERR ][esfs]: esfs_copy_file() - pal_fsFclose() failed with pal_status = 0xfc000010"
-    install.fcc_storage_failed(paths, LMP, None)  # FCC printed none: nothing to say
     monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 40))
-    with pytest.raises(NoSpaceError, match=r"FCC could not store the credentials .*0xfc000010.*"
-                                           r"40 kB free"):
-        install.fcc_storage_failed(paths, LMP, line)
+    err = install.fcc_storage_error(paths, LMP, line)
+    assert isinstance(err, NoSpaceError)
+    assert re.search(r"FCC could not store the credentials .*0xfc000010.*40 kB free", err.message)
     # Room enough now: not called a full disk, but still FCC's storage, with the free space.
     monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 10**5))
-    with pytest.raises(InstallError, match=r"although .* has 100000 kB free now") as e:
-        install.fcc_storage_failed(paths, LMP, line)
-    assert not isinstance(e.value, NoSpaceError) and "read-only, or failing" in e.value.hint
+    err = install.fcc_storage_error(paths, LMP, line)
+    assert not isinstance(err, NoSpaceError) and isinstance(err, InstallError)
+    assert re.search(r"although .* has 100000 kB free now", err.message)
+    assert "read-only, or failing" in err.hint
 
 
 def test_the_reserve_counts_only_with_cap_sys_resource(tmp_path: Path,
