@@ -31,7 +31,7 @@ from pep_agent.flow import recovery
 from pep_agent.flow.context import Context
 from pep_agent.flow.recovery import Decision, Observation
 from pep_agent.gateway import identity as ident
-from pep_agent.gateway import install
+from pep_agent.gateway import space
 from pep_agent.gateway.backup import Backup, aside
 from pep_agent.settings.paths import Paths
 from pep_agent.system import fsutil
@@ -181,7 +181,7 @@ def decision_error(ctx: Context, seen: Observation, decision: Decision,
                         "asks for the record again").lstrip("; ")
         return err
     if kind == recovery.FCC_STORAGE and seen.request is not None:
-        return install.fcc_storage_error(ctx.paths, ctx.profile, seen.request.fcc_storage)
+        return space.fcc_storage_error(ctx.paths, ctx.profile, seen.request.fcc_storage)
     if kind == recovery.NO_CREDENTIALS:
         enrollment = (record.enrollment or ctx.journal.record.enrollment_id
                       or (ident.load_response(ctx.paths.saved_response) or {})

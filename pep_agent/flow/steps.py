@@ -21,7 +21,7 @@ from pep_agent import state
 from pep_agent.errors import FccExitedError, FccStartError, NetworkError, PepError, ResumeError
 from pep_agent.flow import request
 from pep_agent.flow.context import Context
-from pep_agent.gateway import discovery, install
+from pep_agent.gateway import discovery, install, space
 from pep_agent.gateway import identity as ident
 from pep_agent.gateway.backup import Backup
 from pep_agent.gateway.fcc import check_ip_on_interface, fcc_environment
@@ -42,7 +42,7 @@ def check_preflight(ctx: Context) -> None:
                             hint="install FCC or point --fcc-command at it")
     if not os.access(exe, os.X_OK):
         raise FccStartError(f"the FCC binary {exe} is not executable")
-    install.check_space(ctx.paths, ctx.profile)
+    space.check_space(ctx.paths, ctx.profile)
     ctx.parsec = install.uses_parsec(ctx.paths, s.parsec)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent.errors import InstallError, NoSpaceError
-from pep_agent.gateway import install
+from pep_agent.gateway import install, space
 from pep_agent.gateway.backup import Backup
 from pep_agent.settings.paths import Paths
 from pep_agent.settings.profiles import get_profile
@@ -94,20 +94,20 @@ def _space(tmp_path: Path, free_kb: int, inodes: int | None = 1000) -> diskspace
 def test_room_for_fcc_counts_blocks_and_inodes(tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     paths = Paths(tmp_path)
-    need_kb = install.space_needed(4096) // 1024
+    need_kb = space.space_needed(4096) // 1024
     assert need_kb == 264
     for free_kb, inodes in ((need_kb, 1000), (10**6, None)):
         monkeypatch.setattr(diskspace, "free_space", lambda p, f=free_kb, i=inodes: _space(
             tmp_path, f, i))
-        install.check_space(paths, LMP)
+        space.check_space(paths, LMP)
     monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, need_kb - 1))
     with pytest.raises(NoSpaceError, match=f"{need_kb - 1} kB free, FCC and the identity need "
                                            f"about {need_kb} kB; nothing was changed") as e:
-        install.check_space(paths, LMP)
+        space.check_space(paths, LMP)
     assert e.value.code == 35 and "free at least 1 kB" in e.value.hint
     monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 10**6, 12))
     with pytest.raises(NoSpaceError, match="12 free inodes") as e:
-        install.check_space(paths, LMP)
+        space.check_space(paths, LMP)
     assert "df -i" in e.value.hint
 
 
@@ -116,12 +116,12 @@ def test_fccs_storage_error_says_what_the_disk_has(tmp_path: Path,
     paths = Paths(tmp_path)
     line = "[ERR ][esfs]: esfs_copy_file() - pal_fsFclose() failed with pal_status = 0xfc000010"
     monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 40))
-    err = install.fcc_storage_error(paths, LMP, line)
+    err = space.fcc_storage_error(paths, LMP, line)
     assert isinstance(err, NoSpaceError)
     assert re.search(r"FCC could not store the credentials .*0xfc000010.*40 kB free", err.message)
     # Room enough now: not called a full disk, but still FCC's storage, with the free space.
     monkeypatch.setattr(diskspace, "free_space", lambda p: _space(tmp_path, 10**5))
-    err = install.fcc_storage_error(paths, LMP, line)
+    err = space.fcc_storage_error(paths, LMP, line)
     assert not isinstance(err, NoSpaceError) and isinstance(err, InstallError)
     assert re.search(r"although .* has 100000 kB free now", err.message)
     assert "read-only, or failing" in err.hint
