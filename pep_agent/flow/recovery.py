@@ -195,8 +195,9 @@ def _rule(seen: Observation) -> Decision:
 
 def _no_record(reason: str, ended: Ended, restartable: bool) -> Decision:
     """The server holds no record of this run's failed request: what FCC stored goes; FCC is
-    started afresh and asked again while restarts are left, unless it could not store."""
-    if restartable and ended.restarts_left and ended.fcc_storage:
+    started afresh and asked again while restarts are left. An FCC that could not store says
+    why the injection failed, restarts left or not: a restarted one would fail the same way."""
+    if restartable and ended.fcc_storage:
         return Decision(f"{reason}, and FCC could not store", discard=True, error=FCC_STORAGE)
     retry = restartable and ended.restarts_left
     return Decision(reason, discard=True, restart_fcc=retry, error="" if retry else REQUEST_FAILED)

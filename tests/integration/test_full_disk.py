@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent.exit_codes import Exit
-from tests.agentprocs import provision, service_log, status
+from tests.agentprocs import agent_env, provision, service_log, status
 from tests.endstate import (
     IDENTITY,
     MCC,
@@ -110,14 +110,17 @@ def test_no_room_for_fcc_is_refused_before_anything_changes(disk: Path, server: 
         serial: "installed"}
 
 
-def test_fccs_own_storage_error_is_reported_as_disk_space(disk: Path, server: SimServer) -> None:
+@pytest.mark.parametrize("retries", ["", "0"], ids=["default-retries", "no-retries"])
+def test_fccs_own_storage_error_is_reported_as_disk_space(disk: Path, server: SimServer,
+                                                          retries: str) -> None:
     """The disk fills after the agent's check (another writer): FCC cannot store the items.
     The agent reads FCC's storage error: it names the disk space, with no FCC restarts (a
-    restarted FCC would fail the same way) and nothing wasted."""
-    root, serial = disk / "gw", "GW-FULL-LATE"
+    restarted FCC would fail the same way) and nothing wasted; with no restarts allowed too."""
+    root, serial = disk / "gw", f"GW-FULL-LATE-{retries or 'd'}"
     filler = [sys.executable, "-c", FILL, str(disk / "filler"), "40"]
     fcc = shlex.join(["sh", "-c", f"{shlex.join(filler)} && exec {shlex.join(fcc_argv())}"])
-    out = provision(root, server.url, serial, fcc)
+    out = provision(root, server.url, serial, fcc,
+                    env=agent_env(**({"PEP_INJECTION_RETRIES": retries} if retries else {})))
     assert out.returncode == Exit.NO_SPACE, out.stderr
     assert "FCC could not store the credentials (its error: '[ERR" in out.stderr
     assert "check that FCC runs" not in out.stderr

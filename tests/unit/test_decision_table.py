@@ -73,7 +73,7 @@ ROWS: list[tuple[str, O, dict[str, object]]] = [
      {"discard": True, "restart_fcc": False, "error": FCC_STORAGE}),
     ("500, no retries, FCC could not store",
      O(injection=True, request=_e(INJECTION_FAILED, fcc_storage="ERR")),
-     {"discard": True, "error": REQUEST_FAILED}),
+     {"discard": True, "error": FCC_STORAGE}),
     # A 200 that is not our identity, an answer lost after FCC ended, any other failure of a
     # request that may have left (5xx, timeouts, cut answers, the deadline): the record decides.
     ("bad 200", O(injection=True, staged=True, request=_e(BAD_ANSWER)), {"ask": True}),
