@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.simprocs import SimFcc, SimServer
+from tests.simprocs import SimFcc, SimServer, start_fcc, start_server
 
 SERIALS = [f"GW-{i:02d}" for i in range(7)]
 
 
-@pytest.fixture
-def filled(server: SimServer, sim_fcc: Callable[..., SimFcc]) -> SimServer:
-    fccs = [sim_fcc() for _ in SERIALS]
-    for serial, fcc in zip(SERIALS, fccs):
-        reply = server.get("/v3/identity", serialNumber=serial, ip=fcc.ip, port=fcc.port)
-        assert reply.status_code == 200, reply.text
-    return server
+@pytest.fixture(scope="module")
+def filled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimServer]:
+    """A server holding one record per serial, injected in order: the tests only read it."""
+    where = tmp_path_factory.mktemp("paging")
+    server = start_server(where / "server")
+    fccs: list[SimFcc] = []
+    try:
+        for serial in SERIALS:
+            fccs.append(start_fcc(where / f"fcc-{serial}"))
+            reply = server.get("/v3/identity", serialNumber=serial, ip=fccs[-1].ip,
+                               port=fccs[-1].port)
+            assert reply.status_code == 200, reply.text
+        yield server
+    finally:
+        for fcc in fccs:
+            fcc.stop(grace=2.0)
+        server.stop()
 
 
 def walk(server: SimServer, **params: Any) -> list[dict[str, Any]]:
