@@ -19,6 +19,7 @@ import pytest
 from pep_agent.gateway import esfs, install
 from pep_agent.settings.paths import Paths
 from pep_agent.settings.profiles import get_profile
+from pep_agent.sim import esfs_codec
 from tests.agentprocs import AGENT, service_log, status
 from tests.simprocs import ENCRYPTED, SimServer, real_fcc, stored_endpoint
 
@@ -103,7 +104,7 @@ def seed_old_identity(root: Path) -> None:
     for copy in ("BACKUP", "WORKING"):
         folder = root / MCC / copy
         folder.mkdir(parents=True)
-        blob = esfs.encode(typed, OLD_SERIAL.encode(), bytes(esfs.NONCE_SIZE))
+        blob = esfs_codec.encode(typed, OLD_SERIAL.encode(), bytes(esfs.NONCE_SIZE))
         (folder / esfs.file_name(typed)).write_bytes(blob)
     ident = root / IDENTITY
     ident.parent.mkdir(parents=True)

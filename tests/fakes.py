@@ -15,6 +15,7 @@ from pep_agent.flow import Context
 from pep_agent.gateway import esfs, install
 from pep_agent.journal import Journal
 from pep_agent.settings.config import load_settings
+from pep_agent.sim import esfs_codec
 from pep_agent.system.notify import Notifier
 from pep_agent.system.services import SandboxServices
 
@@ -169,7 +170,7 @@ def write_pal(pal: Path, items: dict[str, bytes]) -> None:
     for copy in ("BACKUP", "WORKING"):
         (pal / copy).mkdir(parents=True)
         for typed, data in items.items():
-            (pal / copy / esfs.file_name(typed)).write_bytes(esfs.encode(typed, data, NONCE))
+            (pal / copy / esfs.file_name(typed)).write_bytes(esfs_codec.encode(typed, data, NONCE))
     (pal / "flashSim").write_bytes(b"\xff" * esfs.FLASHSIM_SIZE)
 
 

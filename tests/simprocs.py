@@ -171,9 +171,10 @@ def stored_endpoint(working: Path) -> str:
     ENCRYPTED is returned.
     """
     from pep_agent.gateway import esfs
+    from pep_agent.sim import esfs_codec
     typed = "CfgParam_mbed.EndpointName"
     if real_fcc() is None:
-        return esfs.read_item(working, typed).decode()
+        return esfs_codec.read_item(working, typed).decode()
     header = esfs.parse_header((working / esfs.file_name(typed)).read_bytes())
     if header.name != typed:
         raise AssertionError(f"{esfs.file_name(typed)} holds {header.name!r}, not {typed}")

@@ -11,11 +11,8 @@ base64 with `#` and `_` for the last two digits. Each file: version u16 LE (1), 
 (type, length, position: u16 each), the metadata values and data (AES-CTR under the device key),
 then a 16-byte AES-CMAC of everything before it.
 
-`encode` and `decode` are the simulator's version of that format: header, name, nonce and
-sizes are the real ones, but the simulator has no device key, so its "encryption" is a keyless
-SHA-256 keystream and its "CMAC" a truncated SHA-256. They hide nothing; they only keep the
-bytes and sizes of the real format. Files the real FCC wrote cannot be decoded here (the key
-stays in the device), only checked by their headers.
+Files the real FCC wrote cannot be decoded here (the key stays in the device), only checked by
+their headers; the simulator's stand-in for the format is sim/esfs_codec.py.
 """
 
 from __future__ import annotations
@@ -49,9 +46,9 @@ REQUIRED = (
     PRIVATE_KEY_PREFIX + "mbed.BootstrapDevicePrivateKey",
 )
 
-_FIXED = struct.Struct("<HHH")
-_COUNT = struct.Struct("<H")
-_META = struct.Struct("<HHH")
+FIXED = struct.Struct("<HHH")
+COUNT = struct.Struct("<H")
+META = struct.Struct("<HHH")
 # esfs_file_name.c's base64 digits: the standard ones with '#' and '_' for '+' and '/'.
 _DIGITS = bytes.maketrans(b"+/", b"#_")
 
@@ -91,25 +88,25 @@ def file_name(typed: str) -> str:
 
 def parse_header(blob: bytes) -> Header:
     """The header of an ESFS file; EsfsError if blob is too short for it or not version 1."""
-    if len(blob) < _FIXED.size:
+    if len(blob) < FIXED.size:
         raise EsfsError(f"{len(blob)} bytes: shorter than the ESFS header")
-    version, mode, name_length = _FIXED.unpack_from(blob)
+    version, mode, name_length = FIXED.unpack_from(blob)
     if version != VERSION:
         raise EsfsError(f"ESFS version {version}, expected {VERSION}")
-    offset = _FIXED.size
+    offset = FIXED.size
     name_bytes = blob[offset:offset + name_length]
     offset += name_length
     nonce_size = NONCE_SIZE if mode & MODE_ENCRYPTED else 0
     nonce = blob[offset:offset + nonce_size]
     offset += nonce_size
-    if len(blob) < offset + _COUNT.size:
+    if len(blob) < offset + COUNT.size:
         raise EsfsError(f"name length {name_length} does not fit a {len(blob)}-byte file")
-    (count,) = _COUNT.unpack_from(blob, offset)
-    offset += _COUNT.size
-    if len(blob) < offset + count * _META.size:
+    (count,) = COUNT.unpack_from(blob, offset)
+    offset += COUNT.size
+    if len(blob) < offset + count * META.size:
         raise EsfsError(f"{count} metadata entries do not fit a {len(blob)}-byte file")
-    metadata_size = sum(_META.unpack_from(blob, offset + i * _META.size)[1] for i in range(count))
-    offset += count * _META.size
+    metadata_size = sum(META.unpack_from(blob, offset + i * META.size)[1] for i in range(count))
+    offset += count * META.size
     try:
         name = name_bytes.decode()
     except UnicodeDecodeError:
@@ -120,61 +117,8 @@ def parse_header(blob: bytes) -> Header:
     return header
 
 
-def _keystream(nonce: bytes, size: int) -> bytes:
-    blocks = (hashlib.sha256(nonce + i.to_bytes(4, "big")).digest() for i in range(size // 32 + 1))
-    return b"".join(blocks)[:size]
-
-
-def _xor(data: bytes, stream: bytes) -> bytes:
-    return bytes(a ^ b for a, b in zip(data, stream))
-
-
-def encode(typed: str, data: bytes, nonce: bytes, mode: int = FACTORY_MODE,
-           metadata: tuple[tuple[int, bytes], ...] = ()) -> bytes:
-    """An ESFS file holding data under typed name, with metadata given as (type, value) (KCM
-    gives a chain's first certificate the chain length); the simulator's stand-in encryption
-    and CMAC: see the module docstring."""
-    name = typed.encode()
-    if len(nonce) != NONCE_SIZE:
-        raise ValueError(f"the nonce is {NONCE_SIZE} bytes")
-    head = _FIXED.pack(VERSION, mode, len(name)) + name
-    if mode & MODE_ENCRYPTED:
-        head += nonce
-    position = len(head) + _COUNT.size + len(metadata) * _META.size
-    head += _COUNT.pack(len(metadata))
-    values = b""
-    for kind, value in metadata:
-        head += _META.pack(kind, len(value), position + len(values))
-        values += value
-    data = values + data
-    if mode & MODE_ENCRYPTED:
-        data = _xor(data, _keystream(nonce, len(data)))
-    body = head + data
-    return body + hashlib.sha256(body).digest()[:CMAC_SIZE]
-
-
-def decode(blob: bytes) -> tuple[str, bytes]:
-    """(typed name, data) of a file `encode` wrote; EsfsError if its trailer does not match."""
-    header = parse_header(blob)
-    body = blob[:-CMAC_SIZE]
-    if hashlib.sha256(body).digest()[:CMAC_SIZE] != blob[-CMAC_SIZE:]:
-        raise EsfsError("trailer does not match (not written by the simulator, or damaged)")
-    data = body[header.header_size + header.metadata_size:]
-    if header.mode & MODE_ENCRYPTED:
-        data = _xor(data, _keystream(header.nonce, len(data)))
-    return header.name, data
-
-
-def read_item(folder: Path, typed: str) -> bytes:
-    """The data of an item in a WORKING or BACKUP folder the simulator wrote."""
-    name, data = decode((folder / file_name(typed)).read_bytes())
-    if name != typed:
-        raise EsfsError(f"{file_name(typed)} holds another item")
-    return data
-
-
-def _file_problems(path: Path, label: str) -> tuple[list[str], str | None]:
-    """Problems of one ESFS file, and the typed name it holds (None if unreadable)."""
+def _file_problems(path: Path, label: str) -> tuple[list[str], Header | None]:
+    """Problems of one ESFS file, and its header (None if unreadable)."""
     try:
         blob = path.read_bytes()
     except OSError as e:
@@ -187,32 +131,33 @@ def _file_problems(path: Path, label: str) -> tuple[list[str], str | None]:
         return [f"{label}: {e}"], None
     if file_name(header.name) != path.name:
         return [f"{label}: the item name in its header does not hash to its file name"], None
-    return [], header.name
+    return [], header
 
 
-def _folder(pal: Path, sub: str, problems: list[str]) -> dict[str, str]:
-    """{file name: typed name} of the readable files in pal/sub; problems appended."""
+def _folder(pal: Path, sub: str, problems: list[str]) -> dict[str, Header]:
+    """{file name: header} of the readable files in pal/sub; problems appended."""
     folder = pal / sub
     if not folder.is_dir():
         problems.append(f"{sub}: missing")
         return {}
-    items: dict[str, str] = {}
+    items: dict[str, Header] = {}
     for path in sorted(folder.iterdir()):
         label = f"{sub}/{path.name}"
         if not path.is_file() or path.is_symlink():
             problems.append(f"{label}: not a regular file")
             continue
-        found, typed = _file_problems(path, label)
+        found, header = _file_problems(path, label)
         problems.extend(found)
-        if typed is not None:
-            items[path.name] = typed
+        if header is not None:
+            items[path.name] = header
     return items
 
 
 def check_pal(pal_dir: Path) -> list[str]:
     """What is wrong with FCC's storage in pal_dir (empty: a complete, consistent store).
 
-    Checks flashSim, that BACKUP and WORKING hold the same items, that every file is a
+    Checks flashSim, that BACKUP and WORKING hold the same factory items (the running client
+    keeps its own items in WORKING alone: ESFS copies only factory items), that every file is a
     version-1 ESFS file whose size fits its header and whose header names its file, and that
     the items a gateway needs are present. Problems name files and items, never contents.
     """
@@ -228,17 +173,23 @@ def check_pal(pal_dir: Path) -> list[str]:
     backup = _folder(pal_dir, "BACKUP", problems)
     if (pal_dir / "WORKING").is_dir() and (pal_dir / "BACKUP").is_dir():
         for name in sorted(set(working) ^ set(backup)):
+            if name in working and not working[name].mode & MODE_FACTORY:
+                continue
             where, missing = ("WORKING", "BACKUP") if name in working else ("BACKUP", "WORKING")
             problems.append(f"{where}/{name}: not in {missing}")
     for typed in REQUIRED:
-        if working.get(file_name(typed)) != typed:
+        found = working.get(file_name(typed))
+        if found is None or found.name != typed:
             problems.append(f"WORKING: {typed} ({file_name(typed)}) missing")
     return problems
 
 
-def _sound(path: Path) -> bool:
-    """A regular file that passes the checks of check_pal."""
-    return path.is_file() and not path.is_symlink() and not _file_problems(path, "")[0]
+def _sound(path: Path, factory: bool = False) -> bool:
+    """A regular file that passes the checks of check_pal (with `factory`, a factory item's)."""
+    if not path.is_file() or path.is_symlink():
+        return False
+    problems, header = _file_problems(path, "")
+    return not problems and (not factory or bool(header and header.mode & MODE_FACTORY))
 
 
 def _replaceable(path: Path) -> bool:
@@ -262,7 +213,8 @@ def copies_to_repair(pal_dir: Path) -> list[tuple[Path, Path]]:
 
     FCC 4.10.0 writes a factory item to BACKUP, then copies it byte for byte to WORKING
     (esfs.c: esfs_close calls esfs_copy_file), and every item FCC stores is a factory item:
-    the two copies hold the same bytes, so either can be made again from the other.
+    the two copies hold the same bytes, so either can be made again from the other. An item
+    the running client wrote (not a factory item) lives in WORKING alone and stays there.
     """
     backup, working = pal_dir / "BACKUP", pal_dir / "WORKING"
     names: set[str] = set()
@@ -273,8 +225,9 @@ def copies_to_repair(pal_dir: Path) -> list[tuple[Path, Path]]:
             names.update(p.name for p in folder.iterdir())
     pairs = []
     for name in sorted(names):
-        for source, target in ((backup / name, working / name), (working / name, backup / name)):
-            if _sound(source) and _replaceable(target) and (
+        for source, target, factory in ((backup / name, working / name, False),
+                                        (working / name, backup / name, True)):
+            if _sound(source, factory) and _replaceable(target) and (
                     not _sound(target) or _cut_short(target, source)):
                 pairs.append((source, target))
     return pairs

@@ -25,6 +25,7 @@ import shutil
 from pathlib import Path
 
 from pep_agent.gateway import esfs
+from pep_agent.sim import esfs_codec
 from pep_agent.sim.bundle import Item
 
 DEFAULT_MCC_CONFIG = Path("/userdata/mbed/mcc_config")
@@ -98,8 +99,8 @@ class Storage:
             typed = item.typed
             mode = esfs.MODE_FACTORY if typed.startswith(_PLAIN_PREFIXES) else esfs.FACTORY_MODE
             metadata = ((CHAIN_LENGTH, item.chain.to_bytes(2, "little")),) if item.chain else ()
-            blob = esfs.encode(typed, item.content(), secrets.token_bytes(esfs.NONCE_SIZE), mode,
-                               metadata)
+            blob = esfs_codec.encode(typed, item.content(),
+                                     secrets.token_bytes(esfs.NONCE_SIZE), mode, metadata)
             name = esfs.file_name(typed)
             self._write_file(self.root / "BACKUP" / name, blob)
             if working:

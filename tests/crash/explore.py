@@ -22,6 +22,7 @@ from pathlib import Path
 from pep_agent.gateway import esfs, install
 from pep_agent.settings.paths import Paths
 from pep_agent.settings.profiles import get_profile
+from pep_agent.sim import esfs_codec
 from pep_agent.system.syncflags import make_synchronous
 from tests.agentprocs import AGENT, agent_env
 from tests.crash import fsmodel, trace
@@ -191,7 +192,7 @@ def has_credentials(root: Path, serial: str, parsec: bool) -> bool:
                 continue
             typed = "CfgParam_mbed.EndpointName"
             endpoint = ((place / "pst" / "mbed.EndpointName").read_bytes() if parsec
-                        else esfs.read_item(place / "WORKING", typed))
+                        else esfs_codec.read_item(place / "WORKING", typed))
         except (OSError, ValueError):
             continue
         if endpoint.decode(errors="replace").strip() == serial:

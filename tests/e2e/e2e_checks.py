@@ -15,6 +15,7 @@ from e2e_install import LED_DIR, LED_NAME
 
 from pep_agent.gateway import esfs
 from pep_agent.settings.profiles import Profile, get_profile
+from pep_agent.sim import esfs_codec
 
 PROVISION_TIMEOUT = 300.0
 VERIFY_TIMEOUT = 180.0
@@ -41,7 +42,7 @@ def read(gw: Gateway, path: str) -> str:
 
 def endpoint_name(gw: Gateway, working: str = f"{MCC_CONFIG}/WORKING") -> str:
     """The endpoint name in a WORKING folder `sim fcc` wrote (its stand-in encryption)."""
-    return esfs.read_item(gw.path(working), ENDPOINT_ITEM).decode()
+    return esfs_codec.read_item(gw.path(working), ENDPOINT_ITEM).decode()
 
 
 def led(gw: Gateway) -> dict[str, str]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from pep_agent.gateway import esfs
+from pep_agent.sim import esfs_codec
 from tests.agentprocs import agent_env, free_port, provision, status
 from tests.endstate import (
     STATE_DIR,
@@ -48,7 +48,8 @@ def test_drop_after_next_knob_injects_then_cuts_the_answer(server: SimServer,
         with pytest.raises(requests.ConnectionError):
             server.get("/v3/identity", serialNumber="GW-cut", ip=fcc.ip, port=fcc.port)
         assert fcc.wait_exit(30) == 0
-        assert esfs.read_item(fcc.cwd / "pal/WORKING", "CfgParam_mbed.EndpointName") == b"GW-cut"
+        working = fcc.cwd / "pal/WORKING"
+        assert esfs_codec.read_item(working, "CfgParam_mbed.EndpointName") == b"GW-cut"
         assert server.get("/v3/enrollment-id", serialNumber="GW-cut").status_code == 200
         assert server.faults()["drop_after_next"] == 0
         # Only a successful injection consumes the knob: a 409 is answered normally.

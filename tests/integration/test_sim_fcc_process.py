@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from pep_agent.gateway import esfs
-from pep_agent.sim import bundle, factory_tool, wire
+from pep_agent.sim import bundle, esfs_codec, factory_tool, wire
 from tests.simprocs import SimFcc
 
 StartFcc = Callable[..., SimFcc]
@@ -85,8 +85,8 @@ def test_exchange_stores_every_item_and_exits_0(sim_fcc: StartFcc,
     assert reply["SID"] == "s"
     assert fcc.wait_exit(30) == 0
     assert not stale.exists()  # the storage was erased first
-    assert esfs.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-ok"
-    assert esfs.read_item(working(fcc), "CfgParam_mbed.UseBootstrap") == b"\1\0\0\0"
+    assert esfs_codec.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-ok"
+    assert esfs_codec.read_item(working(fcc), "CfgParam_mbed.UseBootstrap") == b"\1\0\0\0"
     assert esfs.check_pal(working(fcc).parent) == []
     umask = os.umask(0o022)
     os.umask(umask)
@@ -181,7 +181,7 @@ def test_items_are_stored_before_verify_fails(sim_fcc: StartFcc,
     doc = cbor2.loads(reply)
     assert (doc["ReturnStatus"], doc["SID"]) == (33, "v")
     assert fcc.wait_exit(30) == 0
-    assert esfs.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-v"
+    assert esfs_codec.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-v"
 
 
 def test_keep_alive_keeps_the_session_for_the_next_message(
@@ -326,7 +326,7 @@ def test_fault_pause_after_exchange(tmp_path: Path, sim_fcc: StartFcc,
     assert inject(fcc, settings, "GW-p")["ReturnStatus"] == 0
     assert fcc.output.wait_for("Successfully processed comm message", 30) is not None
     assert fcc.wait_exit(1) is None
-    assert esfs.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-p"
+    assert esfs_codec.read_item(working(fcc), "CfgParam_mbed.EndpointName") == b"GW-p"
     assert "Successfully completed factory flow" not in fcc.output.text()
     release.touch()
     assert fcc.wait_exit(30) == 0

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from pep_agent.gateway import esfs
-from pep_agent.sim import harness
+from pep_agent.sim import esfs_codec, harness
 from tests.loopback import LoopbackServer
 from tests.simprocs import SimFcc, SimServer, sim_argv, start_server
 
@@ -60,13 +60,13 @@ def test_identity_happy_path(server: SimServer, sim_fcc: StartFcc) -> None:
     assert fcc.wait_exit(30) == 0
     working = fcc.cwd / "pal" / "WORKING"
     assert esfs.check_pal(working.parent) == []
-    assert esfs.read_item(working, "CfgParam_mbed.EndpointName") == SERIAL.encode()
-    assert esfs.read_item(working, "CfgParam_mbed.SerialNumber") == SERIAL.encode()
-    assert esfs.read_item(working, "CfgParam_mbed.HardwareVersion") == b"rpi4"
-    cert = esfs.read_item(working, "Cert_mbed.BootstrapDeviceCert")
+    assert esfs_codec.read_item(working, "CfgParam_mbed.EndpointName") == SERIAL.encode()
+    assert esfs_codec.read_item(working, "CfgParam_mbed.SerialNumber") == SERIAL.encode()
+    assert esfs_codec.read_item(working, "CfgParam_mbed.HardwareVersion") == b"rpi4"
+    cert = esfs_codec.read_item(working, "Cert_mbed.BootstrapDeviceCert")
     digest = hashlib.sha256(cert).hexdigest()
     assert body["enrollmentID"] == "A-" + ":".join(digest[i:i + 2] for i in range(0, 64, 2))
-    assert esfs.read_item(working, "PrvKey_mbed.BootstrapDevicePrivateKey")[:1] == b"\x30"
+    assert esfs_codec.read_item(working, "PrvKey_mbed.BootstrapDevicePrivateKey")[:1] == b"\x30"
     out = fcc.output.text()
     for line in ("Storage is erased", "Successfully processed comm message",
                  "Successfully completed factory flow"):
@@ -177,7 +177,7 @@ def test_escaped_reserved_character_survives_the_second_decode(server: SimServer
     found = server.get("/v3/enrollment-id", serialNumber="a%2Fb%41")
     assert found.text == body["enrollmentID"]
     assert fcc.wait_exit(30) == 0
-    assert esfs.read_item(fcc.cwd / "pal/WORKING", "CfgParam_mbed.EndpointName") == b"a%2FbA"
+    assert esfs_codec.read_item(fcc.cwd / "pal/WORKING", "CfgParam_mbed.EndpointName") == b"a%2FbA"
 
 
 def test_concurrent_requests_for_one_serial_have_one_winner(server: SimServer,

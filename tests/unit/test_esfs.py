@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pep_agent.gateway import esfs
+from pep_agent.sim import esfs_codec
 from tests.fakes import NONCE, write_pal
 
 
@@ -39,7 +40,7 @@ def test_typed_names_carry_kcm_prefixes() -> None:
 
 def test_encode_has_the_real_header_and_sizes() -> None:
     typed = "CfgParam_mbed.UseBootstrap"
-    blob = esfs.encode(typed, b"abc", NONCE)
+    blob = esfs_codec.encode(typed, b"abc", NONCE)
     assert struct.unpack_from("<HHH", blob) == (1, 0x0300, len(typed))
     assert blob[6:6 + len(typed)] == typed.encode()
     assert blob[6 + len(typed):14 + len(typed)] == NONCE
@@ -48,7 +49,7 @@ def test_encode_has_the_real_header_and_sizes() -> None:
     header = esfs.parse_header(blob)
     assert (header.version, header.mode, header.name, header.nonce) == (1, 0x0300, typed, NONCE)
     assert header.data_size(len(blob)) == 3
-    assert esfs.decode(blob) == (typed, b"abc")
+    assert esfs_codec.decode(blob) == (typed, b"abc")
 
 
 def test_parse_header_reads_metadata_entries() -> None:
@@ -75,15 +76,15 @@ def test_parse_header_refuses_what_fcc_refuses(blob: bytes, message: str) -> Non
 
 
 def test_decode_refuses_a_changed_file() -> None:
-    blob = bytearray(esfs.encode("CfgParam_a", b"value", NONCE))
+    blob = bytearray(esfs_codec.encode("CfgParam_a", b"value", NONCE))
     blob[-20] ^= 1
     with pytest.raises(esfs.EsfsError, match="trailer"):
-        esfs.decode(bytes(blob))
+        esfs_codec.decode(bytes(blob))
 
 
 def test_complete_pal_has_no_problems(pal: Path) -> None:
     assert esfs.check_pal(pal) == []
-    assert esfs.read_item(pal / "WORKING", "CfgParam_mbed.EndpointName") == \
+    assert esfs_codec.read_item(pal / "WORKING", "CfgParam_mbed.EndpointName") == \
         b"secret-CfgParam_mbed.EndpointName"
 
 
@@ -166,3 +167,21 @@ def test_nothing_is_repaired_through_a_link_or_over_a_folder(pal: Path, tmp_path
     (pal / "BACKUP").symlink_to(tmp_path / "real-backup")
     assert esfs.copies_to_repair(pal) == []
     assert esfs.copies_to_repair(tmp_path / "no-pal") == []
+
+
+def test_an_item_the_running_client_wrote_lives_in_working_alone(pal: Path) -> None:
+    """ESFS gives only factory items a BACKUP copy (esfs_create/esfs_close): what edge-core's
+    client stores while it runs (LwM2M credentials after bootstrap, ...) is in WORKING alone.
+    That is a sound, installed store: not a problem, and never copied into BACKUP."""
+    typed = "Cert_mbed.LwM2MServerCACert"
+    runtime = esfs_codec.encode(typed, b"written by the client", NONCE, mode=esfs.MODE_ENCRYPTED)
+    (pal / "WORKING" / esfs.file_name(typed)).write_bytes(runtime)
+    assert esfs.check_pal(pal) == []
+    assert esfs.copies_to_repair(pal) == []
+    # A factory item without its BACKUP twin is still a lost copy: named, and repaired.
+    factory = "CfgParam_mbed.Factory"
+    (pal / "WORKING" / esfs.file_name(factory)).write_bytes(
+        esfs_codec.encode(factory, b"f", NONCE))
+    assert esfs.check_pal(pal) == [f"WORKING/{esfs.file_name(factory)}: not in BACKUP"]
+    assert [(s.parent.name, t.parent.name) for s, t in esfs.copies_to_repair(pal)] == [
+        ("WORKING", "BACKUP")]

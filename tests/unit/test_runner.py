@@ -14,11 +14,13 @@ from pep_agent.errors import PepError, ServerError
 from pep_agent.exit_codes import Exit
 from pep_agent.flow import Context, provision, recovery, runner
 from pep_agent.flow.steps import STEP_NAMES, STEPS
-from pep_agent.gateway import install
+from pep_agent.gateway import esfs, install
 from pep_agent.gateway.backup import aside
 from pep_agent.reprovision import reprovision
+from pep_agent.sim import esfs_codec
 from tests.fakes import (
     GOOD,
+    NONCE,
     FakeLed,
     ScriptedClient,
     make_context,
@@ -181,8 +183,19 @@ def test_reprovision_refuses_when_the_server_holds_a_record(tmp_path: Path) -> N
     assert ctx.paths.provisioned_marker.exists()
 
 
-def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("client_ran", [False, True], ids=["fresh", "edge-core-ran"])
+def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: Path,
+                                                                     client_ran: bool) -> None:
+    """Also once edge-core's client has stored items of its own (in WORKING alone): they are
+    part of a working identity, which stays exactly as it is."""
     ctx = _provisioned(tmp_path)
+    working = install.targets(ctx.paths, ctx.profile)[0] / "WORKING"
+    if client_ran:
+        typed = "Cert_mbed.LwM2MServerCACert"
+        (working / esfs.file_name(typed)).write_bytes(
+            esfs_codec.encode(typed, b"from the client", NONCE, mode=esfs.MODE_ENCRYPTED))
+    before = {p.relative_to(working.parent): p.read_bytes()
+              for p in working.parent.rglob("*") if p.is_file()}
     ctx.paths.provisioned_marker.unlink()
     ctx.paths.journal.unlink()
     again, _ = make_context(tmp_path, ScriptedClient(records={"SN-1": "A-00"}))
@@ -190,6 +203,8 @@ def test_a_lost_state_with_the_servers_identity_installed_is_adopted(tmp_path: P
     assert provision(again) == "already-provisioned"
     assert again.paths.provisioned_marker.read_text() == "SN-1\n"
     assert again.journal.data["adopted"] is True
+    assert {p.relative_to(working.parent): p.read_bytes()
+            for p in working.parent.rglob("*") if p.is_file()} == before
 
 
 def test_an_adopted_identity_leaves_nothing_aside(tmp_path: Path) -> None:

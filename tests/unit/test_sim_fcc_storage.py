@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import pep_agent.cli.sim  # noqa: F401  (registers `sim` on the app)
 from pep_agent.cli.app import app
 from pep_agent.gateway import esfs
-from pep_agent.sim import fcc
+from pep_agent.sim import esfs_codec, fcc
 from pep_agent.sim.bundle import Item
 from pep_agent.sim.fcc_storage import Storage
 
@@ -59,8 +59,9 @@ def test_real_layout_backup_then_working(tmp_path: Path, monkeypatch: pytest.Mon
     assert pal == tmp_path / "pal"
     assert (pal / "flashSim").stat().st_size == esfs.FLASHSIM_SIZE
     assert esfs.check_pal(pal) == []
-    assert esfs.read_item(pal / "WORKING", "CfgParam_mbed.UseBootstrap") == b"\1\0\0\0"
-    assert esfs.read_item(pal / "BACKUP", "PrvKey_mbed.BootstrapDevicePrivateKey") == b"\x30key"
+    assert esfs_codec.read_item(pal / "WORKING", "CfgParam_mbed.UseBootstrap") == b"\1\0\0\0"
+    key = esfs_codec.read_item(pal / "BACKUP", "PrvKey_mbed.BootstrapDevicePrivateKey")
+    assert key == b"\x30key"
     # Certificates unencrypted and without a nonce, everything else encrypted.
     modes = {esfs.parse_header(p.read_bytes()).name: esfs.parse_header(p.read_bytes()).mode
              for p in (pal / "WORKING").iterdir()}
@@ -96,8 +97,8 @@ def test_a_chain_keeps_its_length_as_metadata(tmp_path: Path) -> None:
     first = (pal / "WORKING" / esfs.file_name("Cert_c")).read_bytes()
     header = esfs.parse_header(first)
     assert (header.name, header.metadata_size) == ("Cert_c", 2)
-    assert esfs.decode(first) == ("Cert_c", b"\x30one")
-    assert esfs.read_item(pal / "WORKING", "Crt1_c") == b"\x30two"
+    assert esfs_codec.decode(first) == ("Cert_c", b"\x30one")
+    assert esfs_codec.read_item(pal / "WORKING", "Crt1_c") == b"\x30two"
 
 
 def test_overwritten_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -107,7 +108,7 @@ def test_overwritten_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     Storage(parsec=False, mcc_config=None, cwd=tmp_path).write(
         [Item("ConfigParams", "mbed.EndpointName", "GW-2")])
     assert target.stat().st_ino == inode  # no temporary file renamed over it
-    assert esfs.read_item(pal / "WORKING", "CfgParam_mbed.EndpointName") == b"GW-2"
+    assert esfs_codec.read_item(pal / "WORKING", "CfgParam_mbed.EndpointName") == b"GW-2"
 
 
 def test_no_sync_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from pep_agent.gateway import esfs
+from pep_agent.sim import esfs_codec
 
 # The lmp profile's place, unless the unit's environment names the gateway's profile's.
 MCC_CONFIG = Path(os.environ.get("PEP_E2E_MCC_CONFIG", "/userdata/mbed/mcc_config"))
@@ -20,7 +21,8 @@ MCC_CONFIG = Path(os.environ.get("PEP_E2E_MCC_CONFIG", "/userdata/mbed/mcc_confi
 
 def endpoint_name() -> str | None:
     try:
-        raw = esfs.read_item(MCC_CONFIG / "WORKING", esfs.CONFIG_PREFIX + "mbed.EndpointName")
+        raw = esfs_codec.read_item(MCC_CONFIG / "WORKING",
+                                   esfs.CONFIG_PREFIX + "mbed.EndpointName")
     except (OSError, esfs.EsfsError):
         return None
     return raw.decode("utf-8", "replace").strip("\x00 \n") or None
