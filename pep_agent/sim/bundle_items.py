@@ -19,16 +19,23 @@ from pep_agent.sim.bundle_device import CURRENT_TIME, MAX_CHAIN, Device
 from pep_agent.sim.bundle_messages import (
     CERT_INVALID,
     CHAIN_INVALID,
+    CURVE_UNSUPPORTED,
     DATA_EMPTY,
+    KEY_ALGORITHM_UNKNOWN,
     KEY_INVALID,
     SELF_CHECK,
     STATUS_TEXT,
     error,
     kcm_error,
 )
+from pep_agent.sim.der import KeyFault
 
 MAX_NAME = 64
 MAX_CSRS = 5
+# KCM's text for a public key it refuses, and for a certificate it refuses for its key (one
+# that does not parse at all, or has a key that is not EC, is CERT_INVALID).
+KEY_TEXT = {KeyFault.FORMAT: KEY_INVALID, KeyFault.ALGORITHM: KEY_ALGORITHM_UNKNOWN,
+            KeyFault.CURVE: CURVE_UNSUPPORTED}
 
 
 # ---- the fields of an item --------------------------------------------------------------------
@@ -100,9 +107,13 @@ def _key(entry: Any, device: Device, result: Bundle) -> None:
         raise BundleError(FccStatus.BUNDLE_ERROR)
     if not data:
         raise kcm_error(FccStatus.KCM_STORAGE_ERROR, DATA_EMPTY, name)
-    load = x509.load_private_key if key_type == "ECCPrivate" else x509.load_public_key
-    if load(data) is None:
-        raise kcm_error(FccStatus.KCM_CRYPTO_ERROR, KEY_INVALID, name)
+    if key_type == "ECCPrivate":
+        # A private key on another curve is as invalid as garbage to KCM.
+        fault = None if x509.load_private_key(data) else KeyFault.FORMAT
+    else:
+        fault = x509.public_key_fault(data)
+    if fault is not None:
+        raise kcm_error(FccStatus.KCM_CRYPTO_ERROR, KEY_TEXT[fault], name)
     device.keep(result, Item("Keys", name, data, key_type))
 
 
@@ -141,9 +152,11 @@ def _certificate(entry: Any, device: Device, result: Bundle, chain: bool) -> Non
             raise kcm_error(FccStatus.CERTIFICATE_PUBLIC_KEY_CORRELATION_ERROR, SELF_CHECK, name)
     if any(not der for der in certs):
         raise kcm_error(FccStatus.KCM_STORAGE_ERROR, DATA_EMPTY, name)
+    fault = next(filter(None, map(x509.certificate_fault, certs)), None)
+    if fault is not None:
+        text = CURVE_UNSUPPORTED if fault is KeyFault.CURVE else CERT_INVALID
+        raise kcm_error(FccStatus.KCM_CRYPTO_ERROR, text, name)
     parsed = [x509.load_certificate(der) for der in certs]
-    if any(cert is None for cert in parsed):
-        raise kcm_error(FccStatus.KCM_CRYPTO_ERROR, CERT_INVALID, name)
     items = [Item("Certificates", name, der, prefix=f"Crt{index}_" if index else None,
                   chain=len(certs) if chain and not index else 0)
              for index, der in enumerate(certs)]

@@ -16,13 +16,14 @@ from __future__ import annotations
 import datetime
 import hashlib
 import time
+import warnings
 from dataclasses import dataclass
 
 from pep_agent.errors import ConfigError
 
 try:
     from cryptography import x509
-    from cryptography.exceptions import InvalidSignature
+    from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
@@ -32,7 +33,13 @@ except ImportError:
         hint="install it: pip install 'pep-agent[sim]' (or the python3-cryptography package)",
     ) from None
 
+from pep_agent.sim.der import KeyFault, certificate_key, key_fault
+
 Name = list[tuple[x509.ObjectIdentifier, str]]
+# What cryptography raises on DER it cannot read: malformed (ValueError, TypeError), a key
+# algorithm or curve it does not know (UnsupportedAlgorithm), an X.509 version other than 1
+# and 3 (InvalidVersion). FCC answers all of these with a status, so none may escape.
+UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion)
 
 
 @dataclass(frozen=True)
@@ -132,11 +139,14 @@ def _p256(key: object) -> bool:
 
 
 def load_certificate(der: bytes) -> x509.Certificate | None:
-    """The certificate in der if FCC could parse it: DER X.509 with a P-256 key; else None."""
+    """The certificate in der if FCC could parse it: DER X.509 with a P-256 key and a signature
+    algorithm cryptography knows; else None."""
     try:
         cert = x509.load_der_x509_certificate(der)
         key = cert.public_key()
-    except (ValueError, TypeError):
+        # mbedtls refuses to parse a certificate whose signature algorithm it does not know.
+        cert.signature_hash_algorithm  # noqa: B018 (read for what it raises)
+    except UNREADABLE:
         return None
     return cert if _p256(key) else None
 
@@ -145,7 +155,7 @@ def load_private_key(der: bytes) -> ec.EllipticCurvePrivateKey | None:
     """The P-256 private key in der (RFC 5915 or PKCS#8), or None."""
     try:
         key = serialization.load_der_private_key(der, password=None)
-    except (ValueError, TypeError):
+    except UNREADABLE:
         return None
     return key if isinstance(key, ec.EllipticCurvePrivateKey) and _p256(key) else None
 
@@ -154,9 +164,27 @@ def load_public_key(der: bytes) -> ec.EllipticCurvePublicKey | None:
     """The P-256 public key in der (SubjectPublicKeyInfo), or None."""
     try:
         key = serialization.load_der_public_key(der)
-    except (ValueError, TypeError):
+    except UNREADABLE:
         return None
     return key if isinstance(key, ec.EllipticCurvePublicKey) and _p256(key) else None
+
+
+def public_key_fault(der: bytes) -> KeyFault | None:
+    """None if FCC stores der as a public key, else why not."""
+    return None if load_public_key(der) is not None else key_fault(der)
+
+
+def certificate_fault(der: bytes) -> KeyFault | None:
+    """None if FCC stores der as a certificate, else why not: CURVE for a certificate that
+    parses but whose key is on another curve, FORMAT for the rest (an RSA key too: mbedtls
+    without RSA does not parse the certificate)."""
+    if load_certificate(der) is not None:
+        return None
+    try:
+        x509.load_der_x509_certificate(der)
+    except UNREADABLE:
+        return KeyFault.FORMAT
+    return KeyFault.CURVE if key_fault(certificate_key(der)) is KeyFault.CURVE else KeyFault.FORMAT
 
 
 def matches(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
@@ -175,14 +203,14 @@ def issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
     """Whether issuer's name and P-256 key signed cert."""
     # Checked by hand rather than with verify_directly_issued_by, which cryptography has only
     # from 40 on: kirkstone ships 36 and bookworm 38.
-    public = issuer.public_key()
-    digest = cert.signature_hash_algorithm
-    if cert.issuer != issuer.subject or digest is None \
-            or not isinstance(public, ec.EllipticCurvePublicKey):
-        return False
     try:
+        public = issuer.public_key()
+        digest = cert.signature_hash_algorithm
+        if cert.issuer != issuer.subject or digest is None \
+                or not isinstance(public, ec.EllipticCurvePublicKey):
+            return False
         public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(digest))
-    except (ValueError, TypeError, InvalidSignature):
+    except (*UNREADABLE, InvalidSignature):
         return False
     return True
 
@@ -220,6 +248,19 @@ _SUBJECT_OIDS = {"C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME
                  "SERIALNUMBER": NameOID.SERIAL_NUMBER}
 
 
+# mbedtls reads a subject's value into a buffer of this size and refuses one that fills it.
+MAX_SUBJECT_VALUE = 256
+
+
+def _attribute(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
+    # mbedtls writes any value it read; cryptography refuses a country code that is not two
+    # letters, and from 38 on values over X.520's lengths (a common name over 64), unless told
+    # not to check: it then warns, which here is expected.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return x509.NameAttribute(oid, value, _validate=False)
+
+
 def csr(subject: str) -> tuple[bytes, bytes] | None:
     """(stored private key, CSR in DER) for a subject like "C=US,O=Org,CN=name"; None if the
     subject cannot be read."""
@@ -227,9 +268,9 @@ def csr(subject: str) -> tuple[bytes, bytes] | None:
     for part in subject.split(","):
         label, sep, value = part.partition("=")
         oid = _SUBJECT_OIDS.get(label.strip().upper())
-        if not sep or oid is None or not value:
+        if not sep or oid is None or not value or len(value.encode()) >= MAX_SUBJECT_VALUE:
             return None
-        attributes.append(x509.NameAttribute(oid, value))
+        attributes.append(_attribute(oid, value))
     key = KeyPair.generate()
     request = (x509.CertificateSigningRequestBuilder()
                .subject_name(x509.Name(attributes)).sign(key.private, hashes.SHA256()))

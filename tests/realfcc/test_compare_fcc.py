@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from tests import unparsable
 from tests.simprocs import SimFcc, sim_argv, start_fcc
 
 REAL = os.environ.get("PEP_REAL_FCC")
@@ -233,6 +234,11 @@ def _rsa_key() -> bytes:
     return _der_key(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
+def _spki(key: Any) -> bytes:
+    return bytes(key.public_key().public_bytes(serialization.Encoding.DER,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo))
+
+
 def _pem(der: bytes) -> bytes:
     return x509.load_der_x509_certificate(der).public_bytes(serialization.Encoding.PEM)
 
@@ -306,6 +312,34 @@ probe(c_, "pem-format", lambda: bundle_probe(factory_doc(Certificates=[
     cert_entry("mbed.BootstrapServerCACert", creds().ca())])))
 probe(c_, "validity-under-10-years", lambda: bundle_probe(factory_doc(
     device_cert=creds().device(days=365))))
+# Parsed by neither mbedtls nor cryptography (which raises instead of refusing): a curve
+# neither knows (prime239v1), and an X.509 version 4.
+probe(c_, "cert-unknown-curve", lambda: bundle_probe(factory_doc(
+    device_cert=unparsable.with_prime239v1_key(creds().device(), creds().ca_key))))
+probe(c_, "cert-version-4", lambda: bundle_probe(factory_doc(
+    device_cert=unparsable.with_version_4(creds().device(), creds().ca_key))))
+probe(c_, "update-auth-cert-unknown-curve", lambda: bundle_probe(factory_doc(extra_certs=(
+    cert_entry("mbed.UpdateAuthCert",
+               unparsable.with_prime239v1_key(creds().ca(), creds().ca_key)),))))
+probe(c_, "key-unknown-curve", lambda: bundle_probe(factory_doc(Keys=[
+    key_entry("mbed.BootstrapDevicePrivateKey", unparsable.private_key())])))
+probe(c_, "key-unknown-curve-pkcs8", lambda: bundle_probe(factory_doc(Keys=[
+    key_entry("mbed.BootstrapDevicePrivateKey", unparsable.private_key_pkcs8())])))
+probe(c_, "cert-secp384r1-key", lambda: bundle_probe(factory_doc(device_cert=_cert(
+    ec.generate_private_key(ec.SECP384R1()), "GW-cmp", creds().ca_key, "cmp CA", ca=False,
+    ou=creds().account))))
+probe(c_, "public-key-secp384r1", lambda: bundle_probe(factory_doc(Keys=[
+    key_entry("mbed.BootstrapDevicePrivateKey", _der_key(creds().dev_key)),
+    key_entry("mbed.CmpPublic", _spki(ec.generate_private_key(ec.SECP384R1())),
+              kind="ECCPublic")])))
+probe(c_, "public-key-rsa", lambda: bundle_probe(factory_doc(Keys=[
+    key_entry("mbed.BootstrapDevicePrivateKey", _der_key(creds().dev_key)),
+    key_entry("mbed.CmpPublic", _spki(rsa.generate_private_key(65537, 2048)),
+              kind="ECCPublic")])))
+probe(c_, "public-key-unknown-curve", lambda: bundle_probe(factory_doc(Keys=[
+    key_entry("mbed.BootstrapDevicePrivateKey", _der_key(creds().dev_key)),
+    key_entry("mbed.CmpPublic", unparsable.public_key(), kind="ECCPublic")])))
+
 
 d_ = "2 duplicates"
 probe(d_, "item-twice-in-bundle", lambda: bundle_probe(with_params(
@@ -334,6 +368,15 @@ r_ = "4 CSR requests"
 probe(r_, "csr-request", lambda: [*bundle_probe(_csr_doc()), *bundle_probe(factory_doc())])
 probe(r_, "csr-without-sid", lambda: [*bundle_probe(_csr_doc(SID=None)),
                                       *bundle_probe(factory_doc())])
+probe(r_, "csr-country-of-13-letters", lambda: [*bundle_probe(minimal_doc(CsrReqs=[{
+    "PrKN": "mbed.LwM2MDevicePrivateKey", "Subj": "C=United States,O=Company,CN=GW-cmp",
+    "MD": 1}])), *bundle_probe(factory_doc())])
+probe(r_, "csr-common-name-of-65-letters", lambda: [*bundle_probe(minimal_doc(CsrReqs=[{
+    "PrKN": "mbed.LwM2MDevicePrivateKey", "Subj": "CN=" + "g" * 65, "MD": 1}])),
+    *bundle_probe(factory_doc())])
+probe(r_, "csr-common-name-of-300-letters", lambda: [*bundle_probe(minimal_doc(CsrReqs=[{
+    "PrKN": "mbed.LwM2MDevicePrivateKey", "Subj": "CN=" + "g" * 300, "MD": 1}])),
+    *bundle_probe(factory_doc())])
 probe(r_, "six-csr-requests", lambda: [*bundle_probe(minimal_doc(CsrReqs=[
     {"PrKN": f"mbed.CmpKey{i}", "Subj": "CN=GW-cmp", "MD": 1} for i in range(6)])),
     *bundle_probe(factory_doc())])
@@ -660,3 +703,4 @@ def test_each_item_is_stored_twice_with_the_same_bytes(tmp_path: Path) -> None:
         backup = {p.name: p.read_bytes() for p in (pal / "BACKUP").iterdir()}
         working = {p.name: p.read_bytes() for p in (pal / "WORKING").iterdir()}
         assert len(working) > 10 and backup == working, side
+
