@@ -235,13 +235,19 @@ def take_csrs(value: Any, device: Device, result: Bundle) -> None:
             if "PrKN" not in fields or "Subj" not in fields or digest == 0:
                 raise BundleError(FccStatus.BUNDLE_ERROR)
             name = _check_name(_text(fields["PrKN"]))
-            made = x509.csr(_text(fields["Subj"]))
+            key, made = x509.csr(_text(fields["Subj"]))
             if made is None:
+                # KCM stores the new key before it reads the subject; the error ends the
+                # message before the copy to WORKING.
+                result.backup_only.append(Item("Keys", name, key, "ECCPrivate"))
                 raise BundleError(FccStatus.KCM_CRYPTO_ERROR)
             if esfs.PRIVATE_KEY_PREFIX + name in device.stored:
                 raise BundleError(FccStatus.KCM_FILE_EXIST_ERROR)
-            device.keep(result, Item("Keys", name, made[0], "ECCPrivate"))
-            result.csrs.append((name, made[1]))
+            device.keep(result, Item("Keys", name, key, "ECCPrivate"))
+            result.csrs.append((name, made))
     except BundleError as e:
-        # CSR errors name no item (fcc_bundle_process_csr_reqs stores them without a name).
+        # CSR errors name no item (fcc_bundle_process_csr_reqs stores them without a name);
+        # a subject KCM cannot read has the general text, not the crypto error's.
+        if e.status is FccStatus.KCM_CRYPTO_ERROR:
+            raise BundleError(e.status) from None
         raise error(e.status) from None

@@ -26,6 +26,7 @@ try:
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.name import _ASN1Type
     from cryptography.x509.oid import NameOID
 except ImportError:
     raise ConfigError(
@@ -34,6 +35,8 @@ except ImportError:
     ) from None
 
 from pep_agent.sim.der import KeyFault, certificate_key, key_fault
+from pep_agent.sim.subject import IA5, UTF8
+from pep_agent.sim.subject import read as read_subject
 
 Name = list[tuple[x509.ObjectIdentifier, str]]
 # What cryptography raises on DER it cannot read: malformed (ValueError, TypeError), a key
@@ -242,39 +245,33 @@ def client_auth_allowed(cert: x509.Certificate) -> bool:
     return x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usage
 
 
-_SUBJECT_OIDS = {"C": NameOID.COUNTRY_NAME, "ST": NameOID.STATE_OR_PROVINCE_NAME,
-                 "L": NameOID.LOCALITY_NAME, "O": NameOID.ORGANIZATION_NAME,
-                 "OU": NameOID.ORGANIZATIONAL_UNIT_NAME, "CN": NameOID.COMMON_NAME,
-                 "SERIALNUMBER": NameOID.SERIAL_NUMBER}
+_PRINTABLE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789 '()+,-./:=?")
 
 
-# mbedtls reads a subject's value into a buffer of this size and refuses one that fills it.
-MAX_SUBJECT_VALUE = 256
-
-
-def _attribute(oid: x509.ObjectIdentifier, value: str) -> x509.NameAttribute[str]:
-    # mbedtls writes any value it read; cryptography refuses a country code that is not two
-    # letters, and from 38 on values over X.520's lengths (a common name over 64), unless told
-    # not to check: it then warns, which here is expected.
+def _attribute(oid: str, value: str, kind: int) -> x509.NameAttribute[str]:
+    # mbedtls writes any value with its label's string type. cryptography checks the value
+    # against X.520's lengths (a country code of two letters) unless told not to (it then
+    # warns, which here is expected), and from 42 on its characters against the type: a value
+    # that does not fit its type is written as UTF8String (where the real FCC writes it as is).
+    fits = kind == UTF8 or (value.isascii() and (kind == IA5 or set(value) <= _PRINTABLE))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return x509.NameAttribute(oid, value, _validate=False)
+        return x509.NameAttribute(x509.ObjectIdentifier(oid), value,
+                                  _type=_ASN1Type(kind if fits else UTF8), _validate=False)
 
 
-def csr(subject: str) -> tuple[bytes, bytes] | None:
-    """(stored private key, CSR in DER) for a subject like "C=US,O=Org,CN=name"; None if the
-    subject cannot be read."""
-    attributes = []
-    for part in subject.split(","):
-        label, sep, value = part.partition("=")
-        oid = _SUBJECT_OIDS.get(label.strip().upper())
-        if not sep or oid is None or not value or len(value.encode()) >= MAX_SUBJECT_VALUE:
-            return None
-        attributes.append(_attribute(oid, value))
+def csr(subject: str) -> tuple[bytes, bytes | None]:
+    """(stored private key, CSR in DER) for a subject like "C=US,O=Org,CN=name" (read as KCM
+    reads it). The CSR is None if KCM refuses the subject: it has made and stored the key by
+    then."""
     key = KeyPair.generate()
-    request = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name(attributes)).sign(key.private, hashes.SHA256()))
     stored = key.private_der.rjust(GENERATED_KEY_SIZE, b"\0")
+    attributes = read_subject(subject)
+    if attributes is None:
+        return stored, None
+    name = x509.Name([_attribute(*attribute) for attribute in attributes])
+    request = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key.private,
+                                                                            hashes.SHA256())
     return stored, request.public_bytes(serialization.Encoding.DER)
 
 

@@ -67,6 +67,10 @@ KEPT = {
     "generated keys and CSRs":
         "a CSR's key is generated on each side; only the stored file sizes and the presence "
         "and count of Csrs are compared",
+    "a CSR subject value outside its string type's characters":
+        "the real FCC writes it with the label's type all the same (a country code 'é' as "
+        "PrintableString, an email address with 'é' as IA5String); cryptography from 42 on "
+        "refuses to, so the simulator writes such a value as UTF8String",
     "a peer silent for ever":
         "the simulator drops a peer that sends nothing for 10 minutes mid-message (tests need "
         "a bound); the real FCC waits for ever. The 65 s pause probe shows both wait it out",
@@ -368,15 +372,43 @@ r_ = "4 CSR requests"
 probe(r_, "csr-request", lambda: [*bundle_probe(_csr_doc()), *bundle_probe(factory_doc())])
 probe(r_, "csr-without-sid", lambda: [*bundle_probe(_csr_doc(SID=None)),
                                       *bundle_probe(factory_doc())])
-probe(r_, "csr-country-of-13-letters", lambda: [*bundle_probe(minimal_doc(CsrReqs=[{
-    "PrKN": "mbed.LwM2MDevicePrivateKey", "Subj": "C=United States,O=Company,CN=GW-cmp",
-    "MD": 1}])), *bundle_probe(factory_doc())])
-probe(r_, "csr-common-name-of-65-letters", lambda: [*bundle_probe(minimal_doc(CsrReqs=[{
-    "PrKN": "mbed.LwM2MDevicePrivateKey", "Subj": "CN=" + "g" * 65, "MD": 1}])),
-    *bundle_probe(factory_doc())])
-probe(r_, "csr-common-name-of-300-letters", lambda: [*bundle_probe(minimal_doc(CsrReqs=[{
-    "PrKN": "mbed.LwM2MDevicePrivateKey", "Subj": "CN=" + "g" * 300, "MD": 1}])),
-    *bundle_probe(factory_doc())])
+# Subjects as KCM reads them (mbedtls's x509_string_to_names): what it refuses, and the names
+# it writes for what it takes.
+CSR_SUBJECTS = {
+    "country-of-13-letters": "C=United States,O=Company,CN=GW-cmp",
+    "common-name-of-65-letters": "CN=" + "g" * 65,
+    "value-of-255-bytes": "CN=" + "g" * 255,
+    "value-of-256-bytes": "CN=" + "g" * 256,
+    "empty-value": "O=,CN=GW-cmp",
+    "empty": "",
+    "without-equals": "GW-cmp",
+    "trailing-comma": "CN=GW-cmp,",
+    "unknown-label": "XX=GW-cmp",
+    "label-in-lower-case": "cn=GW-cmp",
+    "label-in-upper-case": "SERIALNUMBER=GW-cmp",
+    "space-before-label": " CN=GW-cmp",
+    "spaces-after-comma": "O=o,   CN=c ,OU=x",
+    "comma-in-label": "GW,CN=x",
+    "label-twice": "CN=a,O=o,CN=b",
+    "escaped-comma": "O=a\\,b,CN=c",
+    "other-escape": "O=a\\b,CN=c",
+    "short-labels": "C=US,ST=s,L=l,O=o,OU=ou,CN=cn,serialNumber=sn,emailAddress=e@x,title=t,"
+                    "SN=sur,GN=g,initials=i,pseudonym=p,generationQualifier=q,DC=dc,"
+                    "dnQualifier=dq,postalAddress=pa,postalCode=pc,R=r",
+    "long-labels": "countryName=US,stateOrProvinceName=s,locality=l,organizationName=o,"
+                   "organizationalUnitName=ou,commonName=cn,surName=s,givenName=g,"
+                   "domainComponent=d",
+}
+
+
+def _csr_subject(subject: str) -> list[Action]:
+    return [*bundle_probe(minimal_doc(CsrReqs=[{
+        "PrKN": "mbed.LwM2MDevicePrivateKey", "Subj": subject, "MD": 1}])),
+        *bundle_probe(factory_doc())]
+
+
+for _name, _subject in CSR_SUBJECTS.items():
+    probe(r_, f"csr-subject-{_name}", lambda subject=_subject: _csr_subject(subject))
 probe(r_, "six-csr-requests", lambda: [*bundle_probe(minimal_doc(CsrReqs=[
     {"PrKN": f"mbed.CmpKey{i}", "Subj": "CN=GW-cmp", "MD": 1} for i in range(6)])),
     *bundle_probe(factory_doc())])
