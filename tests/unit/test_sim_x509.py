@@ -110,3 +110,67 @@ def test_sim_server_without_the_extra_names_it(tmp_path: Path) -> None:
     assert "'sim' extra" in out.stderr and "pep-agent[sim]" in out.stderr
     assert "Traceback" not in out.stderr
     assert not (tmp_path / "db.sqlite").exists()
+
+
+@needs_crypto
+def test_what_cryptography_raises_on_is_refused_as_fcc_refuses_it() -> None:
+    from cryptography import x509 as cx
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+    from pep_agent.sim.der import KeyFault
+    from tests import unparsable
+
+    module = x509()
+    ca = module.Authority.generate()
+    _, cert = ca.issue("GW-1", "acct")
+    odd_curve = unparsable.with_prime239v1_key(cert, ca.key.private)
+    version_4 = unparsable.with_version_4(cert, ca.key.private)
+    # What cryptography does with them: it raises rather than refuses.
+    with pytest.raises(UnsupportedAlgorithm):
+        cx.load_der_x509_certificate(odd_curve).public_key()
+    with pytest.raises(cx.InvalidVersion):
+        cx.load_der_x509_certificate(version_4)
+    for key in (unparsable.private_key(), unparsable.private_key_pkcs8()):
+        with pytest.raises(UnsupportedAlgorithm):
+            serialization.load_der_private_key(key, password=None)
+        assert module.load_private_key(key) is None
+    assert module.load_certificate(odd_curve) is None
+    assert module.load_certificate(version_4) is None
+    assert module.load_public_key(unparsable.public_key()) is None
+
+    def spki(key: object) -> bytes:
+        return key.public_key().public_bytes(  # type: ignore[attr-defined,no-any-return]
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+    p384 = ec.generate_private_key(ec.SECP384R1())
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    # KCM's reasons, as the real FCC answers them (tests/realfcc has each as a probe).
+    assert module.public_key_fault(spki(ca.key.private)) is None
+    assert module.public_key_fault(unparsable.public_key()) is KeyFault.CURVE
+    assert module.public_key_fault(spki(p384)) is KeyFault.CURVE
+    assert module.public_key_fault(spki(rsa_key)) is KeyFault.ALGORITHM
+    assert module.public_key_fault(b"\x30\x03\x02\x01\x01") is KeyFault.FORMAT
+    assert module.certificate_fault(cert) is None
+    assert module.certificate_fault(odd_curve) is KeyFault.CURVE
+    assert module.certificate_fault(version_4) is KeyFault.FORMAT
+    assert module.certificate_fault(b"\x30\x03\x02\x01\x01") is KeyFault.FORMAT
+
+
+@needs_crypto
+def test_a_csr_is_written_for_any_subject_kcm_reads() -> None:
+    from cryptography import x509 as cx
+
+    module = x509()
+    # X.520 has a country code of two letters; KCM writes what it is given.
+    key, request = module.csr("C=United States,O=Company,CN=GW-1")
+    assert len(key) == module.GENERATED_KEY_SIZE
+    assert request is not None and cx.load_der_x509_csr(request).is_signature_valid
+    assert b"\x06\x03U\x04\x06\x13\x0dUnited States" in request
+    # A common name over X.520's 64 letters, and one KCM refuses (256 bytes).
+    _, long_name = module.csr("CN=" + "g" * 255)
+    assert long_name is not None and b"g" * 255 in long_name
+    # Refused: the key is made all the same (KCM stores it before it reads the subject).
+    key, refused = module.csr("CN=" + "g" * 256)
+    assert refused is None and len(key) == module.GENERATED_KEY_SIZE
