@@ -95,3 +95,26 @@ def with_version_4(cert_der: bytes, issuer_key: Any) -> bytes:
     tbs = _tbs_content(cert_der)
     assert tbs.startswith(VERSION_3)
     return _signed(b"\xa0\x03\x02\x01\x03" + tbs[len(VERSION_3):], issuer_key)
+
+
+def _elements(blob: bytes) -> list[bytes]:
+    """Each whole DER element in blob, one after another."""
+    out = []
+    while blob:
+        size, start = blob[1], 2
+        if size & 0x80:
+            start += size & 0x7F
+            size = int.from_bytes(blob[2:start], "big")
+        out.append(blob[:start + size])
+        blob = blob[start + size:]
+    return out
+
+
+def with_first_extension_twice(cert_der: bytes, issuer_key: Any) -> bytes:
+    """cert_der (a v3 ECDSA-SHA256 certificate with extensions) with its first extension
+    written twice, signed again by issuer_key."""
+    fields = _elements(_tbs_content(cert_der))
+    assert fields[-1][0] == 0xA3
+    extensions = _elements(content_of(content_of(fields[-1])))
+    twice = der(0xA3, der(0x30, extensions[0] + b"".join(extensions)))
+    return _signed(b"".join(fields[:-1]) + twice, issuer_key)

@@ -42,7 +42,10 @@ Name = list[tuple[x509.ObjectIdentifier, str]]
 # What cryptography raises on DER it cannot read: malformed (ValueError, TypeError), a key
 # algorithm or curve it does not know (UnsupportedAlgorithm), an X.509 version other than 1
 # and 3 (InvalidVersion). FCC answers all of these with a status, so none may escape.
-UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion)
+# When the extensions are read: one twice (DuplicateExtension), a general name of a kind it
+# does not know (UnsupportedGeneralNameType).
+UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+              x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
 
 @dataclass(frozen=True)
@@ -147,8 +150,10 @@ def load_certificate(der: bytes) -> x509.Certificate | None:
     try:
         cert = x509.load_der_x509_certificate(der)
         key = cert.public_key()
-        # mbedtls refuses to parse a certificate whose signature algorithm it does not know.
+        # mbedtls refuses to parse a certificate whose signature algorithm it does not know, or
+        # with an extension twice; cryptography finds out only when they are read.
         cert.signature_hash_algorithm  # noqa: B018 (read for what it raises)
+        cert.extensions  # noqa: B018
     except UNREADABLE:
         return None
     return cert if _p256(key) else None

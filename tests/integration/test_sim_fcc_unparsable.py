@@ -59,6 +59,9 @@ CASES: dict[str, tuple[Callable[[factory_tool.FactorySettings], bytes], int, str
     "a device certificate of X.509 version 4": (
         lambda s: _replaced(s, "mbed.BootstrapDeviceCert", unparsable.with_version_4),
         18, "Certificate parse failed:mbed.BootstrapDeviceCert"),
+    "a device certificate with an extension twice": (
+        lambda s: _replaced(s, "mbed.BootstrapDeviceCert", unparsable.with_first_extension_twice),
+        18, "Certificate parse failed:mbed.BootstrapDeviceCert"),
     "a private key on an unknown curve": (
         lambda s: _replaced(s, "mbed.BootstrapDevicePrivateKey",
                             lambda cert, ca: unparsable.private_key()),

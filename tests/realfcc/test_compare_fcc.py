@@ -96,7 +96,7 @@ def _der_key(key: Any) -> bytes:
 
 
 def _cert(key: Any, cn: str, issuer_key: Any, issuer_cn: str, *, ca: bool, days: int = 36500,
-          start_days: int = -1, ou: str | None = None) -> bytes:
+          start_days: int = -1, ou: str | None = None, client_auth: bool = False) -> bytes:
     subject = [x509.NameAttribute(NameOID.COMMON_NAME, cn)]
     if ou is not None:
         subject.insert(0, x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, ou))
@@ -110,6 +110,9 @@ def _cert(key: Any, cn: str, issuer_key: Any, issuer_cn: str, *, ca: bool, days:
                .not_valid_after(now + datetime.timedelta(days=days)))
     if ca:
         builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+    if client_auth:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(
+            [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]), False)
     return bytes(builder.sign(issuer_key, hashes.SHA256()).public_bytes(
         serialization.Encoding.DER))
 
@@ -325,6 +328,11 @@ probe(c_, "cert-version-4", lambda: bundle_probe(factory_doc(
 probe(c_, "update-auth-cert-unknown-curve", lambda: bundle_probe(factory_doc(extra_certs=(
     cert_entry("mbed.UpdateAuthCert",
                unparsable.with_prime239v1_key(creds().ca(), creds().ca_key)),))))
+probe(c_, "cert-extension-twice", lambda: bundle_probe(factory_doc(
+    device_cert=unparsable.with_first_extension_twice(creds().device(client_auth=True),
+                                                      creds().ca_key))))
+probe(c_, "cert-with-client-auth", lambda: bundle_probe(factory_doc(
+    device_cert=creds().device(client_auth=True))))
 probe(c_, "key-unknown-curve", lambda: bundle_probe(factory_doc(Keys=[
     key_entry("mbed.BootstrapDevicePrivateKey", unparsable.private_key())])))
 probe(c_, "key-unknown-curve-pkcs8", lambda: bundle_probe(factory_doc(Keys=[

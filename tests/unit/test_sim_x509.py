@@ -127,7 +127,10 @@ def test_what_cryptography_raises_on_is_refused_as_fcc_refuses_it() -> None:
     _, cert = ca.issue("GW-1", "acct")
     odd_curve = unparsable.with_prime239v1_key(cert, ca.key.private)
     version_4 = unparsable.with_version_4(cert, ca.key.private)
+    twice = unparsable.with_first_extension_twice(cert, ca.key.private)
     # What cryptography does with them: it raises rather than refuses.
+    with pytest.raises(cx.DuplicateExtension):
+        cx.load_der_x509_certificate(twice).extensions  # noqa: B018
     with pytest.raises(UnsupportedAlgorithm):
         cx.load_der_x509_certificate(odd_curve).public_key()
     with pytest.raises(cx.InvalidVersion):
@@ -138,6 +141,7 @@ def test_what_cryptography_raises_on_is_refused_as_fcc_refuses_it() -> None:
         assert module.load_private_key(key) is None
     assert module.load_certificate(odd_curve) is None
     assert module.load_certificate(version_4) is None
+    assert module.load_certificate(twice) is None
     assert module.load_public_key(unparsable.public_key()) is None
 
     def spki(key: object) -> bytes:
@@ -155,6 +159,7 @@ def test_what_cryptography_raises_on_is_refused_as_fcc_refuses_it() -> None:
     assert module.certificate_fault(cert) is None
     assert module.certificate_fault(odd_curve) is KeyFault.CURVE
     assert module.certificate_fault(version_4) is KeyFault.FORMAT
+    assert module.certificate_fault(twice) is KeyFault.FORMAT
     assert module.certificate_fault(b"\x30\x03\x02\x01\x01") is KeyFault.FORMAT
 
 
