@@ -12,13 +12,17 @@ Follows mbed-cloud-client 4.10.0 (fcc_bundle_handler.c and the key-config-manage
   fields of each item; a key that begins no group is 23, a field no item knows is 37.
 - items are stored as they are read, so those before an error stay stored. Each is checked as
   KCM stores it: a certificate must parse as X.509 with a P-256 key and a key must be a P-256
-  key (else 18), only the der format is taken (37), an item already stored in the session is 17,
-  an empty key or certificate is 16. A chain is stored as Cert_<name>, Crt1_<name>, ... and each
-  certificate must be signed by the next.
+  key (else 18, its text naming an EC key on another curve, or a public key not EC), only the
+  der format is taken (37), an item already stored in the session is 17, an empty key or
+  certificate is 16. A chain is stored as Cert_<name>, Crt1_<name>, ... and each certificate
+  must be signed by the next. What `cryptography` raises on (an unknown curve, an X.509 version
+  it does not know, an extension twice) is refused like any unparsable item.
 - flags are the integers 0 or 1 (CBOR true/false is 20, a bad KpAlvSess 35); SID counts as read
   only once its key was reached. KpAlvSess counts only when every key was processed.
 - after the keys: Disable in a kept-alive message is 35; CSR requests need a SID and neither
-  Verify nor Disable (20) and get a new P-256 key each; the last message needs the bootstrap CA
+  Verify nor Disable (20) and get a new P-256 key each, their subjects read as KCM reads them
+  (pep_agent.sim.subject; one it refuses is 18, its key left in BACKUP); the last message needs
+  the bootstrap CA
   (25); then Verify, whose warnings go with its error too.
 
 Left out: the factory-disabled state a `Disable: 1` leaves for FCC's next start (the stand-in

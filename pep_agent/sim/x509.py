@@ -26,6 +26,7 @@ try:
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
+    # Private, but the same from 36 to 51: the one way to write a name's string type.
     from cryptography.x509.name import _ASN1Type
     from cryptography.x509.oid import NameOID
 except ImportError:
@@ -39,11 +40,11 @@ from pep_agent.sim.subject import IA5, UTF8
 from pep_agent.sim.subject import read as read_subject
 
 Name = list[tuple[x509.ObjectIdentifier, str]]
-# What cryptography raises on DER it cannot read: malformed (ValueError, TypeError), a key
-# algorithm or curve it does not know (UnsupportedAlgorithm), an X.509 version other than 1
-# and 3 (InvalidVersion). FCC answers all of these with a status, so none may escape.
-# When the extensions are read: one twice (DuplicateExtension), a general name of a kind it
-# does not know (UnsupportedGeneralNameType).
+# What cryptography raises on DER it will not read, where FCC answers with a status (so none
+# may escape): malformed (ValueError, TypeError), a key algorithm or curve it does not know
+# (UnsupportedAlgorithm), an X.509 version other than 1 and 3 (InvalidVersion), and when the
+# extensions are read, one twice (DuplicateExtension) or a general name of a kind it does not
+# know (UnsupportedGeneralNameType). All are in cryptography from 36 to 51.
 UNREADABLE = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
               x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
 
