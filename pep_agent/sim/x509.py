@@ -26,8 +26,7 @@ try:
     from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
-    # Private, but the same from 36 to 51: the one way to write a name's string type.
-    from cryptography.x509.name import _ASN1Type
+    from cryptography.x509.name import _ASN1Type  # private, the same from 36 to 51
     from cryptography.x509.oid import NameOID
 except ImportError:
     raise ConfigError(
