@@ -51,6 +51,12 @@ MAX_RERUNS = 3
 STRACE_BYTES = 1 << 20
 
 
+# strace -f slows every process it follows several fold: on a loaded machine sim fcc under it
+# took longer than the agent's usual 10 s (tests/agentprocs.py) to print its port. The agent
+# stops waiting as soon as FCC prints it, so the longer bound costs a normal run nothing.
+TRACED = {"PEP_FCC_START_TIMEOUT": "60"}
+
+
 def strace_argv(log: Path, *extra: str) -> list[str]:
     return ["strace", "-f", "-y", "-xx", "-qq", "-s", str(STRACE_BYTES), "-o", str(log),
             "-e", "trace=" + ",".join(trace.TRACED), *extra]
@@ -107,7 +113,7 @@ def record(scenario: Scenario, work: Path) -> Recording:
     try:
         out = subprocess.run([*strace_argv(log), *scenario.argv(root, server.url)],
                              capture_output=True, text=True, timeout=RUN_TIMEOUT,
-                             env=agent_env(), stdin=subprocess.DEVNULL, check=False)
+                             env=agent_env(**TRACED), stdin=subprocess.DEVNULL, check=False)
     finally:
         server.stop()
     if out.returncode != 0:

@@ -363,7 +363,8 @@ def inject_once(rec: explore.Recording, target: Target, error: str, server: SimS
                                  f"inject={target.name}:error={error}:when={target.nth}"),
             *provision_argv(root, server.url, serial, scenario.fcc(root)), "--no-parsec"]
     faulted = subprocess.run(argv, capture_output=True, text=True, timeout=180,
-                             env=agent_env(), stdin=subprocess.DEVNULL, check=False)
+                             env=agent_env(**explore.TRACED), stdin=subprocess.DEVNULL,
+                             check=False)
     what = f"{error} into {target.name} #{target.nth} ({target.path}): exit {faulted.returncode}"
     calls = trace.parse(log.read_text())
     injected = [c for c in calls if c.injected and c.pid == calls[0].pid]

@@ -253,7 +253,8 @@ def test_a_restored_identity_is_on_disk_when_reprovision_returns(tmp_path: Path,
                                                        fcc=_fcc(root, parsec, sim=True),
                                                        parsec=parsec)],
             capture_output=True, text=True, timeout=explore.RUN_TIMEOUT, check=False,
-            env=agent_env(PEP_INJECTION_RETRIES="0"), stdin=subprocess.DEVNULL)
+            env=agent_env(PEP_INJECTION_RETRIES="0", **explore.TRACED),
+            stdin=subprocess.DEVNULL)
         assert out.returncode == 16, out.stderr
         assert "the previous identity was restored" in out.stderr
         _check_power_cuts(root, initial, log.read_text(), before)
