@@ -160,10 +160,24 @@ def request_identity(ctx: Context) -> None:
                                     deadline=ctx.clock.monotonic() + ctx.settings.server_deadline,
                                     notes=notes, stop_retrying=lambda: fcc_ended(ctx))
     except PepError as err:
-        # FCC's storage error is read now: the recovery rule may stop FCC.
         raise RequestFailed(err, earlier=bool(notes.get("earlier")),
-                            fcc_storage=ctx.fcc.storage_failure() if ctx.fcc else None) from None
+                            fcc_storage=_storage_failure(ctx, err)) from None
     request.commit(ctx, data, server_request_s=notes.get("server_request_s", 0.0))
+
+
+def _storage_failure(ctx: Context, err: PepError) -> str | None:
+    """The storage error FCC printed, read now (the recovery rule may stop FCC). After a 500
+    the server deleted its record, so FCC holds nothing worth keeping: it is stopped if it has
+    not exited, so that all of its output is read (a busy machine can deliver its last lines
+    after the grace, and the error says why the injection failed)."""
+    fcc = ctx.fcc
+    if fcc is None:
+        return None
+    found = fcc.storage_failure()
+    if found is None and err.injection_failed:
+        ctx.stop_fcc()
+        found = fcc.storage_error
+    return found
 
 
 def wait_fcc(ctx: Context) -> None:
