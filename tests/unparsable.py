@@ -17,6 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pep_agent.sim.der import encode as der
+
 # 1.2.840.10045.2.1 (id-ecPublicKey) and 1.2.840.10045.3.1.4 (prime239v1).
 EC_PUBLIC_KEY = bytes.fromhex("06072a8648ce3d0201")
 PRIME239V1 = bytes.fromhex("06082a8648ce3d030104")
@@ -28,15 +30,6 @@ PRIVATE_SIZE = 30  # bytes of a prime239v1 scalar
 # AlgorithmIdentifier ecdsa-with-SHA256 (1.2.840.10045.4.3.2).
 ECDSA_SHA256 = bytes.fromhex("300a06082a8648ce3d040302")
 VERSION_3 = bytes.fromhex("a003020102")
-
-
-def der(tag: int, content: bytes) -> bytes:
-    """One DER element (definite length)."""
-    size = len(content)
-    if size < 0x80:
-        return bytes([tag, size]) + content
-    length = size.to_bytes((size.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(length)]) + length + content
 
 
 def content_of(element: bytes) -> bytes:

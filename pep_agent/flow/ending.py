@@ -61,12 +61,12 @@ def run(ctx: Context) -> Iterator[Ending]:
     ending = Ending()
     with contextlib.ExitStack() as held:
         try:
-            # Created here, its entry fsync'd: a state directory lost in a power cut would
-            # lose the journal that says an injection may have happened.
             # Every line the run logs carries its fields: no caller passes them.
             fields = _RunFields(ctx)
             log.addFilter(fields)
             held.callback(log.removeFilter, fields)
+            # Created here, its entry fsync'd: a state directory lost in a power cut would
+            # lose the journal that says an injection may have happened.
             fsutil.make_dir(ctx.paths.state_dir, mode=0o700)
             held.enter_context(RunLock(ctx.paths.lock))
             # What another run wrote before we held the lock counts, not what we read first.

@@ -19,7 +19,7 @@ from pep_agent.errors import PepError
 from pep_agent.flow import ending, recovery, request
 from pep_agent.flow.context import Context
 from pep_agent.flow.recovery import Decision, Ended, Held, Observation
-from pep_agent.flow.steps import STEP_NAMES, STEPS, RequestFailed, Step
+from pep_agent.flow.steps import STEP_NAMES, STEPS, RequestFailed, Step, fcc_ended
 from pep_agent.gateway import install
 from pep_agent.system import fsutil, proc
 
@@ -76,10 +76,7 @@ def observe(ctx: Context, ended: Ended | None = None, record: Held | None = None
     if not (marker or answered or j.injection or ctx.replacing or ended):
         found = install.own_identity(ctx.settings)
         installed = recovery.Installed(*found) if found else None
-    if ended is not None and ended.how == recovery.NO_ANSWER and ctx.fcc is not None and (
-            ctx.fcc.child.poll() is not None or (staged and not ctx.parsec)):
-        # FCC exited, or (without Parsec, where storage appears only with an injection) holds
-        # credentials: the server got as far as the injection.
+    if ended is not None and ended.how == recovery.NO_ANSWER and fcc_ended(ctx):
         ended = replace(ended, how=recovery.FCC_ENDED)
     return Observation(
         marker=marker, answered=answered, injection=bool(j.injection), staged=staged,

@@ -75,7 +75,7 @@ def certificate_key(cert: bytes) -> bytes | None:
     start = 1 if fields and fields[0][0] == VERSION else 0
     if len(fields) < start + 6 or fields[start + 5][0] != SEQUENCE:
         return None
-    return _encode(SEQUENCE, fields[start + 5][1])
+    return encode(SEQUENCE, fields[start + 5][1])
 
 
 class KeyFault(Enum):
@@ -97,7 +97,8 @@ def key_fault(spki: bytes | None) -> KeyFault:
     return KeyFault.CURVE if curve not in (None, SECP256R1) else KeyFault.FORMAT
 
 
-def _encode(tag: int, content: bytes) -> bytes:
+def encode(tag: int, content: bytes) -> bytes:
+    """One DER element (definite length)."""
     size = len(content)
     if size < 0x80:
         return bytes([tag, size]) + content
