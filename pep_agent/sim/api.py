@@ -77,6 +77,10 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            # As node.js does: a request that asked for "Connection: close" (or an HTTP/1.0
+            # one) is told the connection closes, so the client does not send on it again.
+            self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 

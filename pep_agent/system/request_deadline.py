@@ -8,8 +8,10 @@ descriptor, closed when the request ends.
 Why: requests' read timeout bounds each socket read only, so a server sending one byte a
 second would hold a request forever. The adapter here makes every connection register its
 socket with the deadline of the request running in the same thread.
-Its pools also have urllib3 check each body against its Content-Length, which 1.26 does
-only when asked (a body cut short by a closed connection would read as a whole answer).
+Its pools also close each connection once its answer is read (one request per connection,
+so every request's sockets are its own), and have urllib3 check each body against its
+Content-Length, which 1.26 does only when asked (a body cut short by a closed connection would
+read as a whole answer).
 """
 
 from __future__ import annotations
@@ -92,21 +94,33 @@ class _HTTPSConnection(u3conn.HTTPSConnection):
         return _watched(super()._new_conn())
 
 
-class _WholeBodies:
-    """A body shorter than its Content-Length raises (IncompleteRead, as requests'
-    ChunkedEncodingError) instead of reading as a whole answer. urllib3 2.x does so by default;
-    1.26 (kirkstone's, Debian bookworm's) only when asked, which this asks on both."""
+class _OneAnswerPerConnection:
+    """Pools that keep no connection and take no body cut short.
+
+    - A connection is closed once its answer is read, never handed to the next request. The
+      client asks for `Connection: close`, but a server that does not echo it (a proxy, another
+      web server) leaves the socket looking alive: the next request would go out on it, meet
+      the server's close unanswered, and run outside its own deadline's watch.
+    - A body shorter than its Content-Length raises (IncompleteRead, as requests'
+      ChunkedEncodingError) instead of reading as a whole answer. urllib3 2.x does so by
+      default; 1.26 (kirkstone's, Debian bookworm's) only when asked, which this asks on both.
+    """
 
     def urlopen(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("enforce_content_length", True)
         return super().urlopen(*args, **kwargs)  # type: ignore[misc]
 
+    def _put_conn(self, conn: Any) -> None:
+        if conn is not None:
+            conn.close()
+        super()._put_conn(None)  # type: ignore[misc]  # the pool's slot, without the socket
 
-class _HTTPPool(_WholeBodies, u3pool.HTTPConnectionPool):
+
+class _HTTPPool(_OneAnswerPerConnection, u3pool.HTTPConnectionPool):
     ConnectionCls = _HTTPConnection
 
 
-class _HTTPSPool(_WholeBodies, u3pool.HTTPSConnectionPool):
+class _HTTPSPool(_OneAnswerPerConnection, u3pool.HTTPSConnectionPool):
     ConnectionCls = _HTTPSConnection
 
 

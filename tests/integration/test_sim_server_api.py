@@ -241,3 +241,13 @@ def test_the_port_file_names_where_the_server_listens(server: SimServer, tmp_pat
                                str(tmp_path / "second.sqlite")), tmp_path / "second.port",
                       timeout=60)
     assert not (tmp_path / "second.port").exists()
+
+
+def test_a_connection_the_client_closes_is_said_to_close(server: SimServer) -> None:
+    """node.js answers "Connection: close" with its own, and keeps a connection alive
+    otherwise; so does the simulator."""
+    closing = requests.get(server.url + "/v3/enrollment-ids", headers={"Connection": "close"},
+                           timeout=30)
+    assert closing.status_code == 200 and closing.headers.get("Connection") == "close"
+    kept = requests.get(server.url + "/v3/enrollment-ids", timeout=30)
+    assert kept.status_code == 200 and "Connection" not in kept.headers
