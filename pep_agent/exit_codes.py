@@ -112,7 +112,7 @@ TABLE: dict[Exit, Code] = {
     Exit.SERVER_ERROR: Code(
         "other server error (400, 401/403 from a proxy, a redirect, 429 or 5xx past the "
         "deadline, injection failed after FCC restarts, 404 to the identity request: a wrong "
-        "server URL)", "see the pep server's log",
+        "server URL, or a record the server could not read back)", "see the pep server's log",
         blinks=7),
     Exit.BAD_RESPONSE: Code(
         "invalid server response (non-JSON, wrong serial, no enrollmentID, too large, a 404 "

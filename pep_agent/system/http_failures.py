@@ -61,14 +61,23 @@ def _raise_for(resp: requests.Response, code: int, what: str) -> None:
         raise AlreadyProvisionedError(f"{what}: server says 409 {reason}".rstrip())
     if code == 404:
         if urlsplit(resp.url).path.endswith("/v3/identity"):
-            # The pep server's identity route answers every request (400, 409, 500, 200),
-            # never 404: whatever answered is not a pep server at this path, and injected
-            # nothing (unsent: the recovery rule has nothing to ask about).
+            # The pep server's identity route answers 404 only with an empty body, when it
+            # cannot read back the record it has just created; the injection then never runs.
+            # Either way nothing was injected (unsent: the recovery rule has nothing to ask).
+            where = shown_url(resp.url.partition("?")[0])
+            hint = ("check the server URL (--server / PEP_SERVER_URL): the pep server's own "
+                    "address, such as http://HOST:5151, without a path")
+            if resp.content.strip():
+                raise mark_unsent(ServerError(
+                    f"{what}: {where} answered 404: no pep server answers at that URL (its "
+                    "identity route answers 404 only with an empty body)", hint=hint))
             raise mark_unsent(ServerError(
-                f"{what}: {shown_url(resp.url.partition('?')[0])} answered 404: no pep server "
-                "answers at that URL (its identity route never answers 404)",
-                hint="check the server URL (--server / PEP_SERVER_URL): the pep server's own "
-                     "address, such as http://HOST:5151, without a path"))
+                f"{what}: {where} answered 404 with an empty body: no pep server answers at "
+                "that URL, or the pep server could not read back the record it had just "
+                "created; nothing was injected",
+                hint=hint + "; if the pep server's log shows this request, it kept a record for "
+                            "this serial that it never injected, and answers 409 to the next "
+                            "requests for it until that record is removed"))
         if resp.content.strip() == NOT_FOUND_BODY:
             raise NotFoundError(f"{what}: not found on the server")
         raise _foreign_404(resp, what)

@@ -63,8 +63,8 @@ def test_a_misspelled_setting_in_the_environment_is_named(tmp_path: Path,
 
 
 def test_a_wrong_server_path_is_named_as_a_wrong_url(tmp_path: Path, server: SimServer) -> None:
-    """The pep server's identity route never answers 404: a 404 there is a wrong URL, not a
-    serial the server does not know."""
+    """The pep server's identity route answers 404 only with an empty body: a 404 page there
+    is a wrong URL, not a serial the server does not know."""
     root, serial = tmp_path / "gw", "GW-PATH"
     out = provision(root, f"{server.url}/pep", serial, fcc_command())
     assert out.returncode == int(Exit.SERVER_ERROR), out.stderr

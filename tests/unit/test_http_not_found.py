@@ -98,10 +98,23 @@ def test_the_body_is_described_by_size_and_type(answering: Lookup) -> None:
 
 
 def test_a_404_to_the_identity_request_is_still_a_wrong_url(answering: Lookup) -> None:
-    """Whatever its body, even the lookups' `Not found!`: the identity route never answers
-    404, and nothing was injected."""
+    """Whatever its body, even the lookups' `Not found!`: the identity route answers 404 only
+    with an empty body, and nothing was injected."""
     for answer in (PEP_NOT_FOUND["plain"], NOT_PEP["proxy-page"]):
         with pytest.raises(ServerError) as raised:
             answering(answer).identity({"serialNumber": "GW-1"})
         assert raised.value.code == Exit.SERVER_ERROR and raised.value.sent is False
-        assert "its identity route never answers 404" in raised.value.message
+        assert "no pep server answers at that URL (its identity route answers 404 only with " \
+            "an empty body)" in raised.value.message
+
+
+def test_an_empty_404_to_the_identity_request_may_be_the_servers_own(answering: Lookup) -> None:
+    """The pep server answers 404 with an empty body when it cannot read back the record it
+    has just created: it injects nothing, and keeps the record (later requests: 409)."""
+    with pytest.raises(ServerError) as raised:
+        answering(NOT_PEP["empty"]).identity({"serialNumber": "GW-1"})
+    assert raised.value.code == Exit.SERVER_ERROR and raised.value.sent is False
+    assert raised.value.message.endswith(
+        "answered 404 with an empty body: no pep server answers at that URL, or the pep server "
+        "could not read back the record it had just created; nothing was injected")
+    assert "it kept a record for this serial that it never injected" in raised.value.hint
