@@ -72,11 +72,32 @@ def status(root: Path) -> dict[str, Any]:
     return dict(json.loads(out.stdout))
 
 
+# Ports free_port() holds: bound, never listening, so a connection to one is refused and no
+# other process (another test's server, on a busy machine running tests side by side) can
+# take the port while a test counts on nothing answering there.
+_held: dict[int, socket.socket] = {}
+
+
 def free_port() -> int:
-    """A loopback port with nothing listening (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nothing listens on, held so until release_port(port) (start_server
+    calls it) or the end of the test."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = int(sock.getsockname()[1])
+    _held[port] = sock
+    return port
+
+
+def release_port(port: int) -> None:
+    """Let a server bind a port free_port() holds (nothing if it holds none)."""
+    sock = _held.pop(port, None)
+    if sock is not None:
+        sock.close()
+
+
+def release_ports() -> None:
+    for port in list(_held):
+        release_port(port)
 
 
 def service_log(root: Path) -> list[str]:

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.agentprocs import release_ports
 from tests.loopback import LoopbackServer
 
 SEED_VARIABLE = "PEP_TEST_SEED"
@@ -47,6 +48,13 @@ def rng(request: pytest.FixtureRequest) -> random.Random:
     seed = _seed()
     print(f"\n{request.node.nodeid}: seed {seed} ({SEED_VARIABLE}={seed} replays it)")
     return random.Random(f"{seed}:{request.node.nodeid}")
+
+
+@pytest.fixture(autouse=True)
+def _held_ports() -> Iterator[None]:
+    """The ports free_port() held for a test are let go after it."""
+    yield
+    release_ports()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ import requests
 from pep_agent.gateway.fcc import parse_fcc_address
 from pep_agent.sim import harness
 from pep_agent.system import proc
+from tests.agentprocs import release_port
 
 START_TIMEOUT = 30.0
 STOP_GRACE = 5.0
@@ -136,6 +137,7 @@ def start_server(tmp_path: Path, *, port: int = 0, **fault_kwargs: Any) -> SimSe
 
         pytest.skip("the simulated pep server needs the 'sim' extra (cryptography)")
     tmp_path.mkdir(parents=True, exist_ok=True)
+    release_port(port)
     db = tmp_path / "pep-sim.sqlite"
     argv = sim_argv("server", "--host", "127.0.0.1", "--port", str(port), "--db", str(db))
     for name in _CLI_KNOBS:

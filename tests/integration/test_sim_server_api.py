@@ -6,7 +6,6 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import socketserver
 import subprocess
 import threading
@@ -19,6 +18,7 @@ import requests
 
 from pep_agent.gateway import esfs
 from pep_agent.sim import esfs_codec, harness
+from tests.agentprocs import free_port
 from tests.loopback import LoopbackServer
 from tests.simprocs import SimFcc, SimServer, sim_argv, start_server
 
@@ -29,13 +29,6 @@ StartFcc = Callable[..., SimFcc]
 
 def provision(server: SimServer, fcc: SimFcc, serial: str, **extra: Any) -> requests.Response:
     return server.get("/v3/identity", serialNumber=serial, ip=fcc.ip, port=fcc.port, **extra)
-
-
-def closed_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_identity_happy_path(server: SimServer, sim_fcc: StartFcc) -> None:
@@ -87,7 +80,7 @@ def test_duplicate_serial_is_409_and_keeps_the_record(server: SimServer,
 
 def test_fcc_absent_gives_500_and_removes_the_record(server: SimServer,
                                                      sim_fcc: StartFcc) -> None:
-    port = closed_port()
+    port = free_port()
     reply = server.get("/v3/identity", serialNumber="GW-x", ip="127.0.0.1", port=port)
     assert reply.status_code == 500
     assert f"ip=127.0.0.1 at port={port}" in reply.text
