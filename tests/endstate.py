@@ -39,12 +39,14 @@ def journal(root: Path) -> dict[str, Any]:
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float,
-               alive: subprocess.Popen[bytes] | None = None) -> None:
-    """Poll check() until it holds; fail after timeout, or as soon as `alive` has exited."""
+               alive: Background | None = None) -> None:
+    """Poll check() until it holds; fail after timeout, or as soon as the agent `alive` has
+    exited (with the end of what it wrote on stderr)."""
     deadline = time.monotonic() + timeout
     while not check():
-        if alive is not None and alive.poll() is not None:
-            pytest.fail(f"the agent exited ({alive.returncode}) before: {what}")
+        if alive is not None and alive.process.poll() is not None:
+            said = "\n".join(alive.err().splitlines()[-20:])
+            pytest.fail(f"the agent exited ({alive.process.returncode}) before: {what}\n{said}")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:g} s waiting for: {what}")
         time.sleep(WAIT_STEP)

@@ -93,7 +93,7 @@ def test_kill_while_fcc_is_paused_after_the_exchange(tmp_path: Path, server: Sim
     fcc = None
     try:
         wait_until("the agent waits for FCC after the server's answer",
-                   lambda: journal(root).get("step") == "wait-fcc", 60, alive=agent.process)
+                   lambda: journal(root).get("step") == "wait-fcc", 60, alive=agent)
         assert (root / STATE_DIR / "response.json").exists()
         before_kill = journal(root)
         fcc = fcc_process(before_kill)

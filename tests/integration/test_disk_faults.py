@@ -182,7 +182,7 @@ def test_full_disk_after_the_server_answered(tmp_path: Path, server: SimServer) 
                                                    fcc_command(fault="pause-after-exchange"))),
                             tmp_path / "agent", env)
         wait_until("the agent waits for FCC after the server's answer",
-                   lambda: journal(view).get("step") == "wait-fcc", 60, alive=agent.process)
+                   lambda: journal(view).get("step") == "wait-fcc", 60, alive=agent)
         fcc = fcc_process(journal(view))
         filler = fill(view)
         release.touch()
@@ -219,7 +219,7 @@ def test_identity_folder_turns_read_only_during_the_install(tmp_path: Path,
                                                    fcc_command(fault="pause-after-exchange"))),
                             tmp_path / "agent", env)
         wait_until("the agent waits for FCC after the server's answer",
-                   lambda: journal(root).get("step") == "wait-fcc", 60, alive=agent.process)
+                   lambda: journal(root).get("step") == "wait-fcc", 60, alive=agent)
         folder = (root / IDENTITY).parent
         folder.mkdir()
         where = shlex.quote(str(folder))
@@ -259,7 +259,7 @@ def test_full_state_disk_when_the_answer_arrives(tmp_path: Path, server: SimServ
                             tmp_path / "agent", agent_env())
         wait_until("the identity request reaches the server",
                    lambda: len(identity_requests(server, serial)) >= 1, 60,
-                   alive=agent.process)
+                   alive=agent)
         filler = fill(view / STATE_DIR)
         code = agent.wait(90)
         assert code == 18, f"exit {code}, expected 18:\n{agent.err()}"

@@ -73,7 +73,7 @@ def test_line_of_gateways_against_a_server_that_comes_up_late(tmp_path: Path) ->
         # The server comes up only once every gateway has been refused twice.
         for serial in serials:
             wait_until(f"{serial} retries", functools.partial(has_retried, roots[serial], 2),
-                       120, alive=agents[serial].process)
+                       120, alive=agents[serial])
         srv = start_server(tmp_path / "server", port=port)
         codes = {s: agents[s].wait(150) for s in serials}
         failed = {s: agents[s].err()[-600:] for s, c in codes.items() if c != 0}

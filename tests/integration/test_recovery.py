@@ -180,7 +180,7 @@ def test_lost_answer_and_a_slow_fcc(tmp_path: Path, server: SimServer, parsec: b
     try:
         wait_until("the server injected FCC", lambda: server.get(
             "/v3/enrollment-id", serialNumber=serial).status_code == 200, 60,
-            alive=agent.process)
+            alive=agent)
         fcc = fcc_process(journal(root))
         # The scenario: FCC takes 7 s to exit after the exchange (more than the old fixed 5 s).
         time.sleep(7)

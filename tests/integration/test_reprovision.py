@@ -180,7 +180,7 @@ def test_a_provision_after_a_killed_reprovision_leaves_nothing_aside(tmp_path: P
                           tmp_path / "killed", agent_env())
         try:
             wait_until("the identity request journalled",
-                       lambda: bool(journal(root).get("injection")), 60, alive=run.process)
+                       lambda: bool(journal(root).get("injection")), 60, alive=run)
         finally:
             run.kill()
     finally:

@@ -71,7 +71,7 @@ def test_server_down_at_start_and_up_later(tmp_path: Path) -> None:
     try:
         wait_until(f"the agent's failed attempt {FAILURES_BEFORE_THE_SERVER}",
                    lambda: has_retried(root, FAILURES_BEFORE_THE_SERVER), 60,
-                   alive=agent.process)
+                   alive=agent)
         srv = start_server(tmp_path / "server", port=port)
         assert agent.wait(60) == 0, agent.err()
         assert end_state(root, srv, serial) == "provisioned"
@@ -143,7 +143,7 @@ def test_answer_slower_than_the_http_timeout(tmp_path: Path, server: SimServer,
         if not all_late:
             wait_until("the first identity request reaches the server",
                        lambda: len(identity_requests(server, serial)) >= 1, 60,
-                       alive=agent.process)
+                       alive=agent)
             server.set_faults(delay=0)
         assert agent.wait(90) == 0, agent.err()
         assert end_state(root, server, serial) == "provisioned"
@@ -216,7 +216,7 @@ def test_fcc_ignoring_sigterm_while_the_agent_waits_for_it(tmp_path: Path,
     fcc = None
     try:
         wait_until("the agent waits for FCC", lambda: journal(root).get("step") == "wait-fcc",
-                   60, alive=agent.process)
+                   60, alive=agent)
         fcc = fcc_process(journal(root))
         assert fcc is not None and _sigterm_ignored(fcc.pid)
         assert agent.wait(60) == 13, agent.err()
