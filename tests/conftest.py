@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import socketserver
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,6 +31,14 @@ def _seed() -> int:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    # A run started in the background by a shell without job control (`cmd &` in a script,
+    # nohup) ignores SIGINT and SIGQUIT, and every program a test starts would inherit that: the
+    # real FCC would then outlive the SIGINT the comparison sends it. The tests' programs start
+    # with the default actions, as the agent's do (it handles both signals itself).
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    if signal.getsignal(signal.SIGQUIT) == signal.SIG_IGN:
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     if not os.environ.get(SEED_VARIABLE):
         os.environ[SEED_VARIABLE] = str(random.SystemRandom().randrange(1 << 30))
     # Before hypothesis's own plugin reads its option: the same seed drives its examples.
