@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,9 +71,15 @@ def rebuild_identity(query: dict[str, str], enrollment_id: str, now: float) -> d
 
 
 def already_provisioned(serial: str) -> AlreadyProvisionedError:
+    """409, and the record it stands for was not read: it may be a working gateway's, or one
+    being injected now, so the hint says how to look, not to remove it."""
     return AlreadyProvisionedError(
         f"serial {serial} is already provisioned on the server",
-        hint="remove its record there or use another serial")
+        hint=f"look at its record: `pep-agent get-enrollment-id -s {shlex.quote(serial)}` "
+             "prints an enrollment id when another gateway holds that identity (give this "
+             "gateway its own serial; removing the record would take the identity from that "
+             "gateway); \"not found\" means a record the server never finished, to be removed "
+             f"only once no gateway with serial {serial} is being provisioned")
 
 
 def unfinished_record(serial: str, watched_s: float) -> AlreadyProvisionedError:

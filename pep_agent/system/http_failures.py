@@ -75,9 +75,11 @@ def _raise_for(resp: requests.Response, code: int, what: str) -> None:
                 f"{what}: {where} answered 404 with an empty body: no pep server answers at "
                 "that URL, or the pep server could not read back the record it had just "
                 "created; nothing was injected",
-                hint=hint + "; if the pep server's log shows this request, it kept a record for "
-                            "this serial that it never injected, and answers 409 to the next "
-                            "requests for it until that record is removed"))
+                # No word on removing that record: by the time anyone looks, it may be another
+                # gateway's, under injection. The 409 path of the next run checks it first.
+                hint=hint + "; if it is the pep server's, it may have kept an unfinished record "
+                            "for this serial, and later requests get 409: `pep-agent provision` "
+                            "then says how to check that record before anything is removed"))
         if resp.content.strip() == NOT_FOUND_BODY:
             raise NotFoundError(f"{what}: not found on the server")
         raise _foreign_404(resp, what)

@@ -54,6 +54,10 @@ def test_permanent_failures_are_not_retried(tmp_path: Path, err: PepError) -> No
         # The record the 409 stands for is looked up: here the server cannot say.
         assert client.lookups == ["SN-1"]
         assert raised.value.message == "serial SN-1 is already provisioned on the server"
+        # The record was not read: the hint says how to look at it, not to remove it.
+        assert raised.value.hint.startswith(
+            "look at its record: `pep-agent get-enrollment-id -s SN-1` prints an enrollment id")
+        assert "only once no gateway with serial SN-1 is being provisioned" in raised.value.hint
 
 
 def test_409_with_a_404_record_is_an_unfinished_record(tmp_path: Path) -> None:
